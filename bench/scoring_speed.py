@@ -1,0 +1,66 @@
+"""Scoring throughput of the offline reward models: batched (length-sorted) vs one sample at a time.
+
+    python bench/scoring_speed.py [--n 512] [--single 64] [--batch-size 64] [--objectives harmless helpful ...]
+
+Reads HH-RLHF samples from ../shared/data when present (else the embedded demo set). For each objective it prints
+samples/s batched and one-at-a-time (on the first --single samples) and the largest absolute difference between the
+two on those samples, which must be ~0: scores may not depend on batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from paretohqd.config import ObjectiveConfig  # noqa: E402
+from paretohqd.data import load_data  # noqa: E402
+from paretohqd.rewards import build_objective  # noqa: E402
+from paretohqd.rewards.scoring import score_batches  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--single", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--objectives", nargs="+",
+                        default=["harmless", "helpful", "relevance", "non_profanity", "sentiment", "readability"])
+    args = parser.parse_args()
+    if SHARED.is_dir():
+        source = [str(SHARED / "harmless.jsonl"), str(SHARED / "helpful.jsonl")]
+        samples = load_data(source, adapter="hh_rlhf").samples
+        where = "HH-RLHF (../shared/data)"
+    else:
+        samples = load_data("embedded:demo", id_column="id").samples
+        where = "embedded demo set"
+    samples = samples.sample(n=min(args.n, len(samples)), random_state=0).reset_index(drop=True)
+    print(f"{len(samples)} samples from {where}; batch size {args.batch_size}; one-at-a-time on {args.single}")
+    print(f"{'objective':<14} {'batched/s':>10} {'single/s':>10} {'speed-up':>9} {'max |diff|':>11}")
+    for name in args.objectives:
+        objective = build_objective(ObjectiveConfig(name=name, batch_size=args.batch_size))
+        score_batches(objective, samples.iloc[:8], args.batch_size)  # load models before timing
+        start = time.perf_counter()
+        batched = score_batches(objective, samples, args.batch_size)
+        batched_rate = len(samples) / (time.perf_counter() - start)
+        subset = samples.iloc[: args.single]
+        start = time.perf_counter()
+        single = np.array([objective.score(subset.iloc[[i]])[0] for i in range(len(subset))])
+        single_rate = len(subset) / (time.perf_counter() - start)
+        difference = float(np.max(np.abs(single - batched[: len(subset)])))
+        print(f"{name:<14} {batched_rate:>10.1f} {single_rate:>10.1f} {batched_rate / single_rate:>8.1f}x "
+              f"{difference:>11.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

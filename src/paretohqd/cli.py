@@ -1,0 +1,148 @@
+"""The `paretohqd` command. Thin: it parses arguments and calls the stages; heavy imports happen inside commands
+so that `paretohqd --help` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+STAGE_HELP = {
+    "run": "every stage of the configured method, in order; finished stages are skipped",
+    "score": "score every sample with every objective -> RUN/scores/",
+    "select": "ParetoHqD selection: k samples per preference from the first Pareto layers -> RUN/selection/",
+}
+
+EPILOG = """Configuration: a YAML file with sections (data, objectives, score, preferences, select); any key can be
+overridden on the command line with --section.key value (e.g. --select.k 64 --output_dir runs/try).
+Exit codes: 0 done, 2 bad input or configuration (one sentence says what and where)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paretohqd", epilog=EPILOG,
+                                     description="Offline multi-objective alignment of LLMs with ParetoHqD.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in STAGE_HELP.items():
+        stage = commands.add_parser(name, help=text, description=text, epilog=EPILOG,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        stage.add_argument("config", help="YAML config file")
+        stage.add_argument("--force", action="store_true", help="rerun the stage even if it finished already")
+    demo = commands.add_parser("demo", help="the main job on the embedded default model, data and rewards (CPU, no hub)")
+    demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
+    commands.add_parser("env", help="versions and hardware, for bug reports")
+    rewards = commands.add_parser("rewards", help="reward models: list the built-ins, fit a new one")
+    reward_commands = rewards.add_subparsers(dest="rewards_command", metavar="ACTION")
+    reward_commands.add_parser("list", help="the offline built-in objectives")
+    fit = reward_commands.add_parser("fit", help="fit a Bradley-Terry head on MiniLM embeddings from preference pairs")
+    fit.add_argument("--data", action="append", required=True,
+                     help="HH-RLHF-format pairs file ({chosen, rejected} dialogues); repeat for several")
+    fit.add_argument("--output", required=True, help="where to write the head (.npz); a .report.json goes beside it")
+    fit.add_argument("--heldout-fraction", type=float, default=0.2)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--kind", default="auto", choices=["auto", "linear", "mlp"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    from .errors import UserError
+
+    try:
+        return _dispatch(parser, args, rest)
+    except UserError as exc:
+        print(f"paretohqd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("paretohqd: interrupted; finished units are kept and the next run resumes from them", file=sys.stderr)
+        return 130
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str]) -> int:
+    from .errors import UserError
+
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command in STAGE_HELP:
+        return _stage(args, rest)
+    if rest:
+        raise UserError(f"unexpected arguments for '{args.command}': {' '.join(rest)}")
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "env":
+        from .runs import environment, format_environment
+
+        print(format_environment(environment()))
+        return 0
+    if args.command == "rewards":
+        return _rewards(args)
+    raise UserError(f"unknown command '{args.command}'")
+
+
+def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
+    from .config import load_config
+    from .methods import paretohqd
+    from .methods.stages import run_score
+    from .runs import RunDir
+
+    config = load_config(args.config, overrides)
+    run = RunDir(config.output_dir)
+    run.init(config)
+    if args.command == "score":
+        run_score(config, run, force=args.force)
+    elif args.command == "select":
+        paretohqd.run_select(config, run, force=args.force)
+    else:
+        paretohqd.run_pipeline(config, run)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .methods import paretohqd
+    from .runs import RunDir
+
+    config = load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
+    run = RunDir(config.output_dir)
+    run.init(config)
+    paretohqd.run_pipeline(config, run)
+    print(paretohqd.format_selection_table(run))
+    return 0
+
+
+def recipe_path(name: str):
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "recipes" / f"{name}.yaml"
+
+
+def _rewards(args: argparse.Namespace) -> int:
+    from .errors import UserError
+
+    if args.rewards_command == "list":
+        from .rewards import builtin
+
+        print(builtin.__doc__.split("\n\n", 1)[1].strip())
+        return 0
+    if args.rewards_command == "fit":
+        if not 0.0 < args.heldout_fraction < 1.0:
+            raise UserError(f"--heldout-fraction must be between 0 and 1, not {args.heldout_fraction}")
+        from .rewards.preference_head import fit_and_save
+
+        report = fit_and_save(args.data, args.output, heldout_fraction=args.heldout_fraction, seed=args.seed,
+                              kind=args.kind)
+        print(f"wrote {args.output}: held-out pairwise accuracy {report['heldout_accuracy']:.4f} on "
+              f"{report['n_heldout_pairs']} pairs not used for fitting (fit accuracy {report['fit_accuracy']:.4f})")
+        return 0
+    raise UserError("rewards needs an action: list or fit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

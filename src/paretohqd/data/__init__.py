@@ -1,0 +1,90 @@
+"""Data loading: any supported source -> one sample table (id, prompt, response, kept columns) and, for
+preference-pair datasets, a pairs table (pair_id, prompt, chosen, rejected)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import UserError
+from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, clean_pairs, column_samples,
+                       hh_rlhf_pairs,
+                       pairs_to_samples, scitldr_samples)
+from .loaders import read_table
+
+ADAPTERS = ("columns", "hh_rlhf", "scitldr")
+
+__all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "LoadedData", "load_data",
+           "load_pairs"]
+
+
+@dataclass
+class LoadedData:
+    samples: pd.DataFrame
+    pairs: pd.DataFrame | None  # only for preference-pair adapters
+
+
+EMBEDDED_DATASETS = {
+    "embedded:demo": Path(__file__).resolve().parents[1] / "assets" / "demo" / "samples.jsonl",
+}
+
+
+def resolve_source(source: str) -> str:
+    """Datasets that ship inside the package are named ``embedded:<name>``."""
+    if source.startswith("embedded:"):
+        if source not in EMBEDDED_DATASETS:
+            raise UserError(f"unknown embedded dataset '{source}' (known: {', '.join(EMBEDDED_DATASETS)})")
+        return str(EMBEDDED_DATASETS[source])
+    return source
+
+
+def _source_name(source: str) -> str:
+    return Path(source).stem if Path(source).exists() else source.replace("/", "__")
+
+
+def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "auto", split: str = "train",
+              prompt_column: str = "prompt", response_column: str = "response", id_column: str | None = None,
+              max_samples: int | None = None, prompt_template: str = SUMMARY_PROMPT_TEMPLATE) -> LoadedData:
+    """Load one or several sources with one adapter into the sample schema; ids are unique across sources."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    if not sources:
+        raise UserError("data.source is empty: give a file path, a saved dataset folder or a Hub id")
+    if adapter not in ADAPTERS:
+        raise UserError(f"unknown data.adapter '{adapter}' (use one of: {', '.join(ADAPTERS)})")
+    sample_parts, pair_parts = [], []
+    for source in map(resolve_source, sources):
+        table = read_table(source, fmt, split)
+        if table.empty:
+            raise UserError(f"the dataset {source} has no samples")
+        name = _source_name(source)
+        if adapter == "hh_rlhf":
+            pairs = hh_rlhf_pairs(table, source)
+            pairs.insert(0, "source", name)
+            pair_parts.append(pairs)
+            samples = pairs_to_samples(pairs, name)
+        elif adapter == "scitldr":
+            samples = scitldr_samples(table, source, prompt_template)
+        else:
+            samples = column_samples(table, source, prompt_column, response_column, id_column, name)
+        samples.insert(1, "source", name)
+        sample_parts.append(samples)
+    samples = pd.concat(sample_parts, ignore_index=True)
+    if max_samples is not None:
+        samples = samples.iloc[:max_samples].reset_index(drop=True)
+    if samples.empty:
+        raise UserError(f"the dataset {', '.join(sources)} has no samples")
+    duplicated = samples["id"].duplicated()
+    if duplicated.any():
+        raise UserError(f"sample id '{samples['id'][duplicated.idxmax()]}' appears more than once; ids must be unique "
+                        "(check data.id_column)")
+    pairs = pd.concat(pair_parts, ignore_index=True) if pair_parts else None
+    return LoadedData(samples=samples, pairs=pairs)
+
+
+def load_pairs(sources: str | list[str], fmt: str = "auto", split: str = "train") -> pd.DataFrame:
+    """Preference pairs (HH-RLHF format) for fitting reward models."""
+    pairs = load_data(sources, adapter="hh_rlhf", fmt=fmt, split=split).pairs
+    assert pairs is not None
+    return clean_pairs(pairs)

@@ -1,0 +1,116 @@
+"""Adapters turn a raw table into the one sample schema: ``id``, ``prompt``, ``response`` (+ kept columns).
+
+Preference-pair datasets also yield a pairs table (``pair_id``, ``prompt``, ``chosen``, ``rejected``) for fitting
+reward models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+
+ASSISTANT_MARKER = "\n\nAssistant:"
+HUMAN_MARKER = "\n\nHuman:"
+SUMMARY_PROMPT_TEMPLATE = ("### Instruction: Generate a one-sentence summary of this post. "
+                           "### Input: {post} ### Response: ")
+
+
+def require_columns(table: pd.DataFrame, columns: list[str], where: str, hint: str = "") -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        have = ", ".join(map(str, table.columns)) or "none"
+        raise UserError(f"{where} has no column {', '.join(repr(c) for c in missing)} (columns: {have}){hint}")
+
+
+def split_dialogue(dialogues: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Split HH-RLHF dialogues into prompt (through the last "\\n\\nAssistant:") and stripped final reply.
+
+    A dialogue without an assistant turn gets a missing (None) prompt.
+    """
+    parts = dialogues.str.rpartition(ASSISTANT_MARKER)
+    prompts = (parts[0] + parts[1]).where(parts[1] != "", None)
+    return prompts, parts[2].str.strip()
+
+
+def hh_rlhf_pairs(table: pd.DataFrame, where: str) -> pd.DataFrame:
+    """HH-RLHF rows {chosen, rejected} -> one row per pair with each reply's prompt.
+
+    A handful of public HH-RLHF rows have chosen and rejected dialogues that differ before the final reply
+    (``same_prompt`` is False there): both replies are still valid samples, but such a row is no clean comparison
+    and :func:`clean_pairs` leaves it out of reward fitting.
+    """
+    require_columns(table, ["chosen", "rejected"], where)
+    chosen_prompt, chosen = split_dialogue(table["chosen"].astype(str))
+    rejected_prompt, rejected = split_dialogue(table["rejected"].astype(str))
+    bad = chosen_prompt.isna() | rejected_prompt.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise UserError(f"{where} row {row} has no '\\n\\nAssistant:' turn, so it is not an HH-RLHF dialogue")
+    return pd.DataFrame({
+        "pair_id": np.arange(len(table)),
+        "prompt": chosen_prompt.to_numpy(),
+        "chosen": chosen.to_numpy(),
+        "rejected_prompt": rejected_prompt.to_numpy(),
+        "rejected": rejected.to_numpy(),
+        "same_prompt": (chosen_prompt == rejected_prompt).to_numpy(),
+    })
+
+
+def clean_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs whose two replies answer the same prompt: the ones usable to fit a Bradley-Terry reward model."""
+    kept = pairs[pairs["same_prompt"]]
+    return kept.drop(columns=["rejected_prompt", "same_prompt"]).reset_index(drop=True)
+
+
+def pairs_to_samples(pairs: pd.DataFrame, source_name: str) -> pd.DataFrame:
+    """Both replies of every pair become samples; ``label`` says which one was preferred.
+
+    Rows are interleaved (chosen, rejected, chosen, ...) so that a prefix of the table keeps whole pairs.
+    """
+    n = len(pairs)
+    pair_ids = np.repeat(pairs["pair_id"].to_numpy(), 2)
+    labels = np.tile(np.array(["chosen", "rejected"]), n)
+    prompts = np.column_stack([pairs["prompt"].to_numpy(), pairs["rejected_prompt"].to_numpy()]).ravel()
+    responses = np.column_stack([pairs["chosen"].to_numpy(), pairs["rejected"].to_numpy()]).ravel()
+    ids = pd.Series(pair_ids).astype(str).radd(f"{source_name}:") + ":" + labels
+    return pd.DataFrame({"id": ids.to_numpy(), "prompt": prompts, "response": responses, "label": labels,
+                         "pair_id": pair_ids})
+
+
+def scitldr_samples(table: pd.DataFrame, where: str, template: str = SUMMARY_PROMPT_TEMPLATE) -> pd.DataFrame:
+    """SciTLDR rows {source: [sentences], target: [tldr, ...]} -> one sample per (abstract, TL;DR)."""
+    require_columns(table, ["source", "target"], where)
+    posts = table["source"].map(lambda s: " ".join(s) if isinstance(s, (list, np.ndarray)) else str(s))
+    targets = table["target"].map(lambda t: list(t) if isinstance(t, (list, np.ndarray)) else [str(t)])
+    counts = targets.map(len).to_numpy()
+    row_of = np.repeat(np.arange(len(table)), counts)
+    within = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.array([], dtype=int)
+    key = table["paper_id"].astype(str).to_numpy() if "paper_id" in table.columns else np.arange(len(table)).astype(str)
+    flat_targets = [t for ts in targets for t in ts]
+    return pd.DataFrame({
+        "id": [f"{k}:{j}" for k, j in zip(key[row_of], within)],
+        "prompt": [template.format(post=p) for p in posts.to_numpy()[row_of]],
+        "response": [str(t).strip() for t in flat_targets],
+        "post": posts.to_numpy()[row_of],
+    })
+
+
+def column_samples(table: pd.DataFrame, where: str, prompt_column: str, response_column: str,
+                   id_column: str | None, source_name: str) -> pd.DataFrame:
+    """Generic tables: pick the prompt/response (and optional id) columns, keep everything else."""
+    hint = "; set data.prompt_column / data.response_column"
+    require_columns(table, [prompt_column, response_column] + ([id_column] if id_column else []), where, hint)
+    samples = table.rename(columns={prompt_column: "prompt", response_column: "response"}).copy()
+    if id_column:
+        samples["id"] = samples.pop(id_column).astype(str)
+    else:
+        samples["id"] = [f"{source_name}:{i}" for i in range(len(samples))]
+    for column in ("prompt", "response"):
+        null = samples[column].isna().to_numpy()
+        if null.any():
+            raise UserError(f"{where} row {int(np.flatnonzero(null)[0]) + 1} has an empty '{column}' value")
+        samples[column] = samples[column].astype(str)
+    front = ["id", "prompt", "response"]
+    return samples[front + [c for c in samples.columns if c not in front]]

@@ -1,0 +1,1 @@
+"""Methods: thin recipes that compose the stages (data -> rewards -> pareto -> train -> generate -> evaluate)."""

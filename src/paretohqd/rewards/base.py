@@ -1,0 +1,33 @@
+"""The Objective protocol: anything that maps a batch of samples to one maximised reward per sample."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A reward signal to maximise.
+
+    ``score`` receives a batch of the sample table (columns ``id``, ``prompt``, ``response`` and any kept columns)
+    and returns a float array of shape ``(len(batch),)``. Scores must not depend on how samples are batched.
+    ``fingerprint`` returns a JSON-safe description of everything that determines the scores (model, weights
+    checksum, input format, ...): it keys the score cache, so a changed objective is rescored.
+    """
+
+    name: str
+
+    def score(self, batch: pd.DataFrame) -> np.ndarray: ...
+
+    def fingerprint(self) -> dict[str, Any]: ...
+
+
+def as_scores(values: Any, expected: int, objective: str) -> np.ndarray:
+    """Check an objective's output: one finite-or-not float per sample (NaN is caught later, with its row)."""
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.shape[0] != expected:
+        raise ValueError(f"objective '{objective}' returned {array.shape[0]} scores for {expected} samples")
+    return array

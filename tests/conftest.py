@@ -1,0 +1,43 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["PARETOHQD_PROGRESS"] = "0"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "hh-rlhf").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (the workplace's shared/data folder beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model(tmp_path_factory) -> Path:
+    """A 2-layer GPT-2 sequence classifier with a word-level tokenizer that has no pad token of its own."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
+
+    words = ["<unk>", "<eos>"] + ("the a cat dog sat on mat is good bad kind rude help you i can not will yes no "
+                                  "please thanks hello how what why human assistant : ? . ,").split()
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>",
+                                        bos_token="<eos>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(words), n_positions=64, n_embd=32, n_layer=2, n_head=2, num_labels=1,
+                        pad_token_id=None)
+    model = GPT2ForSequenceClassification(config)
+    path = tmp_path_factory.mktemp("tiny_rm")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

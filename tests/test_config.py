@@ -1,0 +1,53 @@
+import pytest
+import yaml
+
+from paretohqd.config import load_config, parse_overrides
+from paretohqd.errors import UserError
+
+BASE = ["--data.source", "x.jsonl", "--objectives", "[{name: a}, {name: b}]"]
+
+
+def test_defaults_yaml_and_overrides_precedence(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"data": {"source": "d.jsonl"}, "objectives": [{"name": "a"}, {"name": "b"}],
+                                    "select": {"k": 10, "metric": "angle"}}))
+    config = load_config(path, ["--select.k", "64", "--objectives.1.batch_size=3"])
+    assert config.select.k == 64  # command line beats YAML
+    assert config.select.metric == "angle"  # YAML beats default
+    assert config.select.normalisation == "minmax"  # default
+    assert config.objectives[1].batch_size == 3
+    assert config.objective_names == ["a", "b"]
+
+
+def test_override_values_are_yaml_typed():
+    assert parse_overrides(["--a.b", "true", "--c=[1, 2]", "--d", "0.5", "--e", "text"]) == [
+        ("a.b", True), ("c", [1, 2]), ("d", 0.5), ("e", "text")]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--select.kk", "3"], "unknown key 'select.kk'"),
+    (["--selectt.k", "3"], "unknown key 'selectt'"),
+    (["--select.k", "abc"], "select.k must be an integer"),
+    (["--select.k", "0"], "select.k must be at least 1"),
+    (["--select.metric", "cosine"], "select.metric is 'cosine'; it must be one of"),
+    (["--objectives.5.batch_size", "3"], "not an index of a list of 2"),
+    (["--objectives.1.name", "a"], "declared twice"),
+    (["--objectives.0.type", "hf"], "has type hf but no 'model'"),
+    (["--select.robust_quantiles", "[0.9, 0.1]"], "robust_quantiles"),
+    (["--score.progress", "maybe"], "must be true or false"),
+    (["--select.k"], "has no value"),
+])
+def test_bad_config_names_the_key(extra, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, BASE + extra)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(UserError, match="no objectives"):
+        load_config(None, ["--data.source", "x"])

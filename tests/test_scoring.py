@@ -1,0 +1,143 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from paretohqd.config import ObjectiveConfig
+from paretohqd.errors import UserError
+from paretohqd.rewards import build_objective
+from paretohqd.rewards.builtin import FunctionObjective
+from paretohqd.rewards.scoring import check_batch_invariance, score_samples
+
+WORDS = "the cat sat on mat is good bad kind rude help you i can not will yes no please thanks".split()
+
+
+def make_samples(n, seed=0):
+    rng = np.random.default_rng(seed)
+    prompts = [" ".join(rng.choice(WORDS, rng.integers(2, 9))) for _ in range(n)]
+    responses = [" ".join(rng.choice(WORDS, rng.integers(1, 15))) for _ in range(n)]
+    return pd.DataFrame({"id": [f"s{i}" for i in range(n)], "prompt": prompts, "response": responses,
+                         "rating": rng.normal(size=n)})
+
+
+def hf_objective(path, **overrides):
+    config = ObjectiveConfig(name="rm", type="hf", model=str(path), batch_size=8, **overrides)
+    return build_objective(config)
+
+
+def test_hf_reward_model_is_batch_and_padding_invariant(tiny_reward_model):
+    objective = hf_objective(tiny_reward_model)
+    samples = make_samples(24)
+    # A tokenizer without a pad token gets one; padding goes on the right.
+    assert objective.tokenizer.pad_token is not None and objective.tokenizer.padding_side == "right"
+    one_by_one = np.array([objective.score(samples.iloc[[i]])[0] for i in range(len(samples))])
+    for batch_size in (3, 8, 24):
+        table, _ = score_samples(samples, [objective], [batch_size], cache_root=_fresh_dir(), shard_size=10,
+                                 show_progress=False)
+        np.testing.assert_allclose(table["rm"].to_numpy(), one_by_one, atol=1e-5)
+    assert check_batch_invariance(objective, samples, 8, 8, 1e-4) < 1e-4
+
+
+def test_input_formats_differ_and_logit_index_is_checked(tiny_reward_model):
+    samples = make_samples(6)
+    pair = hf_objective(tiny_reward_model).score(samples)
+    response_only = hf_objective(tiny_reward_model, input_format="response").score(samples)
+    assert not np.allclose(pair, response_only)
+    templated = hf_objective(tiny_reward_model, input_format="template", template="{response} {eos} {prompt}")
+    reversed_pair = hf_objective(tiny_reward_model, input_format="reversed_pair")
+    assert templated.score(samples).shape == reversed_pair.score(samples).shape == (6,)
+    with pytest.raises(UserError, match="logit_index 3 is out of range"):
+        hf_objective(tiny_reward_model, logit_index=3)
+
+
+def test_missing_reward_model_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="cannot load reward model"):
+        hf_objective(tmp_path / "nothing-here")
+
+
+def test_batch_dependent_objective_is_caught():
+    # Scores that leak the batch (here: centred per batch) are what padding bugs look like.
+    leaky = FunctionObjective("leaky", lambda b: b["rating"].to_numpy() - b["rating"].mean(), {"leaky": 1})
+    with pytest.raises(UserError, match="depend on batching or padding"):
+        check_batch_invariance(leaky, make_samples(10), 4, 4, 1e-6)
+
+
+class CountingObjective:
+    """Counts how many samples it scored; fails after ``fail_after`` calls to mimic a crash."""
+
+    def __init__(self, fail_after=None):
+        self.name = "count"
+        self.scored = 0
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def score(self, batch):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.scored += len(batch)
+        return batch["response"].str.len().to_numpy(dtype=float)
+
+    def fingerprint(self):
+        return {"counting": 1}
+
+
+def test_interrupted_scoring_resumes_without_rescoring(tmp_path):
+    samples = make_samples(50)
+    crashing = CountingObjective(fail_after=3)  # batches of 5, shards of 10: dies inside the second shard
+    with pytest.raises(RuntimeError):
+        score_samples(samples, [crashing], [5], tmp_path, shard_size=10, consistency_check=0, show_progress=False)
+    finished = sorted(p.name for p in tmp_path.rglob("shard_*.npy"))
+    assert finished == ["shard_000000.npy"]
+    assert not list(tmp_path.rglob("*.tmp"))  # no half-written file left behind
+    resumed = CountingObjective()
+    table, _ = score_samples(samples, [resumed], [5], tmp_path, shard_size=10, consistency_check=0,
+                             show_progress=False)
+    assert resumed.scored == 40  # the finished shard of 10 was not rescored
+    fresh, _ = score_samples(samples, [CountingObjective()], [5], tmp_path / "fresh", shard_size=10,
+                             consistency_check=0, show_progress=False)
+    np.testing.assert_array_equal(table["count"], fresh["count"])
+    again = CountingObjective()
+    score_samples(samples, [again], [5], tmp_path, shard_size=10, consistency_check=0, show_progress=False)
+    assert again.scored == 0
+
+
+def test_nan_scores_are_rejected_with_the_sample():
+    samples = make_samples(5)
+    samples.loc[3, "rating"] = np.nan
+    objective = build_objective(ObjectiveConfig(name="r", type="column", column="rating"))
+    with pytest.raises(UserError, match="returned NaN for sample 's3' \\(row 3\\)"):
+        score_samples(samples, [objective], [2], _fresh_dir(), shard_size=4, consistency_check=0,
+                      show_progress=False)
+
+
+def test_callable_column_and_builtin_objectives(tmp_path):
+    samples = make_samples(6)
+    length = build_objective(ObjectiveConfig(name="len", type="callable",
+                                             callable="tests.helpers_objectives:response_length"))
+    assert length.score(samples).tolist() == samples["response"].str.len().tolist()
+    column = build_objective(ObjectiveConfig(name="rating", type="column", column="rating"))
+    np.testing.assert_array_equal(column.score(samples), samples["rating"].to_numpy())
+    concise = build_objective(ObjectiveConfig(name="conciseness"))
+    assert concise.score(samples).tolist() == [-len(r.split()) for r in samples["response"]]
+    clean = build_objective(ObjectiveConfig(name="non_profanity"))
+    polite = pd.DataFrame({"prompt": ["x", "x"], "response": ["Thank you, have a nice day.", "You stupid idiot."]})
+    scores = clean.score(polite)
+    assert scores[0] > 0.5 > scores[1]
+    with pytest.raises(UserError, match="unknown objective 'humour'"):
+        build_objective(ObjectiveConfig(name="humour"))
+    with pytest.raises(UserError, match="cannot import module"):
+        build_objective(ObjectiveConfig(name="x", type="callable", callable="no_such_module:f"))
+
+
+def _fresh_dir():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp())
+
+
+def test_invariance_check_catches_left_padding_on_a_real_model(tiny_reward_model):
+    objective = hf_objective(tiny_reward_model)
+    objective.tokenizer.padding_side = "left"  # shifts absolute positions of a GPT-2: scores change with padding
+    with pytest.raises(UserError, match="depend on batching or padding"):
+        check_batch_invariance(objective, make_samples(12), 8, 8, 1e-4)
