@@ -38,6 +38,12 @@ def write_config(tmp_path, **sections):
     return path
 
 
+def score_and_select(config, *overrides):
+    """The first half of the pipeline (the whole `run` trains models: see test_pipeline.py)."""
+    code = main(["score", str(config), *overrides])
+    return code if code else main(["select", str(config), *overrides])
+
+
 def test_help_is_light():
     # --help must answer at once: the CLI module may not import torch, transformers or pandas.
     code = ("import sys, paretohqd.cli; "
@@ -50,7 +56,7 @@ def test_help_is_light():
 
 def test_run_writes_the_run_directory_and_resumes(tmp_path, capsys):
     config = write_config(tmp_path)
-    assert main(["run", str(config)]) == 0
+    assert score_and_select(config) == 0
     run = tmp_path / "run"
     scores = pd.read_parquet(run / "scores" / "scores.parquet")
     assert {"id", "prompt", "response", "obj_a", "obj_b"} <= set(scores.columns)
@@ -72,12 +78,12 @@ def test_run_writes_the_run_directory_and_resumes(tmp_path, capsys):
 
     stamp = (run / "scores" / "scores.parquet").stat().st_mtime_ns
     capsys.readouterr()
-    assert main(["run", str(config)]) == 0
+    assert score_and_select(config) == 0
     assert "done already" in capsys.readouterr().out
     assert (run / "scores" / "scores.parquet").stat().st_mtime_ns == stamp
 
     # A selection setting reruns selection only; scores are reused.
-    assert main(["run", str(config), "--select.k", "5"]) == 0
+    assert score_and_select(config, "--select.k", "5") == 0
     assert (run / "scores" / "scores.parquet").stat().st_mtime_ns == stamp
     assert len(json.loads((run / "selection" / "pref_00.json").read_text())["sample_ids"]) == 5
     assert not list(run.rglob("*.tmp"))
@@ -87,7 +93,7 @@ def test_three_objectives_use_ric_grid(tmp_path):
     config = write_config(tmp_path, objectives=[
         {"name": "obj_a", "type": "column", "column": "a"}, {"name": "obj_b", "type": "column", "column": "b"},
         {"name": "length", "type": "callable", "callable": "tests.helpers_objectives:response_length"}])
-    assert main(["run", str(config)]) == 0
+    assert score_and_select(config) == 0
     summary = json.loads((tmp_path / "run" / "selection" / "summary.json").read_text())
     assert len(summary["files"]) == 13
 
@@ -109,7 +115,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("sections, message", BAD_INPUTS)
 def test_bad_input_exits_2_with_one_sentence(tmp_path, capsys, sections, message):
     config = write_config(tmp_path, **sections)
-    assert main(["run", str(config)]) == 2
+    assert score_and_select(config) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

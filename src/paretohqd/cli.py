@@ -112,9 +112,24 @@ def _demo(args: argparse.Namespace) -> int:
     config = load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
     run = RunDir(config.output_dir)
     run.init(config)
-    paretohqd.run_pipeline(config, run)
-    print(paretohqd.format_selection_table(run))
+    metrics = paretohqd.run_pipeline(config, run)
+    from .evaluate.metrics import format_front_table
+
+    print()
+    print(f"report: {run.path / 'eval' / 'report.md'}  (plot: {run.path / 'eval' / 'front.png'})")
+    print(format_front_table(metrics))
+    print(f"hypervolume of the aligned models: {metrics['hypervolume']:.4f} (normalised over the aligned and base "
+          f"points; reference {_point(metrics['reference_point']['raw'])}); base model alone: "
+          f"{metrics.get('base_hypervolume', float('nan')):.4f}")
+    if "hypervolume_vs_base" in metrics:
+        print(f"hypervolume gained over the base model's own point: {metrics['hypervolume_vs_base']:.4f}")
+    print(f"collapse rate: {metrics['collapse_rate']:.2%} (aligned), "
+          f"{metrics['base']['collapse_rate']:.2%} (base); wall time {metrics['wall_seconds']['total']:.0f} s")
     return 0
+
+
+def _point(values) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 
 def recipe_path(name: str):

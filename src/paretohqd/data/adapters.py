@@ -6,6 +6,8 @@ reward models.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,43 @@ ASSISTANT_MARKER = "\n\nAssistant:"
 HUMAN_MARKER = "\n\nHuman:"
 SUMMARY_PROMPT_TEMPLATE = ("### Instruction: Generate a one-sentence summary of this post. "
                            "### Input: {post} ### Response: ")
+
+
+_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+
+
+def prompt_to_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """An HH-style prompt ("\\n\\nHuman: ...\\n\\nAssistant: ...\\n\\nAssistant:") as chat messages.
+
+    The prompt format of every dataset here is HH-RLHF's; the trainer and the generator turn it into the policy's
+    own chat template with this one function. Text without turn markers is a single user message. The final empty
+    "Assistant:" turn is dropped: the chat template's generation prompt stands for it.
+    """
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    pieces = _TURN.split(prompt)
+    if len(pieces) == 1:
+        return messages + [{"role": "user", "content": prompt.strip()}]
+    if pieces[0].strip():
+        messages.append({"role": "user", "content": pieces[0].strip()})
+    for speaker, text in zip(pieces[1::2], pieces[2::2]):
+        role = "user" if speaker == "Human" else "assistant"
+        text = text.strip()
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n\n" + text  # keep strict user/assistant alternation
+        elif text or role == "user":
+            messages.append({"role": role, "content": text})
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()
+    return messages
+
+
+def heldout_mask(prompts: pd.Series, fraction: float) -> np.ndarray:
+    """True for samples whose prompt is held out; decided by a hash of the prompt text, so stable across runs
+    and the same for every reply to one prompt."""
+    if fraction <= 0:
+        return np.zeros(len(prompts), dtype=bool)
+    hashed = pd.util.hash_pandas_object(prompts.reset_index(drop=True), index=False).to_numpy()
+    return (hashed % np.uint64(1_000_000)).astype(np.float64) / 1_000_000 < fraction
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], where: str, hint: str = "") -> None:

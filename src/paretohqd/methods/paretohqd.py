@@ -6,6 +6,7 @@ This module holds the method-specific stage, selection, and the pipeline that st
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,8 @@ from .. import io
 from ..config import RunConfig
 from ..errors import UserError
 from ..runs import RunDir
-from .stages import run_score, score_hash
+from .stages import (chain_hash, generate_unit, generation_done, load_test_prompts, run_score, score_hash,
+                     unique_prompts)
 
 
 def resolve_preferences(config: RunConfig) -> np.ndarray:
@@ -68,42 +70,253 @@ def run_select(config: RunConfig, run: RunDir, scores: pd.DataFrame | None = Non
                                             metric=config.select.metric, maximise=True)
         except ValueError as exc:
             raise UserError(f"select: {exc}") from None
-        files, records = [], []
-        ids = scores["id"].to_numpy()
-        for index, chosen in enumerate(result):
-            rows = np.asarray(chosen.indices)
-            entry = {
-                "preference": index,
-                "weights": np.asarray(chosen.weights).tolist(),
-                "direction": np.asarray(chosen.direction).tolist(),
-                "objectives": names,
-                "k": int(len(rows)),
-                "sample_ids": ids[rows].tolist(),
-                "rows": rows.tolist(),
-                "distances": np.asarray(chosen.distances).tolist(),
-                "layers": np.asarray(chosen.layers).tolist(),
-                "mean_raw_scores": points[rows].mean(axis=0).tolist(),
-            }
-            name = f"pref_{index:02d}.json"
-            io.write_json(run.selection / name, entry)
-            files.append(name)
-            records.append(entry)
-        summary = {"objectives": names, "num_samples": int(len(points)), **result.summary(), "files": files}
-        if config.select.plot:
-            from ..plots import plot_selection
-
-            plot_selection(points, result, names, run.selection / "selection.png")
-            summary["plot"] = "selection.png"
-        io.write_json(summary_path, summary)
-        log(f"select: {len(files)} preferences x k={config.select.k} from a pool of {summary['pool_size']} "
+        records = write_selection(run.selection, result, scores, points, names, plot=config.select.plot)
+        summary = io.read_json(summary_path)
+        log(f"select: {len(records)} preferences x k={config.select.k} from a pool of {summary['pool_size']} "
             f"samples in the first {summary['num_layers']} Pareto layers -> {run.selection}")
         return records
 
 
-def run_pipeline(config: RunConfig, run: RunDir, log=print) -> None:
-    """Every stage of ParetoHqD that exists so far, in order; finished stages are skipped."""
+def write_selection(folder: Path, result, scores: pd.DataFrame, points: np.ndarray, names: list[str],
+                    plot: bool = True) -> list[dict]:
+    """pref_<i>.json per preference (weights, direction, sample ids and rows, distances, layers), summary.json
+    last (its presence marks the selection complete), and the selection plot."""
+    records, files = [], []
+    ids = scores["id"].to_numpy()
+    for index, chosen in enumerate(result):
+        rows = np.asarray(chosen.indices)
+        entry = {"preference": index, **chosen.to_dict(), "objectives": names, "k": int(len(rows)),
+                 "sample_ids": ids[rows].tolist(), "rows": rows.tolist(),
+                 "mean_raw_scores": points[rows].mean(axis=0).tolist()}
+        entry.pop("indices")
+        name = f"pref_{index:02d}.json"
+        io.write_json(folder / name, entry)
+        files.append(name)
+        records.append(entry)
+    summary = {"objectives": names, "num_samples": int(len(points)), **result.summary(), "files": files}
+    if plot:
+        from ..plots import plot_selection
+
+        plot_selection(points, result, names, folder / "selection.png")
+        summary["plot"] = "selection.png"
+    io.write_json(folder / "summary.json", summary)
+    return records
+
+
+def run_pipeline(config: RunConfig, run: RunDir, log=print) -> dict:
+    """Every stage of ParetoHqD in order; finished stages and units are skipped, so a rerun resumes."""
     scores = run_score(config, run, log=log)
     run_select(config, run, scores=scores, log=log)
+    run_train_stage1(config, run, log=log)
+    if config.stage2.enabled:
+        run_stage2(config, run, log=log)
+    run_generate(config, run, log=log)
+    return run_evaluate_stage(config, run, log=log)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 1 and stage 2 training
+
+
+def model_dir(run: RunDir, preference: int, stage: str) -> Path:
+    return run.path / "models" / f"pref_{preference:02d}" / stage
+
+
+def train_hash(config: RunConfig) -> str:
+    return chain_hash(select_hash(config), config.section_hash("model", "train"), str(config.seed))
+
+
+def stage2_hash(config: RunConfig) -> str:
+    return chain_hash(train_hash(config), config.section_hash("stage2"))
+
+
+def final_stage(config: RunConfig) -> tuple[str, str]:
+    """(stage name, settings hash) of the models that are evaluated."""
+    return ("stage2", stage2_hash(config)) if config.stage2.enabled else ("stage1", train_hash(config))
+
+
+def _selected_samples(scores: pd.DataFrame, entry: dict) -> pd.DataFrame:
+    return scores.iloc[entry["rows"]][["id", "prompt", "response"]].reset_index(drop=True)
+
+
+def model_card(config: RunConfig, entry: dict, stage: str, selection_note: str):
+    def render(stats: dict) -> str:
+        names = config.objective_names
+        weights = ", ".join(f"{n} {w:.3g}" for n, w in zip(names, entry["weights"]))
+        lines = [
+            "---", "library_name: peft" if config.train.use_lora else "library_name: transformers",
+            f"base_model: {config.model.name_or_path}", "tags: [paretohqd, multi-objective-alignment, sft]", "---",
+            "", f"# ParetoHqD preference model {entry['preference']} ({stage})", "",
+            f"- base model: `{config.model.name_or_path}`",
+            f"- objectives (maximised): {', '.join(names)}",
+            f"- preference weights: {weights}",
+            f"- direction in normalised reward space (from the ideal point): "
+            f"({', '.join(f'{d:.4f}' for d in entry['direction'])})",
+            f"- training data: {selection_note}: {entry['k']} samples, mean distance to the ray "
+            f"{np.mean(entry['distances']):.4f}, mean Pareto layer {np.mean(entry['layers']):.2f}, mean raw rewards "
+            f"({', '.join(f'{v:.3f}' for v in entry['mean_raw_scores'])})",
+            f"- training: {stats['steps']} steps, global batch {stats['global_batch_size']}, {stats['epochs']:.2f} "
+            f"epochs, learning rate {stats['learning_rate']}, LoRA {config.train.use_lora}, final train loss "
+            f"{stats['train_loss']:.4f}, {stats['seconds']:.0f} s",
+            "", "Made with paretohqd (ParetoHqD: Gu et al., AAAI 2026, arXiv 2504.16628).", ""]
+        return "\n".join(lines)
+
+    return render
+
+
+def _train_preferences(config: RunConfig, run: RunDir, stage: str, unit_hash: str, scores: pd.DataFrame,
+                       entries: list[dict], selection_note: str, log) -> None:
+    from ..train import train_model
+    from ..train.sft import is_complete
+
+    for entry in entries:
+        index = entry["preference"]
+        target = model_dir(run, index, stage)
+        if is_complete(target, unit_hash):
+            continue
+        init_from = model_dir(run, index, "stage1") if stage == "stage2" else None
+        train_model(_selected_samples(scores, entry), target, config.model, config.train, stage,
+                    seed=config.seed + index, unit_hash=unit_hash, init_from=init_from,
+                    report_to=config.report_to, model_card=model_card(config, entry, stage, selection_note),
+                    log=log)
+
+
+def _read_selection(folder: Path) -> list[dict]:
+    summary = io.read_json(folder / "summary.json")
+    return [io.read_json(folder / name) for name in summary["files"]]
+
+
+def run_train_stage1(config: RunConfig, run: RunDir, log=print) -> None:
+    """Stage 1: each preference's model fine-tuned from the base on its selected samples."""
+    from ..train.sft import is_complete
+
+    unit_hash = train_hash(config)
+    entries = _read_selection(run.selection)
+    outputs = tuple(model_dir(run, e["preference"], "stage1") / ".complete" for e in entries)
+    with run.stage("train_stage1", unit_hash, outputs) as record:
+        if record.skipped and all(is_complete(p.parent, unit_hash) for p in outputs):
+            log("train_stage1: done already")
+            return
+        scores = pd.read_parquet(run.scores / "scores.parquet")
+        _train_preferences(config, run, "stage1", unit_hash, scores, entries,
+                           "ParetoHqD selection from the offline dataset", log)
+
+
+def representative_indices(weights: np.ndarray) -> list[int]:
+    """The grid preferences nearest the M one-hot and the balanced preference (the stage-2 generators)."""
+    from ..pareto import representative_preferences
+
+    targets = representative_preferences(weights.shape[1])
+    distance = np.linalg.norm(weights[None, :, :] - targets[:, None, :], axis=2)
+    return sorted(set(int(i) for i in distance.argmin(axis=1)))
+
+
+def run_stage2(config: RunConfig, run: RunDir, log=print) -> None:
+    """Stage 2: representative stage-1 models answer training prompts; the new samples are scored, the layers
+    rebuilt, k/2 selected per preference, and each preference's stage-1 model trained further."""
+    from ..pareto import default_min_pool, select_for_preferences
+    from ..rewards import build_objectives
+    from ..rewards.scoring import score_samples, score_statistics
+    from ..train.sft import is_complete, load_trained
+
+    unit_hash = stage2_hash(config)
+    entries = _read_selection(run.selection)
+    folder = run.path / "stage2"
+    outputs = tuple(model_dir(run, e["preference"], "stage2") / ".complete" for e in entries)
+    with run.stage("stage2", unit_hash, outputs) as record:
+        if record.skipped and all(is_complete(p.parent, unit_hash) for p in outputs):
+            log("stage2: done already")
+            return
+        weights = np.array([e["weights"] for e in entries])
+        samples = pd.read_parquet(run.scores / "scores.parquet")
+        prompts = unique_prompts(samples)
+        rng = np.random.default_rng(config.seed)
+        count = min(config.stage2.num_prompts, len(prompts))
+        prompts = prompts.iloc[np.sort(rng.choice(len(prompts), size=count, replace=False))].reset_index(drop=True)
+        frames = []
+        for index in representative_indices(weights):
+            stage1 = model_dir(run, index, "stage1")
+            frames.append(generate_unit(
+                folder / "generations" / f"pref_{index:02d}.jsonl", lambda: load_trained(stage1, config.model),
+                prompts, config, config.stage2.sampling, seed=config.seed + 1000 + index, unit_hash=unit_hash,
+                extra={"model": f"pref_{index:02d}/stage1"}, log=log))
+        generated = pd.concat(frames, ignore_index=True)
+        generated["id"] = generated["model"] + ":" + generated["prompt_id"]
+        objectives = build_objectives(config.objectives)
+        scored, _ = score_samples(generated, objectives, [c.batch_size for c in config.objectives],
+                                  folder / "cache", config.score.shard_size, config.score.sort_by_length,
+                                  consistency_check=0, show_progress=False)
+        io.write_parquet(folder / "scores.parquet", scored)
+        stats = score_statistics(scored, config.objective_names, tuple(config.select.robust_quantiles))
+        io.write_json(folder / "stats.json", stats)
+        points = scored[config.objective_names].to_numpy(dtype=np.float64)
+        k = config.stage2.k or max(1, config.select.k // 2)
+        min_pool = min(config.stage2.min_pool or config.select.min_pool or default_min_pool(points.shape[1]),
+                       len(points))
+        try:
+            result = select_for_preferences(points, weights, k=min(k, len(points)), min_pool=min_pool,
+                                            normalisation=config.select.normalisation,
+                                            quantiles=tuple(config.select.robust_quantiles),
+                                            metric=config.select.metric, maximise=True)
+        except ValueError as exc:
+            raise UserError(f"stage 2 selection: {exc}") from None
+        selection = write_selection(folder / "selection", result, scored, points, config.objective_names,
+                                    plot=config.select.plot)
+        log(f"stage2: {len(scored)} generated samples, pool {result.summary()['pool_size']}, k={k} per preference")
+        _train_preferences(config, run, "stage2", unit_hash, scored, selection,
+                           "ParetoHqD selection from data generated by the representative stage-1 models", log)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out generation and evaluation
+
+
+def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:
+    """Every preference's final model (and the base model) answers the held-out prompts -> generations/."""
+    from ..models import load_causal_lm
+    from ..train.sft import load_trained
+
+    stage, model_hash = final_stage(config)
+    unit_hash = chain_hash(model_hash, config.section_hash("evaluate"))
+    entries = _read_selection(run.selection)
+    prompts = load_test_prompts(config)
+    folder = run.path / "generations"
+    points = []
+    outputs = []
+    for entry in entries:
+        index = entry["preference"]
+        points.append({"name": f"pref_{index:02d}", "weights": entry["weights"],
+                       "file": folder / f"pref_{index:02d}.jsonl",
+                       "loader": (lambda path: lambda: load_trained(path, config.model))(model_dir(run, index, stage)),
+                       "seed": config.seed + 2000 + index})
+    if config.evaluate.include_base:
+        points.append({"name": "base", "weights": None, "file": folder / "base.jsonl",
+                       "loader": lambda: load_causal_lm(config.model.name_or_path, config.model.dtype),
+                       "seed": config.seed + 2999})
+    outputs = tuple(p["file"] for p in points)
+    with run.stage("generate", unit_hash, outputs) as record:
+        if record.skipped and all(generation_done(p["file"], unit_hash) for p in points):
+            log("generate: done already")
+        else:
+            for point in points:
+                generate_unit(point["file"], point["loader"], prompts, config, config.evaluate.sampling,
+                              seed=point["seed"], unit_hash=unit_hash, extra={"model": point["name"]}, log=log)
+    return [{k: v for k, v in p.items() if k in ("name", "weights", "file")} for p in points]
+
+
+def run_evaluate_stage(config: RunConfig, run: RunDir, log=print) -> dict:
+    from ..evaluate.metrics import run_evaluate
+
+    entries = run_generate(config, run, log=lambda *_: None)
+    unit_hash = chain_hash(final_stage(config)[1], config.section_hash("evaluate", "objectives"))
+    metrics_path = run.path / "eval" / "metrics.json"
+    with run.stage("evaluate", unit_hash, (metrics_path,)) as record:
+        if record.skipped:
+            log(f"evaluate: done already ({metrics_path})")
+            return io.read_json(metrics_path)
+        stages = run.manifest()["stages"]
+        wall = {name: entry.get("wall_seconds", 0.0) for name, entry in stages.items() if name != "evaluate"}
+        return run_evaluate(config, run, entries, "ParetoHqD", wall, log=log)
 
 
 def format_selection_table(run: RunDir) -> str:

@@ -21,10 +21,15 @@ def score_hash(config: RunConfig) -> str:
 
 
 def load_samples(config: RunConfig) -> pd.DataFrame:
-    data = config.data
-    return load_data(data.source, adapter=data.adapter, fmt=data.format, split=data.split,
-                     prompt_column=data.prompt_column, response_column=data.response_column,
-                     id_column=data.id_column, max_samples=data.max_samples).samples
+    """The training samples: everything in ``data`` except replies to held-out prompts."""
+    from ..data import heldout_mask
+
+    samples = _load_all_samples(config)
+    if config.data.heldout_fraction > 0:
+        samples = samples[~heldout_mask(samples["prompt"], config.data.heldout_fraction)].reset_index(drop=True)
+        if samples.empty:
+            raise UserError(f"data.heldout_fraction {config.data.heldout_fraction} leaves no training samples")
+    return samples
 
 
 def run_score(config: RunConfig, run: RunDir, force: bool = False, log=print) -> pd.DataFrame:
@@ -61,3 +66,93 @@ def run_score(config: RunConfig, run: RunDir, force: bool = False, log=print) ->
 
 def _interactive() -> bool:
     return os.environ.get("PARETOHQD_PROGRESS", "1") != "0"
+
+
+def chain_hash(*parts: str) -> str:
+    """A stage's hash from its upstream hash and its own settings: any change upstream reruns it."""
+    import hashlib
+
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Generation units: one JSONL file per model, completed by a sidecar that names the settings hash.
+
+
+def generation_done(path, unit_hash: str) -> bool:
+    from pathlib import Path
+
+    meta = Path(str(path).removesuffix(".jsonl") + ".meta.json")
+    return Path(path).exists() and meta.exists() and io.read_json(meta).get("unit_hash") == unit_hash
+
+
+def write_generations(path, frame: pd.DataFrame, meta: dict) -> None:
+    """The JSONL first, then its sidecar: a unit counts as done only when both exist."""
+    from pathlib import Path
+
+    io.write_text(path, frame.to_json(orient="records", lines=True, force_ascii=False))
+    io.write_json(Path(str(path).removesuffix(".jsonl") + ".meta.json"), meta)
+
+
+def read_generations(path) -> pd.DataFrame:
+    return pd.read_json(path, lines=True, dtype=False)
+
+
+def generate_unit(path, model_loader, prompts: pd.DataFrame, config: RunConfig, sampling, seed: int,
+                  unit_hash: str, extra: dict, log=print) -> pd.DataFrame:
+    """Generate one response per prompt with the model ``model_loader()`` returns, unless already done."""
+    from ..generate.hf import generate_responses, sampling_record
+
+    if generation_done(path, unit_hash):
+        return read_generations(path)
+    started = time.perf_counter()
+    model, tokenizer = model_loader()
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(prompts), desc=f"generate {extra.get('model', '')}", unit="prompt", leave=False,
+              disable=not _interactive()) as bar:
+        responses = generate_responses(model, tokenizer, prompts["prompt"].tolist(), sampling, seed,
+                                       config.model.system_prompt, max_prompt_tokens=config.train.max_length,
+                                       progress=bar.update)
+    frame = prompts[["prompt_id", "prompt"]].copy()
+    frame["response"] = responses
+    for key, value in extra.items():
+        frame[key] = value
+    seconds = time.perf_counter() - started
+    write_generations(path, frame, {"unit_hash": unit_hash, "sampling": sampling_record(sampling, seed),
+                                    "num_prompts": len(frame), "seconds": seconds, **extra})
+    log(f"generate: {extra.get('model', path)} answered {len(frame)} prompts in {seconds:.0f} s")
+    return frame
+
+
+def unique_prompts(samples: pd.DataFrame) -> pd.DataFrame:
+    prompts = samples["prompt"].drop_duplicates().reset_index(drop=True)
+    return pd.DataFrame({"prompt_id": [f"p{i}" for i in range(len(prompts))], "prompt": prompts})
+
+
+def load_test_prompts(config: RunConfig) -> pd.DataFrame:
+    """Held-out prompts: ``evaluate.source`` if set, else the prompts ``data.heldout_fraction`` held out."""
+    from ..data import heldout_mask, load_prompts
+
+    ev = config.evaluate
+    if ev.source is not None:
+        prompts = load_prompts(ev.source, ev.adapter, ev.prompt_column)
+    else:
+        if config.data.heldout_fraction <= 0:
+            raise UserError("no test prompts: set evaluate.source, or data.heldout_fraction to hold some out")
+        samples = _load_all_samples(config)
+        prompts = samples["prompt"][heldout_mask(samples["prompt"], config.data.heldout_fraction)]
+        prompts = prompts.drop_duplicates().reset_index(drop=True)
+    prompts = prompts.iloc[:: ev.every_nth]
+    if ev.num_prompts is not None:
+        prompts = prompts.iloc[: ev.num_prompts]
+    if prompts.empty:
+        raise UserError("the test prompt set is empty (check evaluate.source, every_nth and num_prompts)")
+    return pd.DataFrame({"prompt_id": [f"t{i}" for i in range(len(prompts))], "prompt": prompts.to_numpy()})
+
+
+def _load_all_samples(config: RunConfig) -> pd.DataFrame:
+    data = config.data
+    return load_data(data.source, adapter=data.adapter, fmt=data.format, split=data.split,
+                     prompt_column=data.prompt_column, response_column=data.response_column,
+                     id_column=data.id_column, max_samples=data.max_samples).samples

@@ -1,0 +1,1 @@
+"""Evaluation: score held-out generations with raw rewards, one point per model, hypervolume, collapse, report."""

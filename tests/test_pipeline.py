@@ -1,0 +1,178 @@
+"""The whole ParetoHqD pipeline on a tiny random policy: training, stage 2, generation, evaluation, resume."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from paretohqd.cli import main
+from paretohqd.config import load_config
+from paretohqd.methods import paretohqd
+from paretohqd.runs import RunDir
+
+WORDS = "the cat sat on a mat and it was good so we all went home to eat some bread with tea".split()
+
+
+def write_run_config(tmp_path, policy, run_name="run", **overrides):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        question = " ".join(rng.choice(WORDS, 5))
+        rows.append({"id": f"s{i}", "prompt": f"\n\nHuman: {question}?\n\nAssistant:",
+                     "response": " ".join(rng.choice(WORDS, int(rng.integers(1, 12))))})
+    data = tmp_path / "data.jsonl"
+    pd.DataFrame(rows).to_json(data, orient="records", lines=True)
+    test = tmp_path / "test.jsonl"
+    pd.DataFrame({"prompt": [f"\n\nHuman: {w} please?\n\nAssistant:" for w in ("cat", "bread", "tea")]}).to_json(
+        test, orient="records", lines=True)
+    config = {
+        "output_dir": str(tmp_path / run_name), "seed": 0,
+        "data": {"source": str(data), "id_column": "id"},
+        "objectives": [{"name": "brevity", "builtin": "conciseness"},
+                       {"name": "vowels", "type": "callable", "callable": "tests.helpers_objectives:vowel_share"}],
+        "score": {"consistency_check": 2},
+        "preferences": {"grid": "explicit", "weights": [[1, 0], [0.5, 0.5], [0, 1]]},
+        "select": {"k": 6, "min_pool": 12},
+        "model": {"name_or_path": str(policy)},
+        "train": {"stage1_steps": 3, "stage2_steps": 2, "per_device_batch_size": 2, "max_length": 64,
+                  "learning_rate": 0.05, "lora_r": 4, "lora_alpha": 8, "logging_steps": 1},
+        "stage2": {"num_prompts": 5, "sampling": {"max_new_tokens": 8, "batch_size": 4}},
+        "evaluate": {"source": str(test), "sampling": {"max_new_tokens": 8, "batch_size": 4}},
+    }
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        config[section][key] = value
+    path = tmp_path / f"{run_name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def artifacts(run_dir):
+    """Every result file's content (not timings): what a resumed run must reproduce exactly."""
+    run_dir = run_dir
+    files = {}
+    for path in sorted(run_dir.rglob("*")):
+        rel = path.relative_to(run_dir).as_posix()
+        if path.is_dir() or rel.startswith(("scores/cache", "stage2/cache", "eval/cache")):
+            continue
+        if path.suffix in (".jsonl", ".safetensors", ".parquet") or path.name == "summary.json":
+            files[rel] = path.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_policy, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("pipeline")
+    config_path = write_run_config(tmp_path, tiny_policy)
+    assert main(["run", str(config_path)]) == 0
+    return tmp_path, config_path
+
+
+def test_run_produces_every_artifact(finished_run):
+    tmp_path, _ = finished_run
+    run = tmp_path / "run"
+    for pref in range(3):
+        for stage in ("stage1", "stage2"):
+            folder = run / "models" / f"pref_{pref:02d}" / stage
+            assert (folder / "adapter_model.safetensors").exists() and (folder / ".complete").exists()
+            card = (folder / "README.md").read_text()
+            assert "preference weights" in card and "direction" in card and "base model" in card
+        assert len((run / "generations" / f"pref_{pref:02d}.jsonl").read_text().splitlines()) == 3
+    assert (run / "generations" / "base.jsonl").exists()
+    assert (run / "stage2" / "selection" / "summary.json").exists()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    for key in ("method", "objectives", "preferences", "hypervolume", "reference_point", "normalisation",
+                "collapse_rate", "wall_seconds", "num_test_prompts", "seed"):
+        assert key in metrics
+    assert metrics["num_test_prompts"] == 3 and len(metrics["preferences"]) == 3
+    assert 0.0 <= metrics["hypervolume"] <= 1.0 and 0.0 <= metrics["collapse_rate"] <= 1.0
+    for stage in ("score", "select", "train_stage1", "stage2", "generate", "evaluate", "total"):
+        assert stage in metrics["wall_seconds"]
+    assert (run / "eval" / "front.png").stat().st_size > 1000
+    report = (run / "eval" / "report.md").read_text()
+    assert "hypervolume" in report and "front.png" in report and "pref_00" in report
+    assert list(pd.read_csv(run / "eval" / "per_preference.csv")["model"]) == ["pref_00", "pref_01", "pref_02",
+                                                                             "base"]
+
+
+def test_lora_changes_adapters_not_base_and_learns_eos(finished_run, tiny_policy):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import GenerationConfig
+
+    tmp_path, _ = finished_run
+    folder = tmp_path / "run" / "models" / "pref_00" / "stage1"
+    adapter = load_file(folder / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # lora_B starts at zero: training moved it
+    stage2 = load_file(tmp_path / "run" / "models" / "pref_00" / "stage2" / "adapter_model.safetensors")
+    assert any(not torch.equal(adapter[k], stage2[k]) for k in adapter)  # stage 2 continued training
+    assert not any("lora" not in k for k in adapter)  # only adapters saved: the base was frozen
+    base = load_file(tiny_policy / "model.safetensors")
+    from paretohqd.train.sft import load_trained
+
+    config = load_config(finished_run[1])
+    merged, tokenizer = load_trained(folder, config.model)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert eos in GenerationConfig.from_pretrained(folder).eos_token_id
+    assert torch.equal(base["model.embed_tokens.weight"], merged.model.embed_tokens.weight.detach())
+
+
+def test_rerun_does_nothing(finished_run, capsys):
+    tmp_path, config_path = finished_run
+    before = artifacts(tmp_path / "run")
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()
+              and p.name != "manifest.json" and p.name != "config.resolved.yaml" and p.name != "env.json"}
+    assert main(["run", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done already") >= 5
+    assert artifacts(tmp_path / "run") == before
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+def test_interrupted_run_resumes_to_identical_results(finished_run, tiny_policy, tmp_path, monkeypatch):
+    config_path = write_run_config(tmp_path, tiny_policy, run_name="crashed")
+    import paretohqd.train as train_package
+
+    real = train_package.train_model
+    calls = {"n": 0}
+
+    def crash_on_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # stage 1 is done (3 models); die while training the first stage-2 model
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_package, "train_model", crash_on_fourth)
+    assert main(["run", str(config_path)]) == 130
+    assert (tmp_path / "crashed" / "models" / "pref_02" / "stage1" / ".complete").exists()
+    assert not (tmp_path / "crashed" / "eval").exists()
+    monkeypatch.setattr(train_package, "train_model", real)
+    assert main(["run", str(config_path)]) == 0
+    resumed = artifacts(tmp_path / "crashed")
+    reference = artifacts(finished_run[0] / "run")
+    assert resumed.keys() == reference.keys()
+    different = [name for name in reference if resumed[name] != reference[name]]
+    assert not different
+
+
+def test_full_fine_tuning_changes_weights(tiny_policy, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    config = load_config(write_run_config(tmp_path, tiny_policy, train__use_lora=False,
+                                          train__learning_rate=0.01))
+    run = RunDir(config.output_dir)
+    run.init(config)
+    paretohqd.run_score(config, run)
+    paretohqd.run_select(config, run)
+    config.selection_only = True
+    entries = paretohqd._read_selection(run.selection)[:1]
+    scores = pd.read_parquet(run.scores / "scores.parquet")
+    paretohqd._train_preferences(config, run, "stage1", "h", scores, entries, "test", log=print)
+    trained = load_file(run.path / "models" / "pref_00" / "stage1" / "model.safetensors")
+    base = load_file(tiny_policy / "model.safetensors")
+    changed = [k for k in base if k in trained and not torch.equal(base[k], trained[k])]
+    assert len(changed) > len(base) // 2
