@@ -51,3 +51,30 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(bad)
     with pytest.raises(UserError, match="no objectives"):
         load_config(None, ["--data.source", "x"])
+
+
+def test_shipped_recipes_validate():
+    """Every recipe loads and validates, including the Hub-scale one that cannot run here."""
+    from paretohqd.cli import recipe_path
+
+    for name in ("demo", "hh_rlhf", "scitldr", "hub_paper"):
+        config = load_config(recipe_path(name))
+        assert len(config.objectives) == 2
+    paper = load_config(recipe_path("hub_paper"))
+    assert paper.model.name_or_path == "meta-llama/Llama-2-7b-hf"
+    assert paper.train.stage1_steps == 200 and paper.select.k == 100 and paper.stage2.num_prompts == 10000
+    assert [o.model for o in paper.objectives] == ["Ray2333/gpt2-large-harmless-reward_model",
+                                                  "Ray2333/gpt2-large-helpful-reward_model"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--train.stage1_steps", "-1"], "stage1_steps must be positive"),
+    (["--train.per_device_batch_size", "0"], "per_device_batch_size must be at least 1"),
+    (["--evaluate.sampling.top_p", "1.5"], "top_p in"),
+    (["--stage2.num_prompts", "0"], "num_prompts must be at least 1"),
+    (["--data.heldout_fraction", "1.0"], "heldout_fraction must be in"),
+    (["--train.use_lora", "yes please"], "must be true or false"),
+])
+def test_bad_training_config(extra, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, BASE + extra)

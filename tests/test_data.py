@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -87,3 +88,26 @@ def test_real_scitldr(shared_data):
     assert samples["prompt"].str.startswith("### Instruction: Generate a one-sentence summary").all()
     assert samples["prompt"].str.endswith("### Response: ").all()
     assert samples["id"].is_unique
+
+
+def test_heldout_split_is_stable_and_keeps_replies_together():
+    from paretohqd.data import heldout_mask
+
+    prompts = pd.Series([f"prompt {i % 50}" for i in range(500)])
+    mask = heldout_mask(prompts, 0.2)
+    assert 0.05 < mask.mean() < 0.4
+    by_prompt = pd.DataFrame({"p": prompts, "m": mask}).groupby("p")["m"].nunique()
+    assert (by_prompt == 1).all()  # every reply to a prompt is on the same side
+    np.testing.assert_array_equal(mask, heldout_mask(prompts.iloc[::-1], 0.2)[::-1])
+    assert not heldout_mask(prompts, 0.0).any()
+
+
+def test_prompt_to_messages():
+    from paretohqd.data import prompt_to_messages
+
+    dialogue = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant:"
+    assert prompt_to_messages(dialogue) == [{"role": "user", "content": "hi"},
+                                            {"role": "assistant", "content": "hello"},
+                                            {"role": "user", "content": "how are you?"}]
+    assert prompt_to_messages("Summarise this.", "Be brief.") == [{"role": "system", "content": "Be brief."},
+                                                                  {"role": "user", "content": "Summarise this."}]

@@ -10,9 +10,13 @@ STAGE_HELP = {
     "run": "every stage of the configured method, in order; finished stages are skipped",
     "score": "score every sample with every objective -> RUN/scores/",
     "select": "ParetoHqD selection: k samples per preference from the first Pareto layers -> RUN/selection/",
+    "train": "stage 1 (and stage 2, when enabled) fine-tuning of one model per preference -> RUN/models/",
+    "generate": "every preference's final model (and the base model) answers the test prompts -> RUN/generations/",
+    "evaluate": "score the generations, front, hypervolume, collapse rate, report -> RUN/eval/",
 }
 
-EPILOG = """Configuration: a YAML file with sections (data, objectives, score, preferences, select); any key can be
+EPILOG = """Configuration: a YAML file with sections (data, objectives, score, preferences, select, model, train,
+stage2, evaluate); any key can be
 overridden on the command line with --section.key value (e.g. --select.k 64 --output_dir runs/try).
 Exit codes: 0 done, 2 bad input or configuration (one sentence says what and where)."""
 
@@ -27,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         stage = commands.add_parser(name, help=text, description=text, epilog=EPILOG,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         stage.add_argument("config", help="YAML config file")
-        stage.add_argument("--force", action="store_true", help="rerun the stage even if it finished already")
+        if name in ("score", "select"):
+            stage.add_argument("--force", action="store_true", help="rerun the stage even if it finished already")
     demo = commands.add_parser("demo", help="the main job on the embedded default model, data and rewards (CPU, no hub)")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
     commands.add_parser("env", help="versions and hardware, for bug reports")
@@ -99,6 +104,14 @@ def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
         run_score(config, run, force=args.force)
     elif args.command == "select":
         paretohqd.run_select(config, run, force=args.force)
+    elif args.command == "train":
+        paretohqd.run_train_stage1(config, run)
+        if config.stage2.enabled:
+            paretohqd.run_stage2(config, run)
+    elif args.command == "generate":
+        paretohqd.run_generate(config, run)
+    elif args.command == "evaluate":
+        paretohqd.run_evaluate_stage(config, run)
     else:
         paretohqd.run_pipeline(config, run)
     return 0

