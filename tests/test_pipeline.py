@@ -12,6 +12,8 @@ from paretohqd.config import load_config
 from paretohqd.methods import paretohqd
 from paretohqd.runs import RunDir
 
+from .conftest import REPO
+
 WORDS = "the cat sat on a mat and it was good so we all went home to eat some bread with tea".split()
 
 
@@ -176,3 +178,30 @@ def test_full_fine_tuning_changes_weights(tiny_policy, tmp_path):
     base = load_file(tiny_policy / "model.safetensors")
     changed = [k for k in base if k in trained and not torch.equal(base[k], trained[k])]
     assert len(changed) > len(base) // 2
+
+
+def test_kill_9_then_resume_gives_identical_results(finished_run, tiny_policy, tmp_path):
+    """A real SIGKILL in the middle of training, then a rerun: the same artifacts as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config_path = write_run_config(tmp_path, tiny_policy, run_name="killed")
+    env = {**os.environ, "PARETOHQD_PROGRESS": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "paretohqd.cli", "run", str(config_path)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
+    marker = tmp_path / "killed" / "models" / "pref_00" / "stage1" / ".complete"
+    deadline = time.time() + 120
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert marker.exists(), "the run ended or stalled before its first model was saved"
+    assert not (tmp_path / "killed" / "eval" / "metrics.json").exists()
+    assert main(["run", str(config_path)]) == 0
+    resumed = artifacts(tmp_path / "killed")
+    reference = artifacts(finished_run[0] / "run")
+    assert resumed.keys() == reference.keys()
+    assert not [name for name in reference if resumed[name] != reference[name]]

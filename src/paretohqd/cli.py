@@ -135,7 +135,8 @@ def _demo(args: argparse.Namespace) -> int:
           f"points; reference {_point(metrics['reference_point']['raw'])}); base model alone: "
           f"{metrics.get('base_hypervolume', float('nan')):.4f}")
     if "hypervolume_vs_base" in metrics:
-        print(f"hypervolume gained over the base model's own point: {metrics['hypervolume_vs_base']:.4f}")
+        print(f"hypervolume with the base model's point as the reference: {metrics['hypervolume_vs_base']:.4f} "
+              "(0 when no aligned model beats the base on every objective at once)")
     print(f"collapse rate: {metrics['collapse_rate']:.2%} (aligned), "
           f"{metrics['base']['collapse_rate']:.2%} (base); wall time {metrics['wall_seconds']['total']:.0f} s")
     return 0
