@@ -205,3 +205,25 @@ def test_kill_9_then_resume_gives_identical_results(finished_run, tiny_policy, t
     reference = artifacts(finished_run[0] / "run")
     assert resumed.keys() == reference.keys()
     assert not [name for name in reference if resumed[name] != reference[name]]
+
+
+def test_response_tokens_only_and_end_of_turn_is_trained(tiny_policy, tmp_path):
+    """The loss covers the response and its end-of-turn token, never the prompt: the model learns to stop."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from paretohqd.config import ModelConfig
+    from paretohqd.train.sft import sft_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
+    samples = pd.DataFrame({"prompt": ["\n\nHuman: how can i help?\n\nAssistant:"], "response": ["yes you can"]})
+    dataset = sft_dataset(samples, tokenizer, ModelConfig(name_or_path=str(tiny_policy)), max_length=64)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy), train_dataset=dataset,
+                         processing_class=tokenizer,
+                         args=SFTConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none",
+                                        completion_only_loss=True, activation_checkpointing=False))
+    row = trainer.train_dataset[0]
+    trained = [label for label in row["labels"] if label != -100]
+    text = tokenizer.decode(trained)
+    assert "yes you can" in text and "how" not in text
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in trained

@@ -73,10 +73,30 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     if not texts:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    model = load_minilm()
-    vectors = model.encode(list(unique), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True,
-                           normalize_embeddings=True)
-    return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[inverse.reshape(-1)])
+    vectors = np.empty((len(unique), EMBEDDING_DIM), dtype=np.float32)
+    cached = [_cache.get(text) for text in unique]
+    missing = [i for i, vector in enumerate(cached) if vector is None]
+    for i, vector in enumerate(cached):
+        if vector is not None:
+            vectors[i] = vector
+    if missing:
+        encoded = load_minilm().encode([unique[i] for i in missing], batch_size=batch_size, show_progress_bar=False,
+                                       convert_to_numpy=True, normalize_embeddings=True)
+        vectors[missing] = np.asarray(encoded, dtype=np.float32)
+        _remember(unique[missing], vectors[missing])
+    return np.ascontiguousarray(vectors[inverse.reshape(-1)])
+
+
+# Several objectives embed the same texts (harmless, helpful and relevance all read the response and the last
+# human turn): a bounded per-process cache makes the second and third objective nearly free.
+_CACHE_LIMIT = 50_000
+_cache: dict[str, np.ndarray] = {}
+
+
+def _remember(texts: np.ndarray, vectors: np.ndarray) -> None:
+    if len(_cache) + len(texts) > _CACHE_LIMIT:
+        _cache.clear()
+    _cache.update(zip(texts.tolist(), vectors.copy()))
 
 
 def last_human_turn(prompt: str) -> str:
