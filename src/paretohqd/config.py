@@ -18,6 +18,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from .errors import UserError
+from .evaluate.collapse import CollapseDetector
 
 
 @dataclass
@@ -201,14 +202,9 @@ class EvaluateConfig:
     include_base: bool = True
     """Also evaluate the untuned base model: its point is the reference the aligned front is measured against."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    collapse_min_tokens: int = 5
-    """A response is degenerate when it has fewer tokens than this after cleaning, ..."""
-    collapse_ngram: int = 3
-    collapse_max_ngram_repeats: int = 3
-    """... or one n-gram (collapse_ngram words) occurs at least this many times, ..."""
-    collapse_min_distinct2: float = 0.5
-    collapse_distinct_min_tokens: int = 20
-    """... or distinct-2 is below collapse_min_distinct2 on a response of at least this many tokens."""
+    collapse: CollapseDetector = field(default_factory=CollapseDetector)
+    """Language-collapse detector thresholds (METHOD.md section 3 DEFAULT): min_tokens, ngram, max_ngram_repeats,
+    min_distinct2, distinct_min_tokens."""
     sample_outputs: int = 3
     """Example outputs per preference shown in the report."""
 

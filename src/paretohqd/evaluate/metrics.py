@@ -3,6 +3,7 @@ reward vector), hypervolume with a recorded reference point and normalisation, c
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -10,15 +11,8 @@ import pandas as pd
 
 from .. import io
 from ..config import RunConfig
-from .collapse import CollapseDetector
 
 BASE = "base"
-
-
-def detector(config: RunConfig) -> CollapseDetector:
-    ev = config.evaluate
-    return CollapseDetector(ev.collapse_min_tokens, ev.collapse_ngram, ev.collapse_max_ngram_repeats,
-                            ev.collapse_min_distinct2, ev.collapse_distinct_min_tokens)
 
 
 def front_hypervolume(points: np.ndarray, base: np.ndarray | None) -> dict:
@@ -63,7 +57,7 @@ def run_evaluate(config: RunConfig, run, entries: list[dict], method: str, wall_
     scored, _ = score_samples(generations, objectives, [c.batch_size for c in config.objectives],
                               run.path / "eval" / "cache", config.score.shard_size, config.score.sort_by_length,
                               consistency_check=0, show_progress=False)
-    collapse = detector(config)
+    collapse = config.evaluate.collapse
     scored["degenerate"] = collapse.is_degenerate(scored["response"].tolist())
     io.write_parquet(run.path / "eval" / "scores.parquet", scored)
 
@@ -98,7 +92,7 @@ def run_evaluate(config: RunConfig, run, entries: list[dict], method: str, wall_
                                            "collapse_rate": float(base_rows["collapse_rate"].iloc[0])},
         **hv,
         "collapse_rate": float(aligned_scores["degenerate"].mean()),
-        "collapse_detector": collapse.__dict__,
+        "collapse_detector": dataclasses.asdict(collapse),
         "wall_seconds": wall,
         "num_test_prompts": int(generations["prompt_id"].nunique()),
         "sampling": config.evaluate.sampling.__dict__,
