@@ -227,3 +227,10 @@ def test_response_tokens_only_and_end_of_turn_is_trained(tiny_policy, tmp_path):
     text = tokenizer.decode(trained)
     assert "yes you can" in text and "how" not in text
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in trained
+
+
+def test_bad_test_prompts_fail_before_any_work(tiny_policy, tmp_path, capsys):
+    config_path = write_run_config(tmp_path, tiny_policy, evaluate__source=str(tmp_path / "missing.jsonl"))
+    assert main(["run", str(config_path)]) == 2
+    assert "missing.jsonl' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "scores").exists()

@@ -104,6 +104,7 @@ def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
         run_score(config, run, force=args.force)
     elif args.command == "select":
         paretohqd.run_select(config, run, force=args.force)
+        print(paretohqd.format_selection_table(run))
     elif args.command == "train":
         paretohqd.run_train_stage1(config, run)
         if config.stage2.enabled:

@@ -5,6 +5,7 @@ This module holds the method-specific stage, selection, and the pipeline that st
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def write_selection(folder: Path, result, scores: pd.DataFrame, points: np.ndarr
 
 def run_pipeline(config: RunConfig, run: RunDir, log=print) -> dict:
     """Every stage of ParetoHqD in order; finished stages and units are skipped, so a rerun resumes."""
+    load_test_prompts(config)  # a bad test set should fail now, not after hours of training
     scores = run_score(config, run, log=log)
     run_select(config, run, scores=scores, log=log)
     run_train_stage1(config, run, log=log)
@@ -235,9 +237,9 @@ def run_stage2(config: RunConfig, run: RunDir, log=print) -> None:
         prompts = prompts.iloc[np.sort(rng.choice(len(prompts), size=count, replace=False))].reset_index(drop=True)
         frames = []
         for index in representative_indices(weights):
-            stage1 = model_dir(run, index, "stage1")
             frames.append(generate_unit(
-                folder / "generations" / f"pref_{index:02d}.jsonl", lambda: load_trained(stage1, config.model),
+                folder / "generations" / f"pref_{index:02d}.jsonl",
+                functools.partial(load_trained, model_dir(run, index, "stage1"), config.model),
                 prompts, config, config.stage2.sampling, seed=config.seed + 1000 + index, unit_hash=unit_hash,
                 extra={"model": f"pref_{index:02d}/stage1"}, log=log))
         generated = pd.concat(frames, ignore_index=True)
@@ -282,16 +284,15 @@ def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:
     prompts = load_test_prompts(config)
     folder = run.path / "generations"
     points = []
-    outputs = []
     for entry in entries:
         index = entry["preference"]
         points.append({"name": f"pref_{index:02d}", "weights": entry["weights"],
                        "file": folder / f"pref_{index:02d}.jsonl",
-                       "loader": (lambda path: lambda: load_trained(path, config.model))(model_dir(run, index, stage)),
+                       "loader": functools.partial(load_trained, model_dir(run, index, stage), config.model),
                        "seed": config.seed + 2000 + index})
     if config.evaluate.include_base:
         points.append({"name": "base", "weights": None, "file": folder / "base.jsonl",
-                       "loader": lambda: load_causal_lm(config.model.name_or_path, config.model.dtype),
+                       "loader": functools.partial(load_causal_lm, config.model.name_or_path, config.model.dtype),
                        "seed": config.seed + 2999})
     outputs = tuple(p["file"] for p in points)
     with run.stage("generate", unit_hash, outputs) as record:
