@@ -111,3 +111,8 @@ def test_prompt_to_messages():
                                             {"role": "user", "content": "how are you?"}]
     assert prompt_to_messages("Summarise this.", "Be brief.") == [{"role": "system", "content": "Be brief."},
                                                                   {"role": "user", "content": "Summarise this."}]
+
+
+def test_hub_id_offline_is_a_clear_error():
+    with pytest.raises(UserError, match="could not load Hub dataset 'no-such-org/no-such-set'"):
+        load_data("no-such-org/no-such-set")
