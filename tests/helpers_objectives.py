@@ -12,3 +12,7 @@ def vowel_share(prompts, responses):
         letters = [c for c in text.lower() if c.isalpha()]
         shares.append(sum(c in "aeiou" for c in letters) / len(letters) if letters else 0.0)
     return shares
+
+
+def too_few_scores(prompts, responses):
+    return [1.0]

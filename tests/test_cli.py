@@ -109,6 +109,12 @@ BAD_INPUTS = [
     ({"preferences": {"grid": "explicit", "weights": [[0, 0]]}}, "all zero"),
     ({"select": {"k": 5000}}, "larger than"),
     ({"select": {"kk": 3}}, "unknown key 'select.kk'"),
+    ({"objectives": [{"name": "obj_a", "type": "column", "column": "a"},
+                     {"name": "few", "type": "callable", "callable": "tests.helpers_objectives:too_few_scores"}]},
+     "returned 1 scores for"),
+    ({"objectives": [{"name": "obj_a", "type": "column", "column": "a"},
+                     {"name": "text", "type": "column", "column": "response"}]}, "which is not a number"),
+    ({"select": {"robust_quantiles": ["a", "b"]}}, "select.robust_quantiles.0 must be a number"),
 ]
 
 
@@ -149,3 +155,20 @@ def test_process_exit_code_and_no_traceback(tmp_path):
                          text=True)
     assert out.returncode == 2
     assert "absent.jsonl' does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_edited_data_file_is_rescored(tmp_path):
+    config = write_config(tmp_path)
+    assert score_and_select(config) == 0
+    data = tmp_path / "data.jsonl"
+    frame = pd.read_json(data, lines=True)
+    frame["a"] = frame["a"] * 100
+    frame.to_json(data, orient="records", lines=True)
+    assert score_and_select(config) == 0
+    scores = pd.read_parquet(tmp_path / "run" / "scores" / "scores.parquet")
+    np.testing.assert_allclose(scores["obj_a"], frame["a"])
+
+
+def test_override_into_a_value_is_an_error(tmp_path, capsys):
+    assert main(["score", str(write_config(tmp_path)), "--select.k.x", "3"]) == 2
+    assert "'select.k' is a value, not a section" in capsys.readouterr().err

@@ -116,3 +116,23 @@ def test_prompt_to_messages():
 def test_hub_id_offline_is_a_clear_error():
     with pytest.raises(UserError, match="could not load Hub dataset 'no-such-org/no-such-set'"):
         load_data("no-such-org/no-such-set")
+
+
+def test_invalid_utf8_own_source_column_and_id_equal_to_prompt(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "a", "response": "\xff\xfe"}\n')
+    with pytest.raises(UserError, match="line 2 is not UTF-8 text"):
+        load_data(str(bad))
+    own = write_jsonl(tmp_path / "own.jsonl", [{"prompt": "x", "response": "a", "source": "web"},
+                                               {"prompt": "y", "response": "b", "source": "book"}])
+    assert load_data(str(own)).samples["source"].tolist() == ["web", "book"]
+    assert load_data(str(own), id_column="prompt").samples["id"].tolist() == ["x", "y"]
+
+
+def test_distinct_prompts_keep_context_columns():
+    from paretohqd.data import distinct_prompts
+
+    samples = pd.DataFrame({"id": ["1", "2", "3"], "prompt": ["p", "p", "q"], "response": ["a", "b", "c"],
+                            "post": ["abstract p", "abstract p", "abstract q"], "score": [1.0, 2.0, 3.0]})
+    prompts = distinct_prompts(samples, drop=("score",))
+    assert prompts.to_dict("records") == [{"prompt": "p", "post": "abstract p"}, {"prompt": "q", "post": "abstract q"}]

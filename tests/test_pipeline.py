@@ -234,3 +234,19 @@ def test_bad_test_prompts_fail_before_any_work(tiny_policy, tmp_path, capsys):
     assert main(["run", str(config_path)]) == 2
     assert "missing.jsonl' does not exist" in capsys.readouterr().err
     assert not (tmp_path / "run" / "scores").exists()
+
+
+def test_objectives_reading_a_context_column_score_generated_text(tiny_policy, tmp_path):
+    """Like the summarization recipe: an objective reads the data's 'post' column, also for new responses."""
+    config_path = write_run_config(tmp_path, tiny_policy, train__stage1_steps=1, train__stage2_steps=1)
+    config = yaml.safe_load(config_path.read_text())
+    for name in ("data.jsonl", "test.jsonl"):
+        frame = pd.read_json(tmp_path / name, lines=True)
+        frame["post"] = "the cat sat on the mat " + frame["prompt"].str.len().astype(str)
+        frame.to_json(tmp_path / name, orient="records", lines=True)
+    config["objectives"][1] = {"name": "faithful", "builtin": "relevance", "kwargs": {"context_column": "post"}}
+    config["preferences"]["weights"] = [[1, 0], [0, 1]]
+    config_path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(config_path)]) == 0
+    scores = pd.read_parquet(tmp_path / "run" / "eval" / "scores.parquet")
+    assert scores["post"].notna().all() and scores["faithful"].notna().all()

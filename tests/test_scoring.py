@@ -29,6 +29,7 @@ def test_hf_reward_model_is_batch_and_padding_invariant(tiny_reward_model):
     samples = make_samples(24)
     # A tokenizer without a pad token gets one; padding goes on the right.
     assert objective.tokenizer.pad_token is not None and objective.tokenizer.padding_side == "right"
+    assert objective.tokenizer.pad_token != objective.tokenizer.eos_token
     one_by_one = np.array([objective.score(samples.iloc[[i]])[0] for i in range(len(samples))])
     for batch_size in (3, 8, 24):
         table, _ = score_samples(samples, [objective], [batch_size], cache_root=_fresh_dir(), shard_size=10,
@@ -141,3 +142,31 @@ def test_invariance_check_catches_left_padding_on_a_real_model(tiny_reward_model
     objective.tokenizer.padding_side = "left"  # shifts absolute positions of a GPT-2: scores change with padding
     with pytest.raises(UserError, match="depend on batching or padding"):
         check_batch_invariance(objective, make_samples(12), 8, 8, 1e-4)
+
+
+def test_nan_in_the_self_check_names_the_sample():
+    samples = make_samples(4)
+    samples.loc[2, "rating"] = np.nan
+    objective = build_objective(ObjectiveConfig(name="r", type="column", column="rating"))
+    with pytest.raises(UserError, match="returned NaN for sample 's2'"):
+        check_batch_invariance(objective, samples, 8, 4, 1e-6)
+
+
+def test_self_check_really_encodes_twice_for_cached_embeddings(monkeypatch):
+    from paretohqd.rewards import embeddings
+
+    calls = []
+    real = embeddings.load_minilm
+
+    class Counting:
+        def __init__(self, model):
+            self.model = model
+
+        def encode(self, texts, **kwargs):
+            calls.append(len(texts))
+            return self.model.encode(texts, **kwargs)
+
+    monkeypatch.setattr(embeddings, "load_minilm", lambda: Counting(real()))
+    objective = build_objective(ObjectiveConfig(name="relevance"))
+    check_batch_invariance(objective, make_samples(3), 3, 3, 1e-3)
+    assert len(calls) >= 2 + 2 * 3  # one batched pass (context + response), then each sample alone

@@ -61,7 +61,8 @@ class ObjectiveConfig:
     max_length: int = 1024
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     pad_token: Optional[str] = None
-    """type=hf: pad token to use when the tokenizer has none; default adds a dedicated '[PAD]' token."""
+    """type=hf: pad token to use when the tokenizer has none (added to the vocabulary if missing); the default adds
+    a dedicated '[PAD]' token, never eos."""
     device: str = "cpu"
     batch_size: int = 16
     callable: Optional[str] = None
@@ -104,7 +105,7 @@ class SelectConfig:
     """P_min: the smallest number of first-layer samples to pool; default 2000 for M=2, 5000 for M>=3."""
     normalisation: Literal["minmax", "robust"] = "minmax"
     """Per-objective scaling over all scored samples before distances: min-max, or robust quantiles."""
-    robust_quantiles: list = field(default_factory=lambda: [0.001, 0.999])
+    robust_quantiles: list[float] = field(default_factory=lambda: [0.001, 0.999])
     metric: Literal["perpendicular", "angle"] = "perpendicular"
     """Distance to a preference ray: perpendicular distance (paper) or angle."""
     plot: bool = True
@@ -182,7 +183,9 @@ class Stage2Config:
     k: Optional[int] = None
     """Samples per preference from the new data (None: select.k // 2, the paper's 50)."""
     min_pool: Optional[int] = None
-    """P_min on the generated pool (None: the same rule as select.min_pool, capped at the pool size)."""
+    """P_min on the new pool (None: the same rule as select.min_pool, capped at the pool size)."""
+    pool: Literal["generated", "generated+original"] = "generated"
+    """The pool stage 2 selects from (DEFAULT: the generated samples only, normalisation recomputed on them)."""
     sampling: SamplingConfig = field(default_factory=_stage2_sampling)
 
 
@@ -201,6 +204,9 @@ class EvaluateConfig:
     num_prompts: Optional[int] = None
     include_base: bool = True
     """Also evaluate the untuned base model: its point is the reference the aligned front is measured against."""
+    reference_point: Optional[list[float]] = None
+    """Hypervolume reference in raw reward units (DEFAULT None: the worst corner after min-max normalising each
+    objective over the union of the compared points)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     collapse: CollapseDetector = field(default_factory=CollapseDetector)
     """Language-collapse detector thresholds (METHOD.md section 3 DEFAULT): min_tokens, ngram, max_ngram_repeats,
@@ -269,6 +275,8 @@ def read_yaml(path: str | Path) -> dict:
         raise UserError(f"config file '{path}' does not exist")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"config file '{path}' is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise UserError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
     if loaded is None:
@@ -312,6 +320,8 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
         if part not in node or node[part] is None:
             node[part] = [] if part == "objectives" else {}
         node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise UserError(f"override '{dotted}': '{'.'.join(parts[: depth + 1])}' is a value, not a section")
     last = parts[-1]
     if isinstance(node, list):
         node[_list_index(node, last, parts)] = value
@@ -395,6 +405,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where} must be a number, not {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UserError(f"{where} must be a finite number, not {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -472,6 +484,9 @@ def _validate_training(config: RunConfig) -> None:
         raise UserError(f"stage2.num_prompts must be at least 1, not {config.stage2.num_prompts}")
     if config.stage2.k is not None and config.stage2.k < 1:
         raise UserError(f"stage2.k must be at least 1, not {config.stage2.k}")
+    if config.evaluate.reference_point is not None and len(config.evaluate.reference_point) != len(config.objectives):
+        raise UserError(f"evaluate.reference_point has {len(config.evaluate.reference_point)} values but there are "
+                        f"{len(config.objectives)} objectives")
     if config.evaluate.every_nth < 1:
         raise UserError(f"evaluate.every_nth must be at least 1, not {config.evaluate.every_nth}")
     if config.evaluate.num_prompts is not None and config.evaluate.num_prompts < 1:

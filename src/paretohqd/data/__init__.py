@@ -17,7 +17,7 @@ from .loaders import read_table
 ADAPTERS = ("columns", "hh_rlhf", "scitldr")
 
 __all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "LoadedData", "heldout_mask",
-           "load_data", "load_pairs", "load_prompts", "prompt_to_messages"]
+           "distinct_prompts", "load_data", "load_pairs", "load_prompts", "prompt_to_messages"]
 
 
 @dataclass
@@ -69,7 +69,8 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
             samples = scitldr_samples(table, source, prompt_template)
         else:
             samples = column_samples(table, source, prompt_column, response_column, id_column, name)
-        samples.insert(1, "source", name)
+        if "source" not in samples.columns:  # a dataset's own 'source' column wins
+            samples.insert(1, "source", name)
         sample_parts.append(samples)
     samples = pd.concat(sample_parts, ignore_index=True)
     if max_samples is not None:
@@ -84,18 +85,28 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
     return LoadedData(samples=samples, pairs=pairs)
 
 
+PER_RESPONSE_COLUMNS = ("id", "response", "label", "pair_id", "source")
+
+
+def distinct_prompts(samples: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per distinct prompt (first occurrence), keeping its context columns (e.g. a summary's ``post``)
+    so that objectives reading them can score new responses to it; per-response columns are dropped."""
+    kept = samples.drop_duplicates("prompt").reset_index(drop=True)
+    return kept.drop(columns=[c for c in (*PER_RESPONSE_COLUMNS, *drop) if c in kept.columns])
+
+
 def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_column: str = "prompt",
-                 fmt: str = "auto", split: str = "train") -> pd.Series:
-    """Distinct prompts (no responses needed), in first-seen order: test prompts, or prompts to generate for."""
+                 fmt: str = "auto", split: str = "train") -> pd.DataFrame:
+    """Distinct prompts with their context columns (no responses needed), in first-seen order."""
     if adapter != "columns":
-        return load_data(sources, adapter=adapter, fmt=fmt, split=split).samples["prompt"].drop_duplicates(
-            ).reset_index(drop=True)
+        return distinct_prompts(load_data(sources, adapter=adapter, fmt=fmt, split=split).samples)
     parts = []
     for source in map(resolve_source, [sources] if isinstance(sources, str) else list(sources)):
         table = read_table(source, fmt, split)
         require_columns(table, [prompt_column], source, "; set evaluate.prompt_column")
-        parts.append(table[prompt_column].astype(str))
-    prompts = pd.concat(parts, ignore_index=True).drop_duplicates().reset_index(drop=True)
+        table = table.drop(columns=[c for c in ("prompt",) if c != prompt_column and c in table.columns])
+        parts.append(table.rename(columns={prompt_column: "prompt"}).astype({"prompt": str}))
+    prompts = distinct_prompts(pd.concat(parts, ignore_index=True))
     if prompts.empty:
         raise UserError(f"no prompts in {sources}")
     return prompts

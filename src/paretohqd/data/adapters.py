@@ -141,9 +141,12 @@ def column_samples(table: pd.DataFrame, where: str, prompt_column: str, response
     """Generic tables: pick the prompt/response (and optional id) columns, keep everything else."""
     hint = "; set data.prompt_column / data.response_column"
     require_columns(table, [prompt_column, response_column] + ([id_column] if id_column else []), where, hint)
+    ids = table[id_column].astype(str).to_numpy() if id_column else None
     samples = table.rename(columns={prompt_column: "prompt", response_column: "response"}).copy()
     if id_column:
-        samples["id"] = samples.pop(id_column).astype(str)
+        if id_column in samples.columns and id_column not in (prompt_column, response_column):
+            samples = samples.drop(columns=id_column)
+        samples["id"] = ids
     else:
         samples["id"] = [f"{source_name}:{i}" for i in range(len(samples))]
     for column in ("prompt", "response"):

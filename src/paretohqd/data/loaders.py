@@ -76,14 +76,20 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
     try:
         # pyarrow parses in C; it is an order of magnitude faster than json.loads per line on large files.
-        return paj.read_json(path).to_pandas()
+        table = paj.read_json(path)
+        table.validate(full=True)  # pyarrow does not check UTF-8 while parsing; this does
+        return table.to_pandas()
     except Exception:
         pass
     # Slow path only to report where the file is broken (pyarrow's errors give no line number), or for
     # rows whose types pyarrow cannot unify.
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UserError(f"{path} line {number} is not UTF-8 text") from None
             if not line.strip():
                 continue
             try:

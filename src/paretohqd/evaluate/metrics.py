@@ -15,7 +15,7 @@ from ..config import RunConfig
 BASE = "base"
 
 
-def front_hypervolume(points: np.ndarray, base: np.ndarray | None) -> dict:
+def front_hypervolume(points: np.ndarray, base: np.ndarray | None, reference: list[float] | None = None) -> dict:
     """Hypervolume of the aligned models' points, METHOD.md's DEFAULT: each objective min-max normalised over the
     union of the compared points (here the aligned models and the base model), reference = the worst corner.
     Also the hypervolume with the base model's own point as the reference: the region the aligned front gains
@@ -25,7 +25,7 @@ def front_hypervolume(points: np.ndarray, base: np.ndarray | None) -> dict:
     sets = {"aligned": points}
     if base is not None:
         sets[BASE] = base[None, :]
-    result = normalised_hypervolume(sets)
+    result = normalised_hypervolume(sets, reference=reference)
     out = {"hypervolume": result["hypervolume"]["aligned"], "reference_point": result["reference_point"],
            "normalisation": result["normalisation"]}
     if base is not None:
@@ -77,7 +77,7 @@ def run_evaluate(config: RunConfig, run, entries: list[dict], method: str, wall_
     points = aligned[[f"mean_{n}" for n in names]].to_numpy(dtype=np.float64)
     base_rows = table[table["model"] == BASE]
     base = base_rows[[f"mean_{n}" for n in names]].to_numpy(dtype=np.float64)[0] if len(base_rows) else None
-    hv = front_hypervolume(points, base)
+    hv = front_hypervolume(points, base, config.evaluate.reference_point)
     aligned_scores = scored[scored["model"] != BASE]
     wall = dict(wall_seconds)
     wall["evaluate"] = time.perf_counter() - started + wall.get("evaluate", 0.0)

@@ -16,8 +16,8 @@ from .. import io
 from ..config import RunConfig
 from ..errors import UserError
 from ..runs import RunDir
-from .stages import (chain_hash, generate_unit, generation_done, load_test_prompts, run_score, score_hash,
-                     unique_prompts)
+from .stages import (chain_hash, check_objectives_score_text, generate_unit, generation_done, load_test_prompts,
+                     run_score, score_hash, unique_prompts)
 
 
 def resolve_preferences(config: RunConfig) -> np.ndarray:
@@ -83,6 +83,8 @@ def write_selection(folder: Path, result, scores: pd.DataFrame, points: np.ndarr
     """pref_<i>.json per preference (weights, direction, sample ids and rows, distances, layers), summary.json
     last (its presence marks the selection complete), and the selection plot."""
     records, files = [], []
+    for stale in folder.glob("pref_*.json"):  # a previous selection with more preferences
+        stale.unlink()
     ids = scores["id"].to_numpy()
     for index, chosen in enumerate(result):
         rows = np.asarray(chosen.indices)
@@ -106,7 +108,10 @@ def write_selection(folder: Path, result, scores: pd.DataFrame, points: np.ndarr
 
 def run_pipeline(config: RunConfig, run: RunDir, log=print) -> dict:
     """Every stage of ParetoHqD in order; finished stages and units are skipped, so a rerun resumes."""
-    load_test_prompts(config)  # a bad test set should fail now, not after hours of training
+    # Problems that would otherwise surface after hours of training fail now.
+    check_objectives_score_text(config)
+    resolve_preferences(config)
+    load_test_prompts(config)
     scores = run_score(config, run, log=log)
     run_select(config, run, scores=scores, log=log)
     run_train_stage1(config, run, log=log)
@@ -216,6 +221,7 @@ def representative_indices(weights: np.ndarray) -> list[int]:
 def run_stage2(config: RunConfig, run: RunDir, log=print) -> None:
     """Stage 2: representative stage-1 models answer training prompts; the new samples are scored, the layers
     rebuilt, k/2 selected per preference, and each preference's stage-1 model trained further."""
+    check_objectives_score_text(config)
     from ..pareto import default_min_pool, select_for_preferences
     from ..rewards import build_objectives
     from ..rewards.scoring import score_samples, score_statistics
@@ -231,7 +237,7 @@ def run_stage2(config: RunConfig, run: RunDir, log=print) -> None:
             return
         weights = np.array([e["weights"] for e in entries])
         samples = pd.read_parquet(run.scores / "scores.parquet")
-        prompts = unique_prompts(samples)
+        prompts = unique_prompts(samples, config.objective_names)
         rng = np.random.default_rng(config.seed)
         count = min(config.stage2.num_prompts, len(prompts))
         prompts = prompts.iloc[np.sort(rng.choice(len(prompts), size=count, replace=False))].reset_index(drop=True)
@@ -248,6 +254,8 @@ def run_stage2(config: RunConfig, run: RunDir, log=print) -> None:
         scored, _ = score_samples(generated, objectives, [c.batch_size for c in config.objectives],
                                   folder / "cache", config.score.shard_size, config.score.sort_by_length,
                                   consistency_check=0, show_progress=False)
+        if config.stage2.pool == "generated+original":
+            scored = pd.concat([scored, samples], ignore_index=True)
         io.write_parquet(folder / "scores.parquet", scored)
         stats = score_statistics(scored, config.objective_names, tuple(config.select.robust_quantiles))
         io.write_json(folder / "stats.json", stats)
@@ -275,11 +283,12 @@ def run_stage2(config: RunConfig, run: RunDir, log=print) -> None:
 
 def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:
     """Every preference's final model (and the base model) answers the held-out prompts -> generations/."""
+    check_objectives_score_text(config)
     from ..models import load_causal_lm
     from ..train.sft import load_trained
 
     stage, model_hash = final_stage(config)
-    unit_hash = chain_hash(model_hash, config.section_hash("evaluate"))
+    unit_hash = chain_hash(model_hash, generation_settings(config))
     entries = _read_selection(run.selection)
     prompts = load_test_prompts(config)
     folder = run.path / "generations"
@@ -303,6 +312,14 @@ def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:
                 generate_unit(point["file"], point["loader"], prompts, config, config.evaluate.sampling,
                               seed=point["seed"], unit_hash=unit_hash, extra={"model": point["name"]}, log=log)
     return [{k: v for k, v in p.items() if k in ("name", "weights", "file")} for p in points]
+
+
+def generation_settings(config: RunConfig) -> str:
+    """What the held-out generations depend on (report thresholds do not regenerate anything)."""
+    ev = config.evaluate
+    return repr((ev.source, ev.adapter, ev.prompt_column, ev.split, ev.every_nth, ev.num_prompts, ev.include_base,
+                 sorted(vars(ev.sampling).items()), config.model.system_prompt, config.train.max_length,
+                 config.data.heldout_fraction))
 
 
 def run_evaluate_stage(config: RunConfig, run: RunDir, log=print) -> dict:

@@ -17,7 +17,22 @@ RESERVED_COLUMNS = ("id", "prompt", "response")
 
 
 def score_hash(config: RunConfig) -> str:
-    return config.section_hash("data", "objectives", "score")
+    """Settings and the data files' identity: an edited data file reruns scoring and everything after it."""
+    return chain_hash(config.section_hash("data", "objectives", "score"), source_stamp(config.data.source))
+
+
+def source_stamp(sources) -> str:
+    """Size and modification time of local data files (cheap, no reading); a Hub id stands for itself."""
+    from pathlib import Path
+
+    from ..data import resolve_source
+
+    stamps = []
+    for source in [sources] if isinstance(sources, str) else list(sources or []):
+        path = Path(resolve_source(source))
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        stamps += [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" if p.exists() else str(p) for p in files]
+    return "|".join(stamps)
 
 
 def load_samples(config: RunConfig) -> pd.DataFrame:
@@ -114,7 +129,7 @@ def generate_unit(path, model_loader, prompts: pd.DataFrame, config: RunConfig, 
         responses = generate_responses(model, tokenizer, prompts["prompt"].tolist(), sampling, seed,
                                        config.model.system_prompt, max_prompt_tokens=config.train.max_length,
                                        progress=bar.update)
-    frame = prompts[["prompt_id", "prompt"]].copy()
+    frame = prompts.copy()  # context columns travel with the prompt: objectives may read them
     frame["response"] = responses
     for key, value in extra.items():
         frame[key] = value
@@ -125,14 +140,17 @@ def generate_unit(path, model_loader, prompts: pd.DataFrame, config: RunConfig, 
     return frame
 
 
-def unique_prompts(samples: pd.DataFrame) -> pd.DataFrame:
-    prompts = samples["prompt"].drop_duplicates().reset_index(drop=True)
-    return pd.DataFrame({"prompt_id": [f"p{i}" for i in range(len(prompts))], "prompt": prompts})
+def unique_prompts(samples: pd.DataFrame, objective_names: list[str], prefix: str = "p") -> pd.DataFrame:
+    from ..data import distinct_prompts
+
+    prompts = distinct_prompts(samples, drop=tuple(objective_names))
+    prompts.insert(0, "prompt_id", [f"{prefix}{i}" for i in range(len(prompts))])
+    return prompts
 
 
 def load_test_prompts(config: RunConfig) -> pd.DataFrame:
     """Held-out prompts: ``evaluate.source`` if set, else the prompts ``data.heldout_fraction`` held out."""
-    from ..data import heldout_mask, load_prompts
+    from ..data import distinct_prompts, heldout_mask, load_prompts
 
     ev = config.evaluate
     if ev.source is not None:
@@ -141,14 +159,24 @@ def load_test_prompts(config: RunConfig) -> pd.DataFrame:
         if config.data.heldout_fraction <= 0:
             raise UserError("no test prompts: set evaluate.source, or data.heldout_fraction to hold some out")
         samples = _load_all_samples(config)
-        prompts = samples["prompt"][heldout_mask(samples["prompt"], config.data.heldout_fraction)]
-        prompts = prompts.drop_duplicates().reset_index(drop=True)
+        prompts = distinct_prompts(samples[heldout_mask(samples["prompt"], config.data.heldout_fraction)])
     prompts = prompts.iloc[:: ev.every_nth]
     if ev.num_prompts is not None:
         prompts = prompts.iloc[: ev.num_prompts]
     if prompts.empty:
         raise UserError("the test prompt set is empty (check evaluate.source, every_nth and num_prompts)")
-    return pd.DataFrame({"prompt_id": [f"t{i}" for i in range(len(prompts))], "prompt": prompts.to_numpy()})
+    prompts = prompts.reset_index(drop=True)
+    prompts.insert(0, "prompt_id", [f"t{i}" for i in range(len(prompts))])
+    return prompts
+
+
+def check_objectives_score_text(config: RunConfig) -> None:
+    """Stage 2 and evaluation score newly generated responses: every objective must read text, not a stored
+    column."""
+    stored = [c.name for c in config.objectives if c.type == "column"]
+    if stored:
+        raise UserError(f"objective '{stored[0]}' reads a stored column, so it cannot score generated responses; "
+                        "training and evaluation need objectives that score text (columns suit score/select only)")
 
 
 def _load_all_samples(config: RunConfig) -> pd.DataFrame:

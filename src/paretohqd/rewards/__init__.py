@@ -58,6 +58,11 @@ def build_objective(config) -> Objective:
                 raise UserError(f"objective '{config.name}' reads column '{column}', which the data does not have "
                                 f"(columns: {', '.join(batch.columns)})")
             values = pd.to_numeric(batch[column], errors="coerce")
+            text = values.isna() & batch[column].notna()
+            if text.any():
+                row = int(np.flatnonzero(text.to_numpy())[0])
+                raise UserError(f"column '{column}' of objective '{config.name}' holds {batch[column].iloc[row]!r} "
+                                f"for sample '{batch['id'].iloc[row]}', which is not a number")
             return values.to_numpy(dtype=np.float64)
 
         return FunctionObjective(config.name, read, {"column": column})

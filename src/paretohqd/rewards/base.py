@@ -7,6 +7,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
+
 
 @runtime_checkable
 class Objective(Protocol):
@@ -26,8 +28,19 @@ class Objective(Protocol):
 
 
 def as_scores(values: Any, expected: int, objective: str) -> np.ndarray:
-    """Check an objective's output: one finite-or-not float per sample (NaN is caught later, with its row)."""
-    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    """Check an objective's output: one float per sample (NaN is caught later, with its row)."""
+    try:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise UserError(f"objective '{objective}' returned scores that are not numbers "
+                        f"(for example {_first(values)!r})") from None
     if array.shape[0] != expected:
-        raise ValueError(f"objective '{objective}' returned {array.shape[0]} scores for {expected} samples")
+        raise UserError(f"objective '{objective}' returned {array.shape[0]} scores for {expected} samples")
     return array
+
+
+def _first(values: Any) -> Any:
+    try:
+        return next(iter(values))
+    except (TypeError, StopIteration):
+        return values

@@ -6,6 +6,7 @@ objective and anything else that needs sentence embeddings share this one cached
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from typing import Any, Sequence
@@ -74,7 +75,7 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
     vectors = np.empty((len(unique), EMBEDDING_DIM), dtype=np.float32)
-    cached = [_cache.get(text) for text in unique]
+    cached = [_cache.get(text) for text in unique] if _cache_enabled else [None] * len(unique)
     missing = [i for i, vector in enumerate(cached) if vector is None]
     for i, vector in enumerate(cached):
         if vector is not None:
@@ -93,7 +94,23 @@ _CACHE_LIMIT = 50_000
 _cache: dict[str, np.ndarray] = {}
 
 
+_cache_enabled = True
+
+
+@contextlib.contextmanager
+def embedding_cache_disabled():
+    """Encode everything afresh inside this block (the batched-vs-single self-check needs real encodings)."""
+    global _cache_enabled
+    previous, _cache_enabled = _cache_enabled, False
+    try:
+        yield
+    finally:
+        _cache_enabled = previous
+
+
 def _remember(texts: np.ndarray, vectors: np.ndarray) -> None:
+    if not _cache_enabled:
+        return
     if len(_cache) + len(texts) > _CACHE_LIMIT:
         _cache.clear()
     _cache.update(zip(texts.tolist(), vectors.copy()))

@@ -49,15 +49,20 @@ class HFRewardModel:
         # Right padding keeps absolute positions identical to the unpadded sequence for causal models.
         self.tokenizer.padding_side = "right"
         if self.tokenizer.pad_token is None:
-            chosen = pad_token or self.tokenizer.eos_token or self.tokenizer.unk_token
-            if chosen is None:
-                raise UserError(f"objective '{name}': the tokenizer has no pad, eos or unk token; set pad_token")
-            self.tokenizer.pad_token = chosen
+            # A dedicated pad token, never eos: causal heads pool on the last non-pad token, and an eos inside
+            # the text must not be mistaken for padding. Its new embedding row is only ever seen at masked or
+            # trailing positions, which right padding keeps out of the pooled logit.
+            wanted = pad_token or "[PAD]"
+            if wanted in self.tokenizer.get_vocab():
+                self.tokenizer.pad_token = wanted
+            else:
+                self.tokenizer.add_special_tokens({"pad_token": wanted})
+                self.model.resize_token_embeddings(len(self.tokenizer))
         # Causal reward heads pool on the last token that is not the pad id, so the model must know the pad id.
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         model_limit = getattr(self.model.config, "max_position_embeddings", None) or max_length
         self.max_length = min(max_length, model_limit)
-        self._weights_digest = _weights_digest(model)
+        self._weights_digest = getattr(self.model.config, "_commit_hash", None) or _weights_digest(model)
 
     def _encode(self, batch: pd.DataFrame):
         responses = batch["response"].tolist()
@@ -94,7 +99,7 @@ class HFRewardModel:
 
 
 def _weights_digest(model: str) -> str:
-    """Identify local weights by size and mtime (cheap); Hub ids by their resolved commit when known."""
+    """Identify local weights by size and mtime (cheap); a Hub id without a known commit stands for itself."""
     path = Path(model)
     if path.is_dir():
         stamp = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in path.iterdir() if p.is_file())

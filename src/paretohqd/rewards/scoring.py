@@ -22,8 +22,10 @@ from .base import Objective, as_scores
 
 
 def data_fingerprint(samples: pd.DataFrame) -> str:
-    hashed = pd.util.hash_pandas_object(samples[["id", "prompt", "response"]], index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+    """Every column counts: objectives may read more than prompt and response (a context column, a rating)."""
+    hashed = pd.util.hash_pandas_object(samples.astype(str), index=False).to_numpy()
+    names = "|".join(map(str, samples.columns)).encode()
+    return hashlib.sha256(hashed.tobytes() + names).hexdigest()[:16]
 
 
 def cache_key(objective: Objective, data_hash: str, shard_size: int) -> str:
@@ -49,13 +51,14 @@ def score_batches(objective: Objective, samples: pd.DataFrame, batch_size: int, 
     return scores
 
 
-def check_finite(scores: np.ndarray, samples: pd.DataFrame, objective: str, offset: int = 0) -> None:
+def check_finite(scores: np.ndarray, samples: pd.DataFrame, objective: str, offset: int | None = None) -> None:
     bad = ~np.isfinite(scores)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         kind = "NaN" if np.isnan(scores[row]) else "an infinite score"
-        raise UserError(f"objective '{objective}' returned {kind} for sample '{samples['id'].iloc[row]}' "
-                        f"(row {offset + row}); scores must be finite numbers")
+        where = f" (row {offset + row})" if offset is not None else ""
+        raise UserError(f"objective '{objective}' returned {kind} for sample '{samples['id'].iloc[row]}'"
+                        f"{where}; scores must be finite numbers")
 
 
 def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: int, batch_size: int,
@@ -71,12 +74,17 @@ def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: i
     by_length = np.argsort(lengths, kind="stable")
     picks = np.unique(by_length[np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)])
     subset = samples.iloc[picks]
-    batched = score_batches(objective, subset, max(batch_size, len(subset)), sort=False)
-    single = np.array([as_scores(objective.score(subset.iloc[[i]]), 1, objective.name)[0]
-                       for i in range(len(subset))])
+    from .embeddings import embedding_cache_disabled
+
+    # Both passes must really run the model: a cache would answer the second from the first.
+    with embedding_cache_disabled():
+        batched = score_batches(objective, subset, max(batch_size, len(subset)), sort=False)
+        check_finite(batched, subset, objective.name)
+        single = np.array([as_scores(objective.score(subset.iloc[[i]]), 1, objective.name)[0]
+                           for i in range(len(subset))])
     difference = np.abs(batched - single)
-    scale = max(1.0, float(np.nanmax(np.abs(single))) if np.isfinite(single).any() else 1.0)
-    worst = int(np.nanargmax(difference)) if np.isfinite(difference).any() else 0
+    scale = max(1.0, float(np.max(np.abs(batched))))
+    worst = int(np.nanargmax(difference)) if np.isfinite(difference).any() else int(np.argmin(np.isfinite(single)))
     if not np.all(np.isfinite(difference)) or difference[worst] > tolerance * scale:
         raise UserError(f"objective '{objective.name}' scores sample '{subset['id'].iloc[worst]}' as "
                         f"{batched[worst]:.6g} in a batch but {single[worst]:.6g} alone: rewards depend on batching "
