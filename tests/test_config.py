@@ -78,3 +78,15 @@ def test_shipped_recipes_validate():
 def test_bad_training_config(extra, message):
     with pytest.raises(UserError, match=message):
         load_config(None, BASE + extra)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--train.lora_dropout", "1.5"], "lora_dropout must be in"),
+    (["--train.stage2_learning_rate", "-1"], "must be positive"),
+    (["--evaluate.collapse.ngram", "0"], "collapse thresholds"),
+    (["--evaluate.collapse.min_distinct_2", "0.5"], "unknown key 'evaluate.collapse.min_distinct_2'"),
+    (["--evaluate.reference_point", "[0]"], "reference_point has 1 values but there are 2 objectives"),
+])
+def test_more_bad_settings(extra, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, BASE + extra)

@@ -471,8 +471,14 @@ def _validate_training(config: RunConfig) -> None:
         steps, epochs = getattr(train, f"{stage}_steps"), getattr(train, f"{stage}_epochs")
         if steps < 0 or (steps == 0 and epochs <= 0):
             raise UserError(f"train.{stage}_steps must be positive, or 0 with a positive train.{stage}_epochs")
-    if train.learning_rate <= 0:
-        raise UserError(f"train.learning_rate must be positive, not {train.learning_rate}")
+    if train.learning_rate <= 0 or (train.stage2_learning_rate is not None and train.stage2_learning_rate <= 0):
+        raise UserError("train.learning_rate and train.stage2_learning_rate must be positive")
+    if not 0.0 <= train.lora_dropout < 1.0:
+        raise UserError(f"train.lora_dropout must be in [0, 1), not {train.lora_dropout}")
+    collapse = config.evaluate.collapse
+    if min(collapse.min_tokens, collapse.ngram, collapse.max_ngram_repeats, collapse.distinct_min_tokens) < 1 or \
+            not 0.0 <= collapse.min_distinct2 <= 1.0:
+        raise UserError("evaluate.collapse thresholds must be at least 1, and min_distinct2 in [0, 1]")
     if not 0.0 <= config.data.heldout_fraction < 1.0:
         raise UserError(f"data.heldout_fraction must be in [0, 1), not {config.data.heldout_fraction}")
     for where, sampling in (("stage2.sampling", config.stage2.sampling), ("evaluate.sampling", config.evaluate.sampling)):
