@@ -171,7 +171,7 @@ def calibrate(rows: list[dict], batch_size: int, seed: int) -> tuple[str, dict]:
     best = {dtype: max(v) for dtype, v in timings.items()}
     chosen = max(best, key=best.get)
     print(f"calibration (tokens/s, batch {len(texts)} x 24 new tokens): {timings} -> {chosen}", flush=True)
-    return chosen, {"tokens_per_second": timings, "batch": len(texts), "new_tokens": 24, "chosen": chosen}
+    return chosen, {"tokens_per_second": timings, "batch": len(texts), "new_tokens": 24, "picked": chosen}
 
 
 def sha256(path: Path) -> str:
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dtype == "auto":
         dtype, calibration = calibrate(rows, min(8, args.batch_size), args.seed)
     else:
-        dtype, calibration = args.dtype, {"chosen": args.dtype, "tokens_per_second": "not measured (--dtype given)"}
+        dtype, calibration = args.dtype, {"picked": args.dtype, "tokens_per_second": "not measured (--dtype given)"}
     model, tokenizer = load_causal_lm(EMBEDDED_DEFAULT, dtype=dtype)
     model.eval()
     tokenizer.padding_side = "left"
