@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("config", help="YAML config file")
         if name in ("score", "select"):
             stage.add_argument("--force", action="store_true", help="rerun the stage even if it finished already")
+    compare = commands.add_parser("compare", help="several runs' fronts in one table and plot, one shared reference")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
+    compare.add_argument("--output", default="compare", help="folder for compare.json/.csv/.png/.md")
+    compare.add_argument("--reference-point", type=float, nargs="+", default=None,
+                         help="raw reward reference point (default: worst corner of the union, normalised)")
     demo = commands.add_parser("demo", help="the main job on the embedded default model, data and rewards (CPU, no hub)")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
     commands.add_parser("env", help="versions and hardware, for bug reports")
@@ -81,6 +86,13 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         raise UserError(f"unexpected arguments for '{args.command}': {' '.join(rest)}")
     if args.command == "demo":
         return _demo(args)
+    if args.command == "compare":
+        from .evaluate.compare import compare_runs, format_comparison
+
+        result = compare_runs(args.run_dirs, args.output, args.reference_point)
+        print(format_comparison(result))
+        print(f"wrote {args.output}/compare.json, compare.csv, compare.png, compare.md")
+        return 0
     if args.command == "env":
         from .runs import environment, format_environment
 
