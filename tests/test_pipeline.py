@@ -250,3 +250,16 @@ def test_objectives_reading_a_context_column_score_generated_text(tiny_policy, t
     assert main(["run", str(config_path)]) == 0
     scores = pd.read_parquet(tmp_path / "run" / "eval" / "scores.parquet")
     assert scores["post"].notna().all() and scores["faithful"].notna().all()
+
+
+def test_sft_baseline_runs_through_the_same_stages(tiny_policy, tmp_path):
+    config_path = write_run_config(tmp_path, tiny_policy, train__stage1_steps=2)
+    config = yaml.safe_load(config_path.read_text())
+    config["method"] = "sft"
+    config_path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(config_path)]) == 0
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert metrics["method"] == "SFT" and [p["model"] for p in metrics["preferences"]] == ["sft"]
+    assert (tmp_path / "run" / "models" / "sft" / "stage1" / "README.md").exists()
+    assert "train_sft" in metrics["wall_seconds"]
+    assert main(["select", str(config_path)]) == 2

@@ -105,28 +105,35 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
 
 def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
     from .config import load_config
-    from .methods import paretohqd
+    from .errors import UserError
+    from .methods import paretohqd, sft
     from .methods.stages import run_score
     from .runs import RunDir
 
     config = load_config(args.config, overrides)
     run = RunDir(config.output_dir)
     run.init(config)
+    method = {"paretohqd": paretohqd, "sft": sft}[config.method]
     if args.command == "score":
         run_score(config, run, force=args.force)
     elif args.command == "select":
+        if method is not paretohqd:
+            raise UserError(f"'select' is ParetoHqD's stage; method '{config.method}' has none")
         paretohqd.run_select(config, run, force=args.force)
         print(paretohqd.format_selection_table(run))
     elif args.command == "train":
-        paretohqd.run_train_stage1(config, run)
-        if config.stage2.enabled:
-            paretohqd.run_stage2(config, run)
+        if method is paretohqd:
+            paretohqd.run_train_stage1(config, run)
+            if config.stage2.enabled:
+                paretohqd.run_stage2(config, run)
+        else:
+            method.run_train(config, run)
     elif args.command == "generate":
-        paretohqd.run_generate(config, run)
+        method.run_generate(config, run)
     elif args.command == "evaluate":
-        paretohqd.run_evaluate_stage(config, run)
+        method.run_evaluate_stage(config, run)
     else:
-        paretohqd.run_pipeline(config, run)
+        method.run_pipeline(config, run)
     return 0
 
 

@@ -218,7 +218,8 @@ class EvaluateConfig:
 @dataclass
 class RunConfig:
     output_dir: str = "runs/default"
-    method: Literal["paretohqd"] = "paretohqd"
+    method: Literal["paretohqd", "sft"] = "paretohqd"
+    """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline."""
     seed: int = 0
     report_to: str = "none"
     data: DataConfig = field(default_factory=DataConfig)

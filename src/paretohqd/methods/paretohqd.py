@@ -16,8 +16,8 @@ from .. import io
 from ..config import RunConfig
 from ..errors import UserError
 from ..runs import RunDir
-from .stages import (chain_hash, check_objectives_score_text, generate_unit, generation_done, load_test_prompts,
-                     run_score, score_hash, unique_prompts)
+from .stages import (chain_hash, check_objectives_score_text, evaluate_models, generate_models, generate_unit,
+                     load_test_prompts, run_score, score_hash, unique_prompts)
 
 
 def resolve_preferences(config: RunConfig) -> np.ndarray:
@@ -283,58 +283,15 @@ def run_stage2(config: RunConfig, run: RunDir, log=print) -> None:
 
 def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:
     """Every preference's final model (and the base model) answers the held-out prompts -> generations/."""
-    check_objectives_score_text(config)
-    from ..models import load_causal_lm
-    from ..train.sft import load_trained
-
     stage, model_hash = final_stage(config)
-    unit_hash = chain_hash(model_hash, generation_settings(config))
-    entries = _read_selection(run.selection)
-    prompts = load_test_prompts(config)
-    folder = run.path / "generations"
-    points = []
-    for entry in entries:
-        index = entry["preference"]
-        points.append({"name": f"pref_{index:02d}", "weights": entry["weights"],
-                       "file": folder / f"pref_{index:02d}.jsonl",
-                       "loader": functools.partial(load_trained, model_dir(run, index, stage), config.model),
-                       "seed": config.seed + 2000 + index})
-    if config.evaluate.include_base:
-        points.append({"name": "base", "weights": None, "file": folder / "base.jsonl",
-                       "loader": functools.partial(load_causal_lm, config.model.name_or_path, config.model.dtype),
-                       "seed": config.seed + 2999})
-    outputs = tuple(p["file"] for p in points)
-    with run.stage("generate", unit_hash, outputs) as record:
-        if record.skipped and all(generation_done(p["file"], unit_hash) for p in points):
-            log("generate: done already")
-        else:
-            for point in points:
-                generate_unit(point["file"], point["loader"], prompts, config, config.evaluate.sampling,
-                              seed=point["seed"], unit_hash=unit_hash, extra={"model": point["name"]}, log=log)
-    return [{k: v for k, v in p.items() if k in ("name", "weights", "file")} for p in points]
-
-
-def generation_settings(config: RunConfig) -> str:
-    """What the held-out generations depend on (report thresholds do not regenerate anything)."""
-    ev = config.evaluate
-    return repr((ev.source, ev.adapter, ev.prompt_column, ev.split, ev.every_nth, ev.num_prompts, ev.include_base,
-                 sorted(vars(ev.sampling).items()), config.model.system_prompt, config.train.max_length,
-                 config.data.heldout_fraction))
+    models = [{"name": f"pref_{e['preference']:02d}", "weights": e["weights"],
+               "path": model_dir(run, e["preference"], stage)} for e in _read_selection(run.selection)]
+    return generate_models(config, run, models, model_hash, log=log)
 
 
 def run_evaluate_stage(config: RunConfig, run: RunDir, log=print) -> dict:
-    from ..evaluate.metrics import run_evaluate
-
     entries = run_generate(config, run, log=lambda *_: None)
-    unit_hash = chain_hash(final_stage(config)[1], config.section_hash("evaluate", "objectives"))
-    metrics_path = run.path / "eval" / "metrics.json"
-    with run.stage("evaluate", unit_hash, (metrics_path,)) as record:
-        if record.skipped:
-            log(f"evaluate: done already ({metrics_path})")
-            return io.read_json(metrics_path)
-        stages = run.manifest()["stages"]
-        wall = {name: entry.get("wall_seconds", 0.0) for name, entry in stages.items() if name != "evaluate"}
-        return run_evaluate(config, run, entries, "ParetoHqD", wall, log=log)
+    return evaluate_models(config, run, entries, "ParetoHqD", final_stage(config)[1], log=log)
 
 
 def format_selection_table(run: RunDir) -> str:

@@ -184,3 +184,56 @@ def _load_all_samples(config: RunConfig) -> pd.DataFrame:
     return load_data(data.source, adapter=data.adapter, fmt=data.format, split=data.split,
                      prompt_column=data.prompt_column, response_column=data.response_column,
                      id_column=data.id_column, max_samples=data.max_samples).samples
+
+
+def generation_settings(config: RunConfig) -> str:
+    """What the held-out generations depend on (report thresholds do not regenerate anything)."""
+    ev = config.evaluate
+    return repr((ev.source, ev.adapter, ev.prompt_column, ev.split, ev.every_nth, ev.num_prompts, ev.include_base,
+                 sorted(vars(ev.sampling).items()), config.model.system_prompt, config.train.max_length,
+                 config.data.heldout_fraction))
+
+
+def generate_models(config: RunConfig, run: RunDir, models: list[dict], model_hash: str, log=print) -> list[dict]:
+    """Each trained model (``{"name", "weights", "path"}``) and the base model answer the test prompts, one
+    generation file per model in ``RUN/generations/``; finished files are kept."""
+    import functools
+
+    from ..models import load_causal_lm
+    from ..train.sft import load_trained
+
+    check_objectives_score_text(config)
+    unit_hash = chain_hash(model_hash, generation_settings(config))
+    prompts = load_test_prompts(config)
+    folder = run.path / "generations"
+    points = [{"name": m["name"], "weights": m["weights"], "file": folder / f"{m['name']}.jsonl",
+               "loader": functools.partial(load_trained, m["path"], config.model), "seed": config.seed + 2000 + i}
+              for i, m in enumerate(models)]
+    if config.evaluate.include_base:
+        points.append({"name": "base", "weights": None, "file": folder / "base.jsonl",
+                       "loader": functools.partial(load_causal_lm, config.model.name_or_path, config.model.dtype),
+                       "seed": config.seed + 2999})
+    with run.stage("generate", unit_hash, tuple(p["file"] for p in points)) as record:
+        if record.skipped and all(generation_done(p["file"], unit_hash) for p in points):
+            log("generate: done already")
+        else:
+            for point in points:
+                generate_unit(point["file"], point["loader"], prompts, config, config.evaluate.sampling,
+                              seed=point["seed"], unit_hash=unit_hash, extra={"model": point["name"]}, log=log)
+    return [{k: v for k, v in p.items() if k in ("name", "weights", "file")} for p in points]
+
+
+def evaluate_models(config: RunConfig, run: RunDir, entries: list[dict], method: str, model_hash: str,
+                    log=print) -> dict:
+    """The evaluate stage over finished generation files -> RUN/eval/."""
+    from ..evaluate.metrics import run_evaluate
+
+    unit_hash = chain_hash(model_hash, config.section_hash("evaluate", "objectives"))
+    metrics_path = run.path / "eval" / "metrics.json"
+    with run.stage("evaluate", unit_hash, (metrics_path,)) as record:
+        if record.skipped:
+            log(f"evaluate: done already ({metrics_path})")
+            return io.read_json(metrics_path)
+        stages = run.manifest()["stages"]
+        wall = {name: entry.get("wall_seconds", 0.0) for name, entry in stages.items() if name != "evaluate"}
+        return run_evaluate(config, run, entries, method, wall, log=log)
