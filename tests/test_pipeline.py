@@ -263,3 +263,31 @@ def test_sft_baseline_runs_through_the_same_stages(tiny_policy, tmp_path):
     assert (tmp_path / "run" / "models" / "sft" / "stage1" / "README.md").exists()
     assert "train_sft" in metrics["wall_seconds"]
     assert main(["select", str(config_path)]) == 2
+
+
+def test_rewarded_soups_average_the_ingredients_exactly(tiny_policy, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from paretohqd.methods.soups import ingredient_path, load_soup
+    from paretohqd.train.sft import load_trained
+
+    config_path = write_run_config(tmp_path, tiny_policy, train__stage1_steps=2)
+    raw = yaml.safe_load(config_path.read_text())
+    raw["method"] = "soups"
+    config_path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(config_path)]) == 0
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert metrics["method"] == "Rewarded Soups" and len(metrics["preferences"]) == 3
+
+    config = load_config(config_path)
+    run = RunDir(config.output_dir)
+    paths = [ingredient_path(run, i) for i in range(2)]
+    base = AutoModelForCausalLM.from_pretrained(tiny_policy).state_dict()
+    ingredients = [load_trained(p, config.model)[0].state_dict() for p in paths]
+    soup = load_soup(paths, [0.25, 0.75], config.model)[0].state_dict()
+    for key, value in base.items():
+        expected = value + 0.25 * (ingredients[0][key] - value) + 0.75 * (ingredients[1][key] - value)
+        assert torch.allclose(soup[key], expected, atol=1e-5), key
+    one_hot = load_soup(paths, [1.0, 0.0], config.model)[0].state_dict()
+    assert all(torch.allclose(one_hot[k], ingredients[0][k], atol=1e-5) for k in base)

@@ -218,8 +218,9 @@ class EvaluateConfig:
 @dataclass
 class RunConfig:
     output_dir: str = "runs/default"
-    method: Literal["paretohqd", "sft"] = "paretohqd"
-    """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline."""
+    method: Literal["paretohqd", "sft", "soups"] = "paretohqd"
+    """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline; soups:
+    Rewarded Soups (one model per objective on its select.k best samples, weight-averaged per preference)."""
     seed: int = 0
     report_to: str = "none"
     data: DataConfig = field(default_factory=DataConfig)

@@ -195,7 +195,8 @@ def generation_settings(config: RunConfig) -> str:
 
 
 def generate_models(config: RunConfig, run: RunDir, models: list[dict], model_hash: str, log=print) -> list[dict]:
-    """Each trained model (``{"name", "weights", "path"}``) and the base model answer the test prompts, one
+    """Each trained model (``{"name", "weights", "path"}``, or a ``"loader"`` that builds it) and the base model
+    answer the test prompts, one
     generation file per model in ``RUN/generations/``; finished files are kept."""
     import functools
 
@@ -207,7 +208,8 @@ def generate_models(config: RunConfig, run: RunDir, models: list[dict], model_ha
     prompts = load_test_prompts(config)
     folder = run.path / "generations"
     points = [{"name": m["name"], "weights": m["weights"], "file": folder / f"{m['name']}.jsonl",
-               "loader": functools.partial(load_trained, m["path"], config.model), "seed": config.seed + 2000 + i}
+               "loader": m.get("loader") or functools.partial(load_trained, m["path"], config.model),
+               "seed": config.seed + 2000 + i}
               for i, m in enumerate(models)]
     if config.evaluate.include_base:
         points.append({"name": "base", "weights": None, "file": folder / "base.jsonl",
