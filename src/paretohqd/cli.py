@@ -106,14 +106,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
 def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
     from .config import load_config
     from .errors import UserError
-    from .methods import paretohqd, sft, soups
+    from .methods import paretohqd, ric, sft, soups
     from .methods.stages import run_score
     from .runs import RunDir
 
     config = load_config(args.config, overrides)
     run = RunDir(config.output_dir)
     run.init(config)
-    method = {"paretohqd": paretohqd, "sft": sft, "soups": soups}[config.method]
+    method = {"paretohqd": paretohqd, "ric": ric, "sft": sft, "soups": soups}[config.method]
     if args.command == "score":
         run_score(config, run, force=args.force)
     elif args.command == "select":

@@ -216,11 +216,32 @@ class EvaluateConfig:
 
 
 @dataclass
+class RiCConfig:
+    """Rewards-in-Context (Yang et al., 2024): one model conditioned on target rewards written into the prompt."""
+
+    offline_steps: int = 20000
+    """Conditional SFT steps on all scored samples (RiC: 20k; train.* gives batch, learning rate, LoRA)."""
+    online_iterations: int = 2
+    """Multi-objective rejection-sampling rounds after the offline stage (0: offline only)."""
+    online_prompts: int = 1000
+    online_steps: int = 4000
+    online_learning_rate: float = 1e-5
+    keep_quantile: float = 0.7
+    """Online samples (and the original samples mixed back in) are kept when any objective reaches its quantile."""
+    mix_samples: int = 10000
+    """Filtered original samples mixed into each online round."""
+    mapping: Literal["l2", "linf"] = "l2"
+    """Preference -> target rewards: target_i = w_i/||w|| * (high - low) + low, with the l2 or max norm."""
+    sampling: SamplingConfig = field(default_factory=_stage2_sampling)
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/default"
-    method: Literal["paretohqd", "sft", "soups"] = "paretohqd"
+    method: Literal["paretohqd", "ric", "sft", "soups"] = "paretohqd"
     """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline; soups:
-    Rewarded Soups (one model per objective on its select.k best samples, weight-averaged per preference)."""
+    Rewarded Soups (one model per objective on its select.k best samples, weight-averaged per preference); ric:
+    Rewards-in-Context (one model conditioned on target rewards in the prompt)."""
     seed: int = 0
     report_to: str = "none"
     data: DataConfig = field(default_factory=DataConfig)
@@ -232,6 +253,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    ric: RiCConfig = field(default_factory=RiCConfig)
 
     @property
     def objective_names(self) -> list[str]:
@@ -492,6 +514,11 @@ def _validate_training(config: RunConfig) -> None:
         raise UserError(f"stage2.num_prompts must be at least 1, not {config.stage2.num_prompts}")
     if config.stage2.k is not None and config.stage2.k < 1:
         raise UserError(f"stage2.k must be at least 1, not {config.stage2.k}")
+    ric = config.ric
+    if min(ric.offline_steps, ric.online_prompts, ric.online_steps) < 1 or ric.online_iterations < 0 or \
+            not 0.0 < ric.keep_quantile < 1.0 or ric.online_learning_rate <= 0 or ric.mix_samples < 0:
+        raise UserError("ric: offline_steps, online_prompts and online_steps must be at least 1, online_iterations "
+                        "0 or more, keep_quantile in (0, 1), online_learning_rate positive, mix_samples 0 or more")
     if config.evaluate.reference_point is not None and len(config.evaluate.reference_point) != len(config.objectives):
         raise UserError(f"evaluate.reference_point has {len(config.evaluate.reference_point)} values but there are "
                         f"{len(config.objectives)} objectives")

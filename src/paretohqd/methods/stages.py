@@ -114,8 +114,11 @@ def read_generations(path) -> pd.DataFrame:
 
 
 def generate_unit(path, model_loader, prompts: pd.DataFrame, config: RunConfig, sampling, seed: int,
-                  unit_hash: str, extra: dict, log=print) -> pd.DataFrame:
-    """Generate one response per prompt with the model ``model_loader()`` returns, unless already done."""
+                  unit_hash: str, extra: dict, log=print, condition=None) -> pd.DataFrame:
+    """Generate one response per prompt with the model ``model_loader()`` returns, unless already done.
+
+    ``condition`` rewrites each prompt the model sees (RiC writes target rewards into it); the file keeps the
+    original prompt, which is what reward models score."""
     from ..generate.hf import generate_responses, sampling_record
 
     if generation_done(path, unit_hash):
@@ -126,7 +129,8 @@ def generate_unit(path, model_loader, prompts: pd.DataFrame, config: RunConfig, 
 
     with tqdm(total=len(prompts), desc=f"generate {extra.get('model', '')}", unit="prompt", leave=False,
               disable=not _interactive()) as bar:
-        responses = generate_responses(model, tokenizer, prompts["prompt"].tolist(), sampling, seed,
+        shown = prompts["prompt"].tolist() if condition is None else [condition(p) for p in prompts["prompt"]]
+        responses = generate_responses(model, tokenizer, shown, sampling, seed,
                                        config.model.system_prompt, max_prompt_tokens=config.train.max_length,
                                        progress=bar.update)
     frame = prompts.copy()  # context columns travel with the prompt: objectives may read them
@@ -209,19 +213,20 @@ def generate_models(config: RunConfig, run: RunDir, models: list[dict], model_ha
     folder = run.path / "generations"
     points = [{"name": m["name"], "weights": m["weights"], "file": folder / f"{m['name']}.jsonl",
                "loader": m.get("loader") or functools.partial(load_trained, m["path"], config.model),
-               "seed": config.seed + 2000 + i}
+               "condition": m.get("condition"), "seed": config.seed + 2000 + i}
               for i, m in enumerate(models)]
     if config.evaluate.include_base:
         points.append({"name": "base", "weights": None, "file": folder / "base.jsonl",
                        "loader": functools.partial(load_causal_lm, config.model.name_or_path, config.model.dtype),
-                       "seed": config.seed + 2999})
+                       "condition": None, "seed": config.seed + 2999})
     with run.stage("generate", unit_hash, tuple(p["file"] for p in points)) as record:
         if record.skipped and all(generation_done(p["file"], unit_hash) for p in points):
             log("generate: done already")
         else:
             for point in points:
                 generate_unit(point["file"], point["loader"], prompts, config, config.evaluate.sampling,
-                              seed=point["seed"], unit_hash=unit_hash, extra={"model": point["name"]}, log=log)
+                              seed=point["seed"], unit_hash=unit_hash, extra={"model": point["name"]}, log=log,
+                              condition=point["condition"])
     return [{k: v for k, v in p.items() if k in ("name", "weights", "file")} for p in points]
 
 
