@@ -172,3 +172,15 @@ def test_edited_data_file_is_rescored(tmp_path):
 def test_override_into_a_value_is_an_error(tmp_path, capsys):
     assert main(["score", str(write_config(tmp_path)), "--select.k.x", "3"]) == 2
     assert "'select.k' is a value, not a section" in capsys.readouterr().err
+
+
+def test_runs_can_share_a_score_cache(tmp_path):
+    config = write_config(tmp_path)
+    shared = tmp_path / "shared_cache"
+    assert main(["score", str(config), "--score.cache_dir", str(shared)]) == 0
+    shards = sorted(p.stat().st_mtime_ns for p in shared.rglob("shard_*.npy"))
+    assert shards and not (tmp_path / "run" / "scores" / "cache").exists()
+    assert main(["score", str(config), "--score.cache_dir", str(shared), "--output_dir",
+                 str(tmp_path / "other")]) == 0
+    assert sorted(p.stat().st_mtime_ns for p in shared.rglob("shard_*.npy")) == shards  # reused, not rescored
+    assert (tmp_path / "other" / "scores" / "scores.parquet").exists()

@@ -83,6 +83,9 @@ class ScoreConfig:
     """Score this many samples both batched and one at a time, and stop if they differ (0 turns it off)."""
     consistency_tolerance: float = 1e-3
     progress: bool = True
+    cache_dir: Optional[str] = None
+    """Where score shards are cached (default RUN/scores/cache); runs on the same data and objectives can share one,
+    e.g. several methods compared on one dataset. Entries are keyed by objective and data fingerprints."""
 
 
 @dataclass

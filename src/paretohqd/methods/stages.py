@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -67,7 +68,8 @@ def run_score(config: RunConfig, run: RunDir, force: bool = False, log=print) ->
         objectives = build_objectives(config.objectives)
         started = time.perf_counter()
         table, details = score_samples(
-            samples, objectives, [c.batch_size for c in config.objectives], run.scores / "cache",
+            samples, objectives, [c.batch_size for c in config.objectives],
+            Path(config.score.cache_dir) if config.score.cache_dir else run.scores / "cache",
             config.score.shard_size, config.score.sort_by_length, config.score.consistency_check,
             config.score.consistency_tolerance, show_progress=config.score.progress and _interactive())
         stats = score_statistics(table, config.objective_names, tuple(config.select.robust_quantiles))
