@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench bench-methods clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/selection_speed.py
 	$(BIN)/python bench/scoring_speed.py
+
+# ParetoHqD vs RiC, SFT and Rewarded Soups on HH-RLHF (about half an hour on 2 CPU cores).
+bench-methods: venv
+	$(BIN)/python bench/compare_methods.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
