@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,8 @@ from .. import io
 from ..config import RunConfig
 from ..data import ASSISTANT_MARKER
 from ..runs import RunDir
-from .stages import (chain_hash, check_objectives_score_text, evaluate_models, generate_models, generate_unit,
-                     load_test_prompts, run_score, score_hash, unique_prompts)
+from .stages import (chain_hash, evaluate_models, generate_models, generate_unit, run_method, score_hash,
+                     unique_prompts)
 
 METHOD = "RiC"
 
@@ -179,12 +180,4 @@ def run_evaluate_stage(config: RunConfig, run: RunDir, log=print) -> dict:
 
 
 def run_pipeline(config: RunConfig, run: RunDir, log=print) -> dict:
-    from .paretohqd import resolve_preferences
-
-    check_objectives_score_text(config)
-    resolve_preferences(config)
-    load_test_prompts(config)
-    run_score(config, run, log=log)
-    run_train(config, run, log=log)
-    run_generate(config, run, log=log)
-    return run_evaluate_stage(config, run, log=log)
+    return run_method(config, run, sys.modules[__name__], log=log)

@@ -6,13 +6,14 @@ sample. It goes through the same scoring, generation and evaluation stages as Pa
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
 from ..config import RunConfig
 from ..errors import UserError
 from ..runs import RunDir
-from .stages import (chain_hash, check_objectives_score_text, evaluate_models, generate_models, load_test_prompts,
-                     run_score, score_hash)
+from .stages import chain_hash, evaluate_models, generate_models, run_method, score_hash
 
 METHOD = "SFT"
 
@@ -71,9 +72,4 @@ def run_evaluate_stage(config: RunConfig, run: RunDir, log=print) -> dict:
 
 
 def run_pipeline(config: RunConfig, run: RunDir, log=print) -> dict:
-    check_objectives_score_text(config)
-    load_test_prompts(config)
-    run_score(config, run, log=log)
-    run_train(config, run, log=log)
-    run_generate(config, run, log=log)
-    return run_evaluate_stage(config, run, log=log)
+    return run_method(config, run, sys.modules[__name__], log=log)

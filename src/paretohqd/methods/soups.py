@@ -7,6 +7,7 @@ weights. M trainings; every preference is free at test time.
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,7 @@ import pandas as pd
 from ..config import ModelConfig, RunConfig
 from ..errors import UserError
 from ..runs import RunDir
-from .stages import (chain_hash, check_objectives_score_text, evaluate_models, generate_models, load_test_prompts,
-                     run_score, score_hash)
+from .stages import chain_hash, evaluate_models, generate_models, run_method, score_hash
 
 METHOD = "Rewarded Soups"
 
@@ -116,12 +116,4 @@ def run_evaluate_stage(config: RunConfig, run: RunDir, log=print) -> dict:
 
 
 def run_pipeline(config: RunConfig, run: RunDir, log=print) -> dict:
-    from .paretohqd import resolve_preferences
-
-    check_objectives_score_text(config)
-    resolve_preferences(config)
-    load_test_prompts(config)
-    run_score(config, run, log=log)
-    run_train(config, run, log=log)
-    run_generate(config, run, log=log)
-    return run_evaluate_stage(config, run, log=log)
+    return run_method(config, run, sys.modules[__name__], log=log)

@@ -246,3 +246,17 @@ def evaluate_models(config: RunConfig, run: RunDir, entries: list[dict], method:
         stages = run.manifest()["stages"]
         wall = {name: entry.get("wall_seconds", 0.0) for name, entry in stages.items() if name != "evaluate"}
         return run_evaluate(config, run, entries, method, wall, log=log)
+
+
+def run_method(config: RunConfig, run: RunDir, method, log=print) -> dict:
+    """The whole pipeline of a method module with ``run_train``, ``run_generate`` and ``run_evaluate_stage``;
+    problems that would surface after training fail first."""
+    from .paretohqd import resolve_preferences
+
+    check_objectives_score_text(config)
+    resolve_preferences(config)
+    load_test_prompts(config)
+    run_score(config, run, log=log)
+    method.run_train(config, run, log=log)
+    method.run_generate(config, run, log=log)
+    return method.run_evaluate_stage(config, run, log=log)
