@@ -147,28 +147,19 @@ def _selected_samples(scores: pd.DataFrame, entry: dict) -> pd.DataFrame:
 
 
 def model_card(config: RunConfig, entry: dict, stage: str, selection_note: str):
-    def render(stats: dict) -> str:
-        names = config.objective_names
-        weights = ", ".join(f"{n} {w:.3g}" for n, w in zip(names, entry["weights"]))
-        lines = [
-            "---", "library_name: peft" if config.train.use_lora else "library_name: transformers",
-            f"base_model: {config.model.name_or_path}", "tags: [paretohqd, multi-objective-alignment, sft]", "---",
-            "", f"# ParetoHqD preference model {entry['preference']} ({stage})", "",
-            f"- base model: `{config.model.name_or_path}`",
-            f"- objectives (maximised): {', '.join(names)}",
-            f"- preference weights: {weights}",
-            f"- direction in normalised reward space (from the ideal point): "
-            f"({', '.join(f'{d:.4f}' for d in entry['direction'])})",
-            f"- training data: {selection_note}: {entry['k']} samples, mean distance to the ray "
-            f"{np.mean(entry['distances']):.4f}, mean Pareto layer {np.mean(entry['layers']):.2f}, mean raw rewards "
-            f"({', '.join(f'{v:.3f}' for v in entry['mean_raw_scores'])})",
-            f"- training: {stats['steps']} steps, global batch {stats['global_batch_size']}, {stats['epochs']:.2f} "
-            f"epochs, learning rate {stats['learning_rate']}, LoRA {config.train.use_lora}, final train loss "
-            f"{stats['train_loss']:.4f}, {stats['seconds']:.0f} s",
-            "", "Made with paretohqd (ParetoHqD: Gu et al., AAAI 2026, arXiv 2504.16628).", ""]
-        return "\n".join(lines)
+    from ..train.sft import ModelCard
 
-    return render
+    names = config.objective_names
+    return ModelCard(
+        f"ParetoHqD preference model {entry['preference']} ({stage})", ["multi-objective-alignment", "sft"],
+        [f"objectives (maximised): {', '.join(names)}",
+         "preference weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(names, entry["weights"])),
+         "direction in normalised reward space (from the ideal point): "
+         f"({', '.join(f'{d:.4f}' for d in entry['direction'])})",
+         f"training data: {selection_note}: {entry['k']} samples, mean distance to the ray "
+         f"{np.mean(entry['distances']):.4f}, mean Pareto layer {np.mean(entry['layers']):.2f}, mean raw rewards "
+         f"({', '.join(f'{v:.3f}' for v in entry['mean_raw_scores'])})",
+         "method: ParetoHqD (Gu et al., AAAI 2026, arXiv 2504.16628)"])
 
 
 def _train_preferences(config: RunConfig, run: RunDir, stage: str, unit_hash: str, scores: pd.DataFrame,
@@ -184,7 +175,7 @@ def _train_preferences(config: RunConfig, run: RunDir, stage: str, unit_hash: st
         init_from = model_dir(run, index, "stage1") if stage == "stage2" else None
         train_model(_selected_samples(scores, entry), target, config.model, config.train, stage,
                     seed=config.seed + index, unit_hash=unit_hash, init_from=init_from,
-                    report_to=config.report_to, model_card=model_card(config, entry, stage, selection_note),
+                    report_to=config.report_to, card=model_card(config, entry, stage, selection_note),
                     log=log)
 
 

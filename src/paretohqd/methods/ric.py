@@ -106,7 +106,7 @@ def run_train(config: RunConfig, run: RunDir, log=print) -> None:
         if not (record.skipped and is_complete(offline, offline_hash(config))):
             train = dataclasses.replace(config.train, stage1_steps=ric.offline_steps)
             train_model(conditioned(scores, z, names), offline, config.model, train, "stage1", seed=config.seed,
-                        unit_hash=offline_hash(config), report_to=config.report_to, model_card=card("offline"),
+                        unit_hash=offline_hash(config), report_to=config.report_to, card=card("offline"),
                         log=log)
     objectives = None
     for iteration in range(1, ric.online_iterations + 1):
@@ -144,20 +144,17 @@ def run_train(config: RunConfig, run: RunDir, log=print) -> None:
                                         stage2_learning_rate=ric.online_learning_rate)
             train_model(mixed, target, config.model, train, "stage2", seed=config.seed + iteration,
                         unit_hash=unit_hash, init_from=previous, report_to=config.report_to,
-                        model_card=card(f"online iteration {iteration}"), log=log)
+                        card=card(f"online iteration {iteration}"), log=log)
 
 
 def _model_card(config: RunConfig, stage: str):
-    def render(stats: dict) -> str:
-        return "\n".join([
-            "---", f"base_model: {config.model.name_or_path}", "tags: [paretohqd, rewards-in-context]", "---", "",
-            f"# Rewards-in-Context model ({stage})", "", f"- base model: `{config.model.name_or_path}`",
-            f"- objectives written into the prompt as z-scores: {', '.join(config.objective_names)}",
-            f"- example prompt: {ric_prompt('...' + ASSISTANT_MARKER, [0.5] * len(config.objectives), config.objective_names)!r}",
-            f"- training: {stats['steps']} steps, global batch {stats['global_batch_size']}, "
-            f"{stats['epochs']:.2f} epochs, final train loss {stats['train_loss']:.4f}", ""])
+    from ..train.sft import ModelCard
 
-    return render
+    names = config.objective_names
+    example = ric_prompt("..." + ASSISTANT_MARKER, [0.5] * len(names), names)
+    return ModelCard(f"Rewards-in-Context model ({stage})", ["rewards-in-context"],
+                     [f"objectives written into the prompt as z-scores: {', '.join(names)}",
+                      f"example prompt: {example!r}"])
 
 
 def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:

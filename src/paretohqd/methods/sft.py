@@ -34,16 +34,11 @@ def training_samples(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_card(config: RunConfig, count: int):
-    def render(stats: dict) -> str:
-        return "\n".join([
-            "---", f"base_model: {config.model.name_or_path}", "tags: [paretohqd, sft-baseline]", "---", "",
-            "# SFT baseline", "", f"- base model: `{config.model.name_or_path}`",
-            f"- objectives it is evaluated on: {', '.join(config.objective_names)}",
-            f"- training data: {count} preferred responses (no preference conditioning: one model, one point)",
-            f"- training: {stats['steps']} steps, global batch {stats['global_batch_size']}, "
-            f"{stats['epochs']:.2f} epochs, final train loss {stats['train_loss']:.4f}", ""])
+    from ..train.sft import ModelCard
 
-    return render
+    return ModelCard("SFT baseline", ["sft-baseline"],
+                     [f"objectives it is evaluated on: {', '.join(config.objective_names)}",
+                      f"training data: {count} preferred responses (no preference conditioning: one model, one point)"])
 
 
 def run_train(config: RunConfig, run: RunDir, log=print) -> None:
@@ -58,7 +53,7 @@ def run_train(config: RunConfig, run: RunDir, log=print) -> None:
             return
         samples = training_samples(pd.read_parquet(run.scores / "scores.parquet"))
         train_model(samples, target, config.model, config.train, "stage1", seed=config.seed, unit_hash=unit_hash,
-                    report_to=config.report_to, model_card=model_card(config, len(samples)), log=log)
+                    report_to=config.report_to, card=model_card(config, len(samples)), log=log)
 
 
 def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:

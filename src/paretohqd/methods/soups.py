@@ -38,16 +38,11 @@ def best_for(scores: pd.DataFrame, name: str, k: int) -> pd.DataFrame:
 
 
 def model_card(config: RunConfig, index: int, count: int):
-    def render(stats: dict) -> str:
-        name = config.objective_names[index]
-        return "\n".join([
-            "---", f"base_model: {config.model.name_or_path}", "tags: [paretohqd, rewarded-soups]", "---", "",
-            f"# Rewarded Soups ingredient: {name}", "", f"- base model: `{config.model.name_or_path}`",
-            f"- trained on the {count} samples with the highest {name} reward",
-            f"- training: {stats['steps']} steps, global batch {stats['global_batch_size']}, "
-            f"{stats['epochs']:.2f} epochs, final train loss {stats['train_loss']:.4f}", ""])
+    from ..train.sft import ModelCard
 
-    return render
+    name = config.objective_names[index]
+    return ModelCard(f"Rewarded Soups ingredient: {name}", ["rewarded-soups"],
+                     [f"trained on the {count} samples with the highest {name} reward"])
 
 
 def run_train(config: RunConfig, run: RunDir, log=print) -> None:
@@ -67,7 +62,7 @@ def run_train(config: RunConfig, run: RunDir, log=print) -> None:
             samples = best_for(scores, name, config.select.k)
             train_model(samples, target, config.model, config.train, "stage1", seed=config.seed + index,
                         unit_hash=unit_hash, report_to=config.report_to,
-                        model_card=model_card(config, index, len(samples)), log=log)
+                        card=model_card(config, index, len(samples)), log=log)
 
 
 def load_soup(paths: list, weights: list[float], model_config: ModelConfig):

@@ -39,6 +39,27 @@ class TrainingPlan:
                 f"= {self.epochs:.2f} epochs")
 
 
+@dataclass
+class ModelCard:
+    """What a method says about one trained model; :func:`train_model` adds the base model, the training facts and
+    the front matter, so every method's card has the same shape."""
+
+    title: str
+    tags: list[str]
+    facts: list[str]
+
+    def render(self, model_config: ModelConfig, train: TrainConfig, stats: dict) -> str:
+        library = "peft" if train.use_lora else "transformers"
+        lines = ["---", f"library_name: {library}", f"base_model: {model_config.name_or_path}",
+                 f"tags: [{', '.join(['paretohqd', *self.tags])}]", "---", "", f"# {self.title}", "",
+                 f"- base model: `{model_config.name_or_path}`", *(f"- {fact}" for fact in self.facts),
+                 f"- training: {stats['steps']} steps, global batch {stats['global_batch_size']}, "
+                 f"{stats['epochs']:.2f} epochs, learning rate {stats['learning_rate']}, LoRA {train.use_lora}, "
+                 f"final train loss {stats['train_loss']:.4f}, {stats['seconds']:.0f} s",
+                 "", "Made with paretohqd.", ""]
+        return "\n".join(lines)
+
+
 def plan_training(num_samples: int, train: TrainConfig, stage: str, world_size: int = 1) -> TrainingPlan:
     global_batch = train.per_device_batch_size * train.gradient_accumulation_steps * world_size
     steps_per_epoch = max(1, math.ceil(num_samples / global_batch))
@@ -87,7 +108,7 @@ def end_of_turn_ids(tokenizer) -> list[int]:
 
 def train_model(samples: pd.DataFrame, output_dir: Path, model_config: ModelConfig, train: TrainConfig,
                 stage: str, seed: int, unit_hash: str = "", init_from: Path | None = None, report_to: str = "none",
-                model_card: Callable[[dict], str] | None = None, log: Callable[[str], None] = print) -> dict:
+                card: ModelCard | None = None, log: Callable[[str], None] = print) -> dict:
     """Fine-tune and save to ``output_dir`` (adapter or full weights, tokenizer, generation config, card)."""
     import torch
     from transformers import set_seed
@@ -150,8 +171,8 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config: ModelConf
              "lora": train.use_lora, "init_from": str(init_from) if init_from else None,
              "log_history": trainer.state.log_history}
     io.write_json(staging / "training.json", stats)
-    if model_card is not None:
-        io.write_text(staging / "README.md", model_card(stats))
+    if card is not None:
+        io.write_text(staging / "README.md", card.render(model_config, train, stats))
     io.write_text(staging / COMPLETE_MARKER, unit_hash + "\n")
     if output_dir.exists():
         shutil.rmtree(output_dir)
