@@ -178,9 +178,9 @@ def test_runs_can_share_a_score_cache(tmp_path):
     config = write_config(tmp_path)
     shared = tmp_path / "shared_cache"
     assert main(["score", str(config), "--score.cache_dir", str(shared)]) == 0
-    shards = sorted(p.stat().st_mtime_ns for p in shared.rglob("shard_*.npy"))
+    shards = sorted(p.stat().st_mtime_ns for p in shared.rglob("*.npy"))
     assert shards and not (tmp_path / "run" / "scores" / "cache").exists()
     assert main(["score", str(config), "--score.cache_dir", str(shared), "--output_dir",
                  str(tmp_path / "other")]) == 0
-    assert sorted(p.stat().st_mtime_ns for p in shared.rglob("shard_*.npy")) == shards  # reused, not rescored
+    assert sorted(p.stat().st_mtime_ns for p in shared.rglob("*.npy")) == shards  # reused, not rescored
     assert (tmp_path / "other" / "scores" / "scores.parquet").exists()

@@ -62,14 +62,15 @@ def test_shipped_recipes_validate():
         assert len(config.objectives) == 2
     paper = load_config(recipe_path("hub_paper"))
     assert paper.model.name_or_path == "meta-llama/Llama-2-7b-hf"
-    assert paper.train.stage1_steps == 200 and paper.select.k == 100 and paper.stage2.num_prompts == 10000
+    assert paper.train.sft["max_steps"] == 200 and paper.stage2.sft["max_steps"] == 100
+    assert paper.select.k == 100 and paper.stage2.num_prompts == 10000 and paper.train.lora["r"] == 64
     assert [o.model for o in paper.objectives] == ["Ray2333/gpt2-large-harmless-reward_model",
                                                   "Ray2333/gpt2-large-helpful-reward_model"]
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--train.stage1_steps", "-1"], "stage1_steps must be positive"),
-    (["--train.per_device_batch_size", "0"], "per_device_batch_size must be at least 1"),
+    (["--train.stage1_steps", "-1"], "unknown key 'train.stage1_steps': it is now 'train.sft.max_steps'"),
+    (["--train.per_device_batch_size", "0"], "it is now 'train.sft.per_device_train_batch_size'"),
     (["--evaluate.sampling.top_p", "1.5"], "top_p in"),
     (["--stage2.num_prompts", "0"], "num_prompts must be at least 1"),
     (["--data.heldout_fraction", "1.0"], "heldout_fraction must be in"),
@@ -81,8 +82,11 @@ def test_bad_training_config(extra, message):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--train.lora_dropout", "1.5"], "lora_dropout must be in"),
-    (["--train.stage2_learning_rate", "-1"], "must be positive"),
+    (["--train.lora_dropout", "1.5"], "it is now 'train.lora.lora_dropout'"),
+    (["--train.stage2_learning_rate", "-1"], "it is now 'stage2.sft.learning_rate'"),
+    (["--model.max_prompt_length", "0"], "model.max_prompt_length must be at least 1"),
+    (["--select.k", "5e-4"], "select.k must be an integer"),
+    (["--evaluate.sampling.temperature", "nan"], "evaluate.sampling.temperature must be a finite number"),
     (["--evaluate.collapse.ngram", "0"], "collapse thresholds"),
     (["--evaluate.collapse.min_distinct_2", "0.5"], "unknown key 'evaluate.collapse.min_distinct_2'"),
     (["--evaluate.reference_point", "[0]"], "reference_point has 1 values but there are 2 objectives"),
@@ -90,3 +94,43 @@ def test_bad_training_config(extra, message):
 def test_more_bad_settings(extra, message):
     with pytest.raises(UserError, match=message):
         load_config(None, BASE + extra)
+
+
+def test_values_yaml_1_1_reads_as_strings_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {source: d.jsonl}\nobjectives: [{name: a}]\ntrain: {sft: {learning_rate: 5e-4}}\n")
+    assert load_config(path).train.sft["learning_rate"] == 5e-4
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {source: a.jsonl}\ndata: {source: b.jsonl}\nobjectives: [{name: a}]\n")
+    with pytest.raises(UserError, match="duplicate key data"):
+        load_config(path)
+
+
+def test_pass_through_mappings_merge_over_our_defaults():
+    config = load_config(None, BASE + ["--train.sft.optim", "adafactor", "--train.lora.use_rslora", "true"])
+    assert config.train.sft["optim"] == "adafactor" and config.train.sft["max_steps"] == 200
+    assert config.train.lora["use_rslora"] is True and config.train.lora["r"] == 16
+
+
+def test_das_dennis_default_partitions_per_number_of_objectives_are_reachable():
+    from paretohqd.pareto import resolve_grid
+
+    four = ["--objectives", "[{name: a}, {name: b}, {name: c}, {name: d}]"]
+    config = load_config(None, ["--data.source", "x.jsonl", *four])
+    prefs = config.preferences
+    assert prefs.n_partitions is None
+    assert len(resolve_grid(prefs.grid, 4, prefs.n_points, prefs.n_partitions, prefs.weights)) == 20  # 3 partitions
+    assert len(resolve_grid("das-dennis", 5, 11, None)) == 15  # 2 partitions
+    assert len(resolve_grid("das-dennis", 4, 11, 4)) == 35
+
+
+def test_resolved_config_round_trips(tmp_path):
+    from paretohqd.config import dump_yaml
+
+    config = load_config(None, BASE + ["--select.k", "7", "--train.sft.learning_rate", "3e-4"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_yaml(config))
+    assert load_config(path) == config

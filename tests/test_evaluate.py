@@ -2,7 +2,7 @@ import numpy as np
 
 from paretohqd.evaluate.collapse import CollapseDetector
 from paretohqd.evaluate.metrics import front_hypervolume
-from paretohqd.generate.hf import clean_response
+from paretohqd.policy import clean_response
 
 
 def test_collapse_detector_defaults():

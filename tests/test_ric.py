@@ -38,8 +38,9 @@ def test_ric_offline_and_one_online_round(tiny_policy, tmp_path):
     config_path = write_run_config(tmp_path, tiny_policy)
     config = yaml.safe_load(config_path.read_text())
     config["method"] = "ric"
-    config["ric"] = {"offline_steps": 2, "online_iterations": 1, "online_prompts": 4, "online_steps": 1,
-                     "mix_samples": 4, "sampling": {"max_new_tokens": 6, "batch_size": 4}}
+    config["ric"] = {"offline": {"sft": {"max_steps": 2}, "lora": {"r": 4, "lora_alpha": 8}},
+                     "online": {"iterations": 1, "prompts": 4, "sft": {"max_steps": 1}, "mix_samples": 4,
+                                "sampling": {"max_new_tokens": 6, "batch_size": 4}}}
     config_path.write_text(yaml.safe_dump(config))
     assert main(["run", str(config_path)]) == 0
     run = tmp_path / "run"

@@ -6,7 +6,13 @@ from paretohqd.config import ObjectiveConfig
 from paretohqd.errors import UserError
 from paretohqd.rewards import build_objective
 from paretohqd.rewards.builtin import FunctionObjective
-from paretohqd.rewards.scoring import check_batch_invariance, score_samples
+from paretohqd.rewards.scoring import check_batch_invariance, score_frame
+
+
+def score_samples(samples, objectives, batch_sizes, cache_root, shard_size, **_):
+    """Score with each objective identified by its name (these tests build objectives by hand)."""
+    return score_frame(samples, objectives, [{"test": o.name} for o in objectives], batch_sizes, cache_root,
+                       shard_size)
 
 WORDS = "the cat sat on mat is good bad kind rude help you i can not will yes no please thanks".split()
 
@@ -57,7 +63,7 @@ def test_missing_reward_model_is_a_clear_error(tmp_path):
 
 def test_batch_dependent_objective_is_caught():
     # Scores that leak the batch (here: centred per batch) are what padding bugs look like.
-    leaky = FunctionObjective("leaky", lambda b: b["rating"].to_numpy() - b["rating"].mean(), {"leaky": 1})
+    leaky = FunctionObjective("leaky", lambda b: b["rating"].to_numpy() - b["rating"].mean())
     with pytest.raises(UserError, match="depend on batching or padding"):
         check_batch_invariance(leaky, make_samples(10), 4, 4, 1e-6)
 
@@ -78,17 +84,13 @@ class CountingObjective:
         self.scored += len(batch)
         return batch["response"].str.len().to_numpy(dtype=float)
 
-    def fingerprint(self):
-        return {"counting": 1}
-
 
 def test_interrupted_scoring_resumes_without_rescoring(tmp_path):
     samples = make_samples(50)
     crashing = CountingObjective(fail_after=3)  # batches of 5, shards of 10: dies inside the second shard
     with pytest.raises(RuntimeError):
         score_samples(samples, [crashing], [5], tmp_path, shard_size=10, consistency_check=0, show_progress=False)
-    finished = sorted(p.name for p in tmp_path.rglob("shard_*.npy"))
-    assert finished == ["shard_000000.npy"]
+    assert len(list(tmp_path.rglob("*.npy"))) == 1  # the first shard of 10 was saved, under its content key
     assert not list(tmp_path.rglob("*.tmp"))  # no half-written file left behind
     resumed = CountingObjective()
     table, _ = score_samples(samples, [resumed], [5], tmp_path, shard_size=10, consistency_check=0,
@@ -100,6 +102,11 @@ def test_interrupted_scoring_resumes_without_rescoring(tmp_path):
     again = CountingObjective()
     score_samples(samples, [again], [5], tmp_path, shard_size=10, consistency_check=0, show_progress=False)
     assert again.scored == 0
+    edited = samples.copy()
+    edited.loc[23, "response"] = "an edited reply"
+    after_edit = CountingObjective()
+    score_samples(edited, [after_edit], [5], tmp_path, shard_size=10)
+    assert after_edit.scored == 10  # only the shard holding the edited row is scored again
 
 
 def test_nan_scores_are_rejected_with_the_sample():

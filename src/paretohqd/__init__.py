@@ -1,3 +1,20 @@
-"""paretohqd: offline multi-objective alignment of LLMs (ParetoHqD and baselines)."""
+"""paretohqd: offline multi-objective alignment of LLMs with ParetoHqD, and the baselines it is measured against.
 
-__version__ = "0.1.0"
+The Python API (loaded on first use, so that ``import paretohqd`` and ``paretohqd --help`` stay instant):
+``load_config``, ``run``, ``run_stage``, ``plan`` and ``compare``; and the Pareto functions in
+:mod:`paretohqd.pareto` (numpy only).
+"""
+
+__version__ = "0.2.0"
+
+_API = ("load_config", "run", "run_stage", "plan", "compare")
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'paretohqd' has no attribute {name!r}")

@@ -1,10 +1,11 @@
-"""The `paretohqd` command. Thin: it parses arguments and calls the stages; heavy imports happen inside commands
-so that `paretohqd --help` answers at once."""
+"""The `paretohqd` command. Thin: it parses arguments, calls the Python API (``paretohqd.api``) and prints; heavy
+imports happen inside commands so that `paretohqd --help` answers at once."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 STAGE_HELP = {
     "run": "every stage of the configured method, in order; finished stages are skipped",
@@ -16,8 +17,9 @@ STAGE_HELP = {
 }
 
 EPILOG = """Configuration: a YAML file with sections (data, objectives, score, preferences, select, model, train,
-stage2, evaluate); any key can be
-overridden on the command line with --section.key value (e.g. --select.k 64 --output_dir runs/try).
+stage2, evaluate, ric, soups); any key can be overridden on the command line with --section.key value (e.g.
+--select.k 64 --train.sft.learning_rate 5e-4 --output_dir runs/try). A stage command runs whatever its units need
+first; finished units are skipped.
 Exit codes: 0 done, 2 bad input or configuration (one sentence says what and where)."""
 
 
@@ -87,14 +89,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
     if args.command == "demo":
         return _demo(args)
     if args.command == "compare":
-        from .evaluate.compare import compare_runs, format_comparison
+        from . import api
+        from .evaluate.compare import format_comparison
 
-        result = compare_runs(args.run_dirs, args.output, args.reference_point)
+        result = api.compare(args.run_dirs, args.output, args.reference_point)
         print(format_comparison(result))
         print(f"wrote {args.output}/compare.json, compare.csv, compare.png, compare.md")
         return 0
     if args.command == "env":
-        from .runs import environment, format_environment
+        from .env import environment, format_environment
 
         print(format_environment(environment()))
         return 0
@@ -104,52 +107,26 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
 
 
 def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
-    from .config import load_config
-    from .errors import UserError
-    from .methods import paretohqd, ric, sft, soups
-    from .methods.stages import run_score
-    from .runs import RunDir
+    from . import api
 
-    config = load_config(args.config, overrides)
-    run = RunDir(config.output_dir)
-    run.init(config)
-    method = {"paretohqd": paretohqd, "ric": ric, "sft": sft, "soups": soups}[config.method]
-    if args.command == "score":
-        run_score(config, run, force=args.force)
-    elif args.command == "select":
-        if method is not paretohqd:
-            raise UserError(f"'select' is ParetoHqD's stage; method '{config.method}' has none")
-        paretohqd.run_select(config, run, force=args.force)
-        print(paretohqd.format_selection_table(run))
-    elif args.command == "train":
-        if method is paretohqd:
-            paretohqd.run_train_stage1(config, run)
-            if config.stage2.enabled:
-                paretohqd.run_stage2(config, run)
-        else:
-            method.run_train(config, run)
-    elif args.command == "generate":
-        method.run_generate(config, run)
-    elif args.command == "evaluate":
-        method.run_evaluate_stage(config, run)
-    else:
-        method.run_pipeline(config, run)
+    config = api.load_config(args.config, overrides)
+    api.run_stage(config, args.command, force=getattr(args, "force", False))
+    if args.command == "select":
+        from .pipeline.select import format_selection_table
+
+        print(format_selection_table(Path(config.output_dir) / "selection"))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .methods import paretohqd
-    from .runs import RunDir
-
-    config = load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
-    run = RunDir(config.output_dir)
-    run.init(config)
-    metrics = paretohqd.run_pipeline(config, run)
+    from . import api
     from .evaluate.metrics import format_front_table
 
+    config = api.load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
+    metrics = api.run(config)
+    run = Path(config.output_dir)
     print()
-    print(f"report: {run.path / 'eval' / 'report.md'}  (plot: {run.path / 'eval' / 'front.png'})")
+    print(f"report: {run / 'eval' / 'report.md'}  (plot: {run / 'eval' / 'front.png'})")
     print(format_front_table(metrics))
     print(f"hypervolume of the aligned models: {metrics['hypervolume']:.4f} (normalised over the aligned and base "
           f"points; reference {_point(metrics['reference_point']['raw'])}); base model alone: "
@@ -166,9 +143,7 @@ def _point(values) -> str:
     return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 
-def recipe_path(name: str):
-    from pathlib import Path
-
+def recipe_path(name: str) -> Path:
     return Path(__file__).resolve().parent / "recipes" / f"{name}.yaml"
 
 
@@ -183,7 +158,7 @@ def _rewards(args: argparse.Namespace) -> int:
     if args.rewards_command == "fit":
         if not 0.0 < args.heldout_fraction < 1.0:
             raise UserError(f"--heldout-fraction must be between 0 and 1, not {args.heldout_fraction}")
-        from .rewards.preference_head import fit_and_save
+        from .rewards.heads.fit import fit_and_save
 
         report = fit_and_save(args.data, args.output, heldout_fraction=args.heldout_fraction, seed=args.seed,
                               kind=args.kind)

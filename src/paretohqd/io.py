@@ -1,12 +1,13 @@
-"""Atomic file writes: every artifact is written to a temporary file in the same folder, then renamed.
+"""Files: atomic writes, and the content fingerprints that unit keys are made of.
 
-A crash (even kill -9) therefore leaves either the old file or the new one, never half of one, and a stage that
-finds its output file can trust it.
+Every artifact is written to a temporary file in the same folder, then renamed: a crash (even kill -9) leaves
+either the old file or the new one, never half of one, so a unit that finds its output file can trust it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -48,7 +49,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -62,10 +63,99 @@ def write_parquet(path: str | os.PathLike, frame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     # numpy scalars and arrays show up in stats and selections; keep the files plain JSON.
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Content fingerprints: what unit keys are made of (never a modification time).
+
+
+def digest(obj: Any, length: int = 20) -> str:
+    """A short sha256 of a JSON-safe value, independent of dict order: equal values give equal digests."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def cache_root() -> Path:
+    """The user-level cache (converted models, fingerprints): ``$PARETOHQD_CACHE`` or ``~/.cache/paretohqd``."""
+    return Path(os.environ.get("PARETOHQD_CACHE", Path.home() / ".cache" / "paretohqd"))
+
+
+def content_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, or of a folder's relative file names and their bytes.
+
+    Hashing a multi-GB model takes seconds, so each file's hash is remembered under its (path, size, mtime, inode)
+    in the user cache: an unchanged file is not read twice, and a touched or re-copied file is read again and, if
+    its bytes are the same, gives the same fingerprint. The modification time only decides whether to re-read.
+    """
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    known = _read_fingerprint_cache()
+    parts, changed = [], False
+    for file in files:
+        stat = file.stat()
+        stamp = f"{file}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+        sha = known.get(stamp)
+        if sha is None:
+            sha = file_sha256(file)
+            known[stamp] = sha
+            changed = True
+        parts.append([file.relative_to(path).as_posix() if path.is_dir() else file.name, sha])
+    if changed:
+        _write_fingerprint_cache(known)
+    return digest(parts, length=32)
+
+
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+_FINGERPRINT_CACHE_LIMIT = 100_000
+
+
+def _fingerprint_cache_path() -> Path:
+    return cache_root() / "fingerprints.json"
+
+
+def _read_fingerprint_cache() -> dict[str, str]:
+    try:
+        return read_json(_fingerprint_cache_path())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_fingerprint_cache(known: dict[str, str]) -> None:
+    if len(known) > _FINGERPRINT_CACHE_LIMIT:
+        known = dict(list(known.items())[-_FINGERPRINT_CACHE_LIMIT // 2:])
+    try:
+        write_json(_fingerprint_cache_path(), known)
+    except OSError:
+        pass  # a read-only home only costs re-hashing next time
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Copy a file or folder by hard links where the file system allows (instant, no extra space: every artifact
+    is replaced by rename, never edited in place), else by copying."""
+    import shutil
+
+    def copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if Path(source).is_dir():
+        shutil.copytree(source, target, copy_function=copy)
+    else:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        copy(str(source), str(target))

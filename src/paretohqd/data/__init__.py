@@ -3,6 +3,7 @@ preference-pair datasets, a pairs table (pair_id, prompt, chosen, rejected)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .loaders import read_table
 ADAPTERS = ("columns", "hh_rlhf", "scitldr")
 
 __all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "LoadedData", "heldout_mask",
-           "distinct_prompts", "load_data", "load_pairs", "load_prompts", "prompt_to_messages"]
+           "distinct_prompts", "fingerprint", "load_data", "load_pairs", "load_prompts", "prompt_to_messages"]
 
 
 @dataclass
@@ -83,6 +84,14 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
                         "(check data.id_column)")
     pairs = pd.concat(pair_parts, ignore_index=True) if pair_parts else None
     return LoadedData(samples=samples, pairs=pairs)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """The content of a table, every column and the column names (row order counts): equal content, equal print,
+    whatever file it came from or when that file was written."""
+    hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
+    names = "|".join(map(str, frame.columns)).encode()
+    return hashlib.sha256(hashed.tobytes() + names).hexdigest()[:20]
 
 
 PER_RESPONSE_COLUMNS = ("id", "response", "label", "pair_id", "source")

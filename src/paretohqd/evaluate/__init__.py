@@ -1,1 +1,2 @@
-"""Evaluation: score held-out generations with raw rewards, one point per model, hypervolume, collapse, report."""
+"""Evaluation as pure computations over frames: collapse detection, the front and its metrics, the report, and
+the comparison of several runs on one shared reference point."""

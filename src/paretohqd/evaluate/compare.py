@@ -1,4 +1,4 @@
-"""`paretohqd compare`: several runs' fronts on one plot and one table, with one shared reference point.
+"""Several runs' fronts on one plot and one table, with one shared reference point.
 
 Hypervolumes of separate runs are not comparable when each normalised over its own points; here every objective is
 min-max normalised over the union of all compared runs' points and the reference point is the worst corner of that
@@ -14,25 +14,18 @@ import pandas as pd
 
 from .. import io
 from ..errors import UserError
+from ..pareto import normalised_hypervolume
+from ..plots import plot_fronts
+from ..tables import format_table, format_vector
 
 REFERENCE_METHOD = "ParetoHqD"
 
 
-def read_run(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "eval" / "metrics.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no eval/metrics.json: finish that run (paretohqd run CONFIG) first")
-    metrics = io.read_json(path)
-    metrics["run_dir"] = str(run_dir)
-    return metrics
-
-
-def compare_runs(run_dirs: list[str], output_dir: str | Path, reference_point: list[float] | None = None) -> dict:
-    from ..pareto import normalised_hypervolume
-
-    if len(run_dirs) < 1:
+def compare_runs(runs: list[dict], output_dir: str | Path, reference_point: list[float] | None = None) -> dict:
+    """``runs``: each run's metrics (``eval/metrics.json``) with its ``run_dir``; writes compare.json/.csv/.png/.md
+    into ``output_dir`` and returns the comparison."""
+    if len(runs) < 1:
         raise UserError("compare needs at least one run directory")
-    runs = [read_run(d) for d in run_dirs]
     objectives = runs[0]["objectives"]
     for run in runs[1:]:
         if run["objectives"] != objectives:
@@ -66,7 +59,9 @@ def compare_runs(run_dirs: list[str], output_dir: str | Path, reference_point: l
     io.write_json(output_dir / "compare.json", result)
     with io.atomic_path(output_dir / "compare.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    _plot(runs, labels, objectives, output_dir / "compare.png")
+    plot_fronts({label: np.array([p["mean_rewards"] for p in run["preferences"]], dtype=np.float64)
+                 for label, run in zip(labels, runs)}, objectives, output_dir / "compare.png",
+                "Held-out fronts, one shared reference point")
     io.write_text(output_dir / "compare.md", format_comparison(result) + "\n\n![fronts](compare.png)\n")
     return result
 
@@ -84,48 +79,16 @@ def format_comparison(result: dict) -> str:
     with_ratios = result["reference_method"] is not None
     if with_ratios:
         header += ["HV / ParetoHqD", "time / ParetoHqD"]
-    lines = []
+    rows = []
     for row in result["runs"]:
         cells = [row["label"], str(row["models"]), f"{row['hypervolume']:.4f}", f"{row['collapse_rate']:.1%}",
                  f"{row['wall_seconds']:.0f}"]
         if with_ratios:
             ratio = row["hypervolume_vs_paretohqd"]
             cells += ["-" if ratio is None else f"{ratio:.3f}", f"{row['time_vs_paretohqd']:.3f}"]
-        lines.append(cells)
-    widths = [max(len(r[i]) for r in lines + [header]) for i in range(len(header))]
-    table = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + lines]
-    table.insert(1, "  ".join("-" * w for w in widths))
+        rows.append(cells)
     norm = result["normalisation"]
-    table.append(f"shared normalisation: min-max over all compared points, low {_fmt(norm['low'])}, high "
-                 f"{_fmt(norm['high'])}; reference point {_fmt(result['reference_point']['raw'])} raw = "
-                 f"{_fmt(result['reference_point']['normalised'])} normalised")
-    return "\n".join(table)
-
-
-def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
-
-
-def _plot(runs: list[dict], labels: list[str], objectives: list[str], path: Path) -> None:
-    from itertools import combinations
-
-    from ..plots import _pyplot
-
-    plt = _pyplot()
-    pairs = list(combinations(range(len(objectives)), 2)) or [(0, 0)]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.8), squeeze=False)
-    markers = "osD^vP*X"
-    for ax, (i, j) in zip(axes[0], pairs):
-        for n, (label, run) in enumerate(zip(labels, runs)):
-            points = np.array([p["mean_rewards"] for p in run["preferences"]])
-            order = np.argsort(points[:, i])
-            ax.plot(points[order, i], points[order, j], marker=markers[n % len(markers)], label=label, linewidth=1)
-        ax.set_xlabel(f"{objectives[i]} (mean raw reward)")
-        ax.set_ylabel(f"{objectives[j]} (mean raw reward)")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Held-out fronts, one shared reference point")
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    return format_table(header, rows, [
+        f"shared normalisation: min-max over all compared points, low {format_vector(norm['low'])}, high "
+        f"{format_vector(norm['high'])}; reference point {format_vector(result['reference_point']['raw'])} raw = "
+        f"{format_vector(result['reference_point']['normalised'])} normalised"])

@@ -1,55 +1,36 @@
-"""The front plot and a readable Markdown report of one run's evaluation."""
+"""A readable Markdown report of one run's evaluation, beside its front plot."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import io
-from ..plots import _pyplot
+from ..plots import plot_front
+from ..tables import format_vector
+from .metrics import BASE, format_front_table, weights_label
 
 
-def plot_front(table: pd.DataFrame, names: list[str], path, title: str) -> None:
-    """Each model's mean raw reward vector; the base model as a star. Three or more objectives: pairwise panels."""
-    from itertools import combinations
-
-    plt = _pyplot()
-    pairs = list(combinations(range(len(names)), 2)) or [(0, 0)]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.8), squeeze=False)
-    aligned = table[table["model"] != "base"]
-    base = table[table["model"] == "base"]
-    colours = plt.get_cmap("viridis")(np.linspace(0, 1, max(1, len(aligned))))
-    for ax, (i, j) in zip(axes[0], pairs):
-        xi, yj = f"mean_{names[i]}", f"mean_{names[j]}"
-        ax.plot(aligned[xi], aligned[yj], color="0.7", linewidth=0.8, zorder=1)
-        ax.scatter(aligned[xi], aligned[yj], c=colours, s=50, edgecolors="black", zorder=2)
-        for (_, row), colour in zip(aligned.iterrows(), colours):
-            label = "(" + ", ".join(f"{w:.1f}" for w in row["weights"]) + ")" if row["weights"] else row["model"]
-            ax.annotate(label, (row[xi], row[yj]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        if len(base):
-            ax.scatter(base[xi], base[yj], marker="*", s=220, c="crimson", edgecolors="black", zorder=3,
-                       label="base model")
-            ax.legend(fontsize=8)
-        ax.set_xlabel(f"{names[i]} (mean raw reward)")
-        ax.set_ylabel(f"{names[j]} (mean raw reward)")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def write_report(run, metrics: dict, table: pd.DataFrame, scored: pd.DataFrame, samples_per_model: int) -> None:
-    from .metrics import format_front_table
-
+def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.DataFrame,
+                 samples_per_model: int) -> None:
+    """``front.png`` and ``report.md`` (plot, table, sample outputs per model) in ``folder``."""
     names = metrics["objectives"]
+    aligned = table[table["model"] != BASE]
+    base = table[table["model"] == BASE]
+    columns = [f"mean_{n}" for n in names]
+    labels = [weights_label(w, ".1f") if w else m for m, w in zip(aligned["model"], aligned["weights"])]
+    plot_front(aligned[columns].to_numpy(dtype=np.float64), labels, names, Path(folder) / "front.png",
+               title=f"{metrics['method']}: held-out front",
+               base=base[columns].to_numpy(dtype=np.float64)[0] if len(base) else None)
+    norm = metrics["normalisation"]
     lines = [f"# {metrics['method']} on {', '.join(names)}", "",
              f"- test prompts: {metrics['num_test_prompts']}, seed {metrics['seed']}",
              f"- hypervolume: **{metrics['hypervolume']:.4f}** (objectives min-max normalised over the union of the "
-             f"compared points: low {_fmt(metrics['normalisation']['low'])}, high "
-             f"{_fmt(metrics['normalisation']['high'])}; reference point {_fmt(metrics['reference_point']['raw'])} "
-             f"raw = {_fmt(metrics['reference_point']['normalised'])} normalised)"]
+             f"compared points: low {format_vector(norm['low'], '.3g')}, high {format_vector(norm['high'], '.3g')}; "
+             f"reference point {format_vector(metrics['reference_point']['raw'], '.3g')} raw = "
+             f"{format_vector(metrics['reference_point']['normalised'], '.3g')} normalised)"]
     if metrics.get("base"):
         lines.append(f"- hypervolume with the base model's point as reference: "
                      f"{metrics['hypervolume_vs_base']:.4f} (normalised units)")
@@ -67,8 +48,4 @@ def write_report(run, metrics: dict, table: pd.DataFrame, scored: pd.DataFrame, 
             rewards = ", ".join(f"{n} {row[n]:.2f}" for n in names)
             lines += [f"- **prompt** …{question}", f"  **response** {answer or '(empty)'}  ", f"  _{rewards}_"]
         lines.append("")
-    io.write_text(run.path / "eval" / "report.md", "\n".join(lines))
-
-
-def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+    io.write_text(Path(folder) / "report.md", "\n".join(lines))

@@ -9,21 +9,21 @@ rewards (the 'l2' or 'linf' mapping) written into the prompt.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import sys
 
 import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import RunConfig
 from ..data import ASSISTANT_MARKER
-from ..runs import RunDir
-from .stages import (chain_hash, evaluate_models, generate_models, generate_unit, run_method, score_hash,
-                     unique_prompts)
+from ..pipeline import Shared, Unit
+from ..pipeline.generate import generation_unit
+from ..pipeline.score import scoring_unit
+from ..pipeline.train import fit, training_unit
+from ..train import ModelCard
+from .base import EvaluatedModel, Method, sample_frame
 
-METHOD = "RiC"
+ONLINE_SEED_OFFSET = 3000
 
 
 def ric_prompt(prompt: str, targets, names: list[str]) -> str:
@@ -55,126 +55,123 @@ def boundary_targets(count: int, high: np.ndarray, rng: np.random.Generator) -> 
     return targets
 
 
-def offline_hash(config: RunConfig) -> str:
-    ric = config.ric
-    return chain_hash(score_hash(config), config.section_hash("model", "train"), str(config.seed), METHOD,
-                      str(ric.offline_steps))
-
-
-def online_hash(config: RunConfig, iteration: int) -> str:
-    return chain_hash(offline_hash(config), config.section_hash("ric"), str(iteration))
-
-
-def model_path(run: RunDir, iteration: int):
-    return run.path / "models" / "ric" / ("offline" if iteration == 0 else f"online_{iteration}")
-
-
-def final_hash(config: RunConfig) -> str:
-    """The final model's settings, and the preference mapping its prompts use."""
-    model = online_hash(config, config.ric.online_iterations) if config.ric.online_iterations else offline_hash(config)
-    return chain_hash(model, config.ric.mapping)
-
-
 def keep_mask(z: np.ndarray, quantile: float) -> np.ndarray:
     """Samples with any objective at or above that objective's quantile."""
     return (z >= np.quantile(z, quantile, axis=0)).any(axis=1)
 
 
 def conditioned(samples: pd.DataFrame, z: np.ndarray, names: list[str]) -> pd.DataFrame:
-    out = samples[["id", "prompt", "response"]].copy()
+    out = sample_frame(samples)
     out["prompt"] = [ric_prompt(p, row, names) for p, row in zip(samples["prompt"], z)]
-    return out.reset_index(drop=True)
+    return out
 
 
-def run_train(config: RunConfig, run: RunDir, log=print) -> None:
-    from ..rewards import build_objectives
-    from ..rewards.scoring import score_samples
-    from ..train import train_model
-    from ..train.sft import is_complete, load_trained
+class RiC(Method):
+    key = "ric"
+    name = "RiC"
 
-    names = config.objective_names
-    ric = config.ric
-    scores = pd.read_parquet(run.scores / "scores.parquet")
-    stats = io.read_json(run.scores / "stats.json")
-    z = z_scores(scores[names].to_numpy(dtype=np.float64), stats["mean"], stats["std"])
-    low, high = z.min(axis=0), z.max(axis=0)
-    io.write_json(run.path / "models" / "ric" / "normalisation.json",
-                  {"mean": stats["mean"], "std": stats["std"], "low": low.tolist(), "high": high.tolist()})
-    card = functools.partial(_model_card, config)
-    offline = model_path(run, 0)
-    with run.stage("train_ric_offline", offline_hash(config), (offline / ".complete",)) as record:
-        if not (record.skipped and is_complete(offline, offline_hash(config))):
-            train = dataclasses.replace(config.train, stage1_steps=ric.offline_steps)
-            train_model(conditioned(scores, z, names), offline, config.model, train, "stage1", seed=config.seed,
-                        unit_hash=offline_hash(config), report_to=config.report_to, card=card("offline"),
-                        log=log)
-    objectives = None
-    for iteration in range(1, ric.online_iterations + 1):
-        target, unit_hash = model_path(run, iteration), online_hash(config, iteration)
-        with run.stage(f"train_ric_online_{iteration}", unit_hash, (target / ".complete",)) as record:
-            if record.skipped and is_complete(target, unit_hash):
-                continue
-            rng = np.random.default_rng(config.seed + iteration)
-            prompts = unique_prompts(scores, names)
-            prompts = prompts.iloc[np.sort(rng.choice(len(prompts), min(ric.online_prompts, len(prompts)),
-                                                      replace=False))].reset_index(drop=True)
-            targets = boundary_targets(len(prompts), high, rng)
-            shown = dict(zip(prompts["prompt"], (ric_prompt(p, t, names) for p, t in zip(prompts["prompt"], targets))))
-            previous = model_path(run, iteration - 1)
-            folder = run.path / "ric" / f"online_{iteration}"
-            generated = generate_unit(folder / "generations.jsonl",
-                                      functools.partial(load_trained, previous, config.model), prompts, config,
-                                      ric.sampling, seed=config.seed + 3000 + iteration, unit_hash=unit_hash,
-                                      extra={"model": f"ric/{previous.name}"}, log=log, condition=shown.__getitem__)
-            generated["id"] = f"online{iteration}:" + generated["prompt_id"]
-            objectives = objectives or build_objectives(config.objectives)
-            scored, _ = score_samples(generated, objectives, [c.batch_size for c in config.objectives],
-                                      folder / "cache", config.score.shard_size, consistency_check=0,
-                                      show_progress=False)
-            obtained = z_scores(scored[names].to_numpy(dtype=np.float64), stats["mean"], stats["std"])
-            kept = keep_mask(obtained, ric.keep_quantile)
-            original = np.flatnonzero(keep_mask(z, ric.keep_quantile))
-            original = rng.choice(original, size=min(ric.mix_samples, len(original)), replace=False)
-            mixed = pd.concat([conditioned(scored[kept], obtained[kept], names),
-                               conditioned(scores.iloc[np.sort(original)], z[np.sort(original)], names)],
-                              ignore_index=True)
-            log(f"ric online {iteration}: kept {int(kept.sum())} of {len(scored)} generated samples, "
-                f"mixed with {len(original)} original samples")
-            train = dataclasses.replace(config.train, stage2_steps=ric.online_steps,
-                                        stage2_learning_rate=ric.online_learning_rate)
-            train_model(mixed, target, config.model, train, "stage2", seed=config.seed + iteration,
-                        unit_hash=unit_hash, init_from=previous, report_to=config.report_to,
-                        card=card(f"online iteration {iteration}"), log=log)
+    def training_units(self, shared: Shared) -> list[Unit]:
+        c, ric = shared.config, shared.config.ric
+        names = c.objective_names
+        bounds = Unit(name="ric/normalisation", kind="ric_normalisation", stage="train_ric_offline", command="train",
+                      action=write_normalisation, outputs=("models/ric/normalisation.json",),
+                      upstream={"scores": shared.scores}, settings={"objectives": names})
+        offline = training_unit("train/ric/offline", "train_ric_offline", "models/ric/offline", train_offline, c,
+                                {"scores": shared.scores, "normalisation": bounds}, seed=c.seed,
+                                sft_layers=[("ric.offline.sft", ric.offline.sft)],
+                                lora_layers=[("ric.offline.lora", ric.offline.lora)], settings={"objectives": names},
+                                progress=shared.progress)
+        units, previous = [bounds, offline], offline
+        for iteration in range(1, ric.online.iterations + 1):
+            stage = f"train_ric_online_{iteration}"
+            generated = generation_unit(
+                f"ric/online_{iteration}/generate", stage, "train", f"ric/online_{iteration}/generations.jsonl",
+                shared.scores, c.model, ric.online.sampling, c.seed + ONLINE_SEED_OFFSET + iteration,
+                adapters=[previous], inputs={"normalisation": bounds},
+                condition=functools.partial(boundary_condition, names=names, seed=c.seed + iteration),
+                condition_settings={"names": names, "seed": c.seed + iteration},
+                prompt_sample={"count": ric.online.prompts, "seed": c.seed + iteration, "drop": names},
+                progress=shared.progress)
+            scored = scoring_unit(f"ric/online_{iteration}/score", stage, f"ric/online_{iteration}",
+                                  {f"online{iteration}": generated}, c.objectives, c.score)
+            model = training_unit(
+                f"train/ric/online_{iteration}", stage, f"models/ric/online_{iteration}", train_online, c,
+                {"generated": scored, "scores": shared.scores, "normalisation": bounds, "init": previous},
+                seed=c.seed + iteration, sft_layers=[("ric.online.sft", ric.online.sft)],
+                lora_layers=[("ric.offline.lora", ric.offline.lora)],
+                settings={"objectives": names, "keep_quantile": ric.online.keep_quantile,
+                          "mix_samples": ric.online.mix_samples, "iteration": iteration},
+                progress=shared.progress)
+            units += [generated, scored, model]
+            previous = model
+        return units
+
+    def evaluated_models(self, shared: Shared, training: list[Unit]) -> list[EvaluatedModel]:
+        names, mapping = shared.config.objective_names, shared.config.ric.mapping
+        final = [u for u in training if u.kind == "sft"][-1]
+        bounds = next(u for u in training if u.name == "ric/normalisation")
+        models = []
+        for i, w in enumerate(shared.weights):
+            weights = [float(x) for x in w]
+            models.append(EvaluatedModel(
+                f"pref_{i:02d}", weights, adapters=[final], inputs={"normalisation": bounds},
+                condition=functools.partial(target_condition, weights=weights, names=names, mapping=mapping),
+                condition_settings={"weights": weights, "names": names, "mapping": mapping}))
+        return models
 
 
-def _model_card(config: RunConfig, stage: str):
-    from ..train.sft import ModelCard
+def write_normalisation(ctx) -> None:
+    """The z-score statistics and the z range of the data: what RiC's prompts are written in."""
+    stats = io.read_json(ctx.input("scores", 1))
+    scores = pd.read_parquet(ctx.input("scores"))
+    z = z_scores(scores[ctx.settings["objectives"]].to_numpy(dtype=np.float64), stats["mean"], stats["std"])
+    io.write_json(ctx.output, {"mean": stats["mean"], "std": stats["std"], "low": z.min(axis=0).tolist(),
+                               "high": z.max(axis=0).tolist()})
 
-    names = config.objective_names
+
+def target_condition(prompts: list[str], inputs, weights: list[float], names: list[str], mapping: str) -> list[str]:
+    """A preference's prompts: its target rewards written in."""
+    bounds = io.read_json(inputs["normalisation"][0])
+    targets = preference_targets(np.array([weights]), np.array(bounds["low"]), np.array(bounds["high"]), mapping)[0]
+    return [ric_prompt(p, targets, names) for p in prompts]
+
+
+def boundary_condition(prompts: list[str], inputs, names: list[str], seed: int) -> list[str]:
+    """An online round's prompts: targets near the upper boundary, one draw per prompt."""
+    bounds = io.read_json(inputs["normalisation"][0])
+    targets = boundary_targets(len(prompts), np.array(bounds["high"]), np.random.default_rng([seed, 1]))
+    return [ric_prompt(p, t, names) for p, t in zip(prompts, targets)]
+
+
+def _card(stage: str, names: list[str]) -> ModelCard:
     example = ric_prompt("..." + ASSISTANT_MARKER, [0.5] * len(names), names)
     return ModelCard(f"Rewards-in-Context model ({stage})", ["rewards-in-context"],
                      [f"objectives written into the prompt as z-scores: {', '.join(names)}",
                       f"example prompt: {example!r}"])
 
 
-def run_generate(config: RunConfig, run: RunDir, log=print) -> list[dict]:
-    from .paretohqd import resolve_preferences
-
-    names = config.objective_names
-    bounds = io.read_json(run.path / "models" / "ric" / "normalisation.json")
-    weights = resolve_preferences(config)
-    targets = preference_targets(weights, np.array(bounds["low"]), np.array(bounds["high"]), config.ric.mapping)
-    final = model_path(run, config.ric.online_iterations)
-    models = [{"name": f"pref_{i:02d}", "weights": w.tolist(), "path": final,
-               "condition": functools.partial(ric_prompt, targets=t, names=names)}
-              for i, (w, t) in enumerate(zip(weights, targets))]
-    return generate_models(config, run, models, final_hash(config), log=log)
+def _z(scores: pd.DataFrame, ctx) -> np.ndarray:
+    bounds = io.read_json(ctx.input("normalisation"))
+    return z_scores(scores[ctx.settings["objectives"]].to_numpy(dtype=np.float64), bounds["mean"], bounds["std"])
 
 
-def run_evaluate_stage(config: RunConfig, run: RunDir, log=print) -> dict:
-    entries = run_generate(config, run, log=lambda *_: None)
-    return evaluate_models(config, run, entries, METHOD, final_hash(config), log=log)
+def train_offline(ctx) -> None:
+    names = ctx.settings["objectives"]
+    scores = pd.read_parquet(ctx.input("scores"))
+    fit(ctx, conditioned(scores, _z(scores, ctx), names), _card("offline", names))
 
 
-def run_pipeline(config: RunConfig, run: RunDir, log=print) -> dict:
-    return run_method(config, run, sys.modules[__name__], log=log)
+def train_online(ctx) -> None:
+    names, s = ctx.settings["objectives"], ctx.settings
+    scores = pd.read_parquet(ctx.input("scores"))
+    generated = pd.read_parquet(ctx.input("generated"))
+    obtained, z = _z(generated, ctx), _z(scores, ctx)
+    kept = keep_mask(obtained, s["keep_quantile"])
+    rng = np.random.default_rng([ctx.settings["seed"], s["iteration"], 2])
+    original = np.flatnonzero(keep_mask(z, s["keep_quantile"]))
+    original = np.sort(rng.choice(original, size=min(s["mix_samples"], len(original)), replace=False))
+    mixed = pd.concat([conditioned(generated[kept], obtained[kept], names),
+                       conditioned(scores.iloc[original], z[original], names)], ignore_index=True)
+    ctx.log(f"ric online {s['iteration']}: kept {int(kept.sum())} of {len(generated)} generated samples, "
+            f"mixed with {len(original)} original samples")
+    fit(ctx, mixed, _card(f"online iteration {s['iteration']}", names))

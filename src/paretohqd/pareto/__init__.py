@@ -4,25 +4,35 @@ Rewards are maximised everywhere (``maximise=True``); points are ``(n_points, n_
 
 - ``layers``: exact non-dominated sorting, fast when only the first layers are needed.
 - ``normalise``: per-objective min-max / robust normalisation with the ideal point at (1, ..., 1).
-- ``directions``: preferences, their rays, and preference grids (linear, RiC, Das-Dennis).
+- ``directions``: preferences and their rays.
+- ``grids``: preference grids (linear, RiC, Das-Dennis, explicit) and the stage-2 representatives.
 - ``select``: the ParetoHqD selection (pool of first layers, k nearest samples per preference ray).
 - ``indicators``: hypervolume (raw and normalised over a union of fronts), non-dominance.
 """
 
-from .directions import (
+from .directions import preference_direction, ray_distance, validate_preferences
+from .grids import (
     das_dennis,
     linear_grid,
-    preference_direction,
+    nearest_preferences,
     preference_grid,
-    ray_distance,
     representative_preferences,
+    resolve_grid,
     ric_grid_3,
-    validate_preferences,
 )
+from ._validate import first_non_finite
 from .indicators import hypervolume, is_nondominated, normalised_hypervolume
 from .layers import first_layers_pool, nondominated_layers
 from .normalise import NormalisationStats, check_finite_scores, fit_normalisation
-from .select import Selection, SelectionResult, default_min_pool, select_for_preferences
+from .select import (
+    CandidatePool,
+    Selection,
+    SelectionResult,
+    candidate_pool,
+    default_min_pool,
+    select_for_preferences,
+    select_from_pool,
+)
 
 __all__ = [
     "nondominated_layers",
@@ -30,6 +40,7 @@ __all__ = [
     "NormalisationStats",
     "fit_normalisation",
     "check_finite_scores",
+    "first_non_finite",
     "validate_preferences",
     "preference_direction",
     "ray_distance",
@@ -38,9 +49,14 @@ __all__ = [
     "ric_grid_3",
     "preference_grid",
     "representative_preferences",
+    "resolve_grid",
+    "nearest_preferences",
     "Selection",
     "SelectionResult",
     "select_for_preferences",
+    "CandidatePool",
+    "candidate_pool",
+    "select_from_pool",
     "default_min_pool",
     "hypervolume",
     "normalised_hypervolume",

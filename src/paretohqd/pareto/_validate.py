@@ -51,18 +51,28 @@ def as_points(
     return arr
 
 
-def check_finite(arr: np.ndarray, what: str = "scores", names: Sequence[str] | None = None) -> None:
-    """Raise ValueError naming the first objective (column order) and row holding NaN or +-inf."""
+def first_non_finite(arr: np.ndarray) -> tuple[int, int, str] | None:
+    """``(row, column, kind)`` of the first NaN or +-inf in column order (kind: 'NaN', 'inf' or '-inf'), or None.
+
+    Column order first, so that a message names the reward model that produced the bad value."""
+    arr = np.asarray(arr, dtype=np.float64)
     finite = np.isfinite(arr)
     if finite.all():
-        return
-    # Report per column so the user learns which reward model produced the bad value.
-    bad_cols = np.flatnonzero(~finite.all(axis=0))
-    j = int(bad_cols[0])
+        return None
+    if arr.ndim == 1:
+        arr, finite = arr[:, None], finite[:, None]
+    j = int(np.flatnonzero(~finite.all(axis=0))[0])
     i = int(np.flatnonzero(~finite[:, j])[0])
     value = arr[i, j]
-    kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
-    raise ValueError(f"{what} contain {kind} in {objective_label(j, names)} (row {i})")
+    return i, j, "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def check_finite(arr: np.ndarray, what: str = "scores", names: Sequence[str] | None = None) -> None:
+    """Raise ValueError naming the first objective (column order) and row holding NaN or +-inf."""
+    found = first_non_finite(arr)
+    if found is not None:
+        i, j, kind = found
+        raise ValueError(f"{what} contain {kind} in {objective_label(j, names)} (row {i})")
 
 
 def as_count(value: object, name: str, minimum: int = 1) -> int:

@@ -9,31 +9,16 @@ balanced ``w = 1/M`` is the diagonal. Unlike a weighted sum, the ray reaches con
 
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Sequence
 
 import numpy as np
 
 from ._validate import as_count
 
-__all__ = [
-    "validate_preferences",
-    "preference_direction",
-    "ray_distance",
-    "das_dennis",
-    "linear_grid",
-    "ric_grid_3",
-    "preference_grid",
-    "representative_preferences",
-    "DEFAULT_DAS_DENNIS_PARTITIONS",
-    "METRICS",
-]
+__all__ = ["validate_preferences", "preference_direction", "ray_distance", "METRICS"]
 
 METRICS = ("perpendicular", "angle")
 
-# DEFAULT partitions for preference_grid('das-dennis') when none are given: 11 points for M=2 (the paper's grid),
-# 15 for M=3 (close to RiC's 13), 20 for M=4, then 2 partitions (M(M+1)/2 points).
-DEFAULT_DAS_DENNIS_PARTITIONS = {1: 1, 2: 10, 3: 4, 4: 3}
 
 
 def validate_preferences(weights: object, n_objectives: int) -> np.ndarray:
@@ -134,101 +119,6 @@ def ray_distance(z: object, directions: object, metric: str = "perpendicular") -
             perp = np.linalg.norm(v - proj[:, p, None] * d[p], axis=1)
             out[:, p] = np.arctan2(perp, proj[:, p])  # accurate near 0, unlike arccos of a cosine
     return out
-
-
-def das_dennis(n_partitions: int, n_objectives: int) -> np.ndarray:
-    """Das-Dennis simplex-lattice grid (pymoo's ``das-dennis``): every ``w`` with ``w_i in {0, 1/p, ..., 1}``.
-
-    Returns ``C(p + M - 1, M - 1)`` rows, each ``k / p`` for non-negative integers ``k`` summing to ``p`` (so the
-    rows sum to 1 up to float rounding), in pymoo's order: first coordinate ascending, then the second, and so on.
-    """
-    p = as_count(n_partitions, "n_partitions")
-    m = as_count(n_objectives, "n_objectives")
-    if m == 1:
-        return np.ones((1, 1))
-    # Stars and bars: choosing the M-1 bar positions among p + M - 1 slots, in lexicographic order, lists the
-    # compositions with the first part ascending, as pymoo's recursion does.
-    bars = np.array(list(combinations(range(p + m - 1), m - 1)), dtype=np.int64)
-    edges = np.concatenate(
-        [np.full((bars.shape[0], 1), -1), bars, np.full((bars.shape[0], 1), p + m - 1)], axis=1
-    )
-    counts = np.diff(edges, axis=1) - 1
-    return counts / p
-
-
-def linear_grid(n_points: int = 11) -> np.ndarray:
-    """Two-objective grid ``(w_1, 1 - w_1)`` with ``w_1 = 0, 1/(n-1), ..., 1`` ascending (the paper's 11 models)."""
-    n = as_count(n_points, "n_points", minimum=2)
-    i = np.arange(n)
-    return np.stack([i / (n - 1), (n - 1 - i) / (n - 1)], axis=1)
-
-
-def ric_grid_3() -> np.ndarray:
-    """The 13 three-objective preference vectors of Rewards-in-Context, in RiC's order (METHOD.md 1.8)."""
-    third = 1.0 / 3.0
-    return np.array(
-        [
-            [0.0, 0.0, 1.0],
-            [0.0, 1.0, 0.0],
-            [0.1, 0.1, 0.8],
-            [0.1, 0.8, 0.1],
-            [0.2, 0.2, 0.6],
-            [0.2, 0.4, 0.4],
-            [0.2, 0.6, 0.2],
-            [third, third, third],
-            [0.4, 0.4, 0.2],
-            [0.4, 0.2, 0.4],
-            [0.6, 0.2, 0.2],
-            [0.8, 0.1, 0.1],
-            [1.0, 0.0, 0.0],
-        ]
-    )
-
-
-def preference_grid(
-    spec: str | Sequence[Sequence[float]] | np.ndarray,
-    n_objectives: int,
-    n_partitions: int | None = None,
-) -> np.ndarray:
-    """Preference weight vectors ``(P, M)`` from a named grid or an explicit list.
-
-    Args:
-        spec: ``'linear'`` (M=2: ``n_partitions + 1`` points, default 11), ``'ric'`` (M=3: RiC's 13),
-            ``'das-dennis'`` (any M; ``n_partitions`` defaults to ``DEFAULT_DAS_DENNIS_PARTITIONS``), or an explicit
-            list of weight vectors (validated and normalised to sum 1).
-        n_objectives: M.
-        n_partitions: grid resolution for ``'linear'`` and ``'das-dennis'``.
-    """
-    m = as_count(n_objectives, "n_objectives")
-    if not isinstance(spec, str):
-        return validate_preferences(spec, m)
-    name = spec.strip().lower().replace("_", "-")
-    if name == "linear":
-        if m != 2:
-            raise ValueError(f"the 'linear' preference grid is for 2 objectives, but there are {m}")
-        parts = 10 if n_partitions is None else as_count(n_partitions, "n_partitions")
-        return linear_grid(parts + 1)
-    if name == "ric":
-        if m != 3:
-            raise ValueError(f"the 'ric' preference grid is for 3 objectives, but there are {m}")
-        return ric_grid_3()
-    if name in ("das-dennis", "dasdennis"):
-        parts = DEFAULT_DAS_DENNIS_PARTITIONS.get(m, 2) if n_partitions is None else n_partitions
-        return das_dennis(parts, m)
-    raise ValueError(
-        f"unknown preference grid {spec!r}; use 'linear', 'ric', 'das-dennis' or a list of weight vectors"
-    )
-
-
-def representative_preferences(n_objectives: int) -> np.ndarray:
-    """The M one-hot preferences followed by the balanced one (the M+1 stage-2 generators, METHOD.md 1.7).
-
-    With one objective both coincide and a single row ``[[1.0]]`` is returned.
-    """
-    m = as_count(n_objectives, "n_objectives")
-    if m == 1:
-        return np.ones((1, 1))
-    return np.vstack([np.eye(m), np.full((1, m), 1.0 / m)])
 
 
 def _preference_rows(weights: object) -> list:

@@ -17,7 +17,8 @@ from .directions import METRICS, preference_direction, ray_distance, validate_pr
 from .layers import layers_validated
 from .normalise import METHODS, NormalisationStats, check_quantiles, fit_validated
 
-__all__ = ["SelectionResult", "Selection", "select_for_preferences", "default_min_pool"]
+__all__ = ["SelectionResult", "Selection", "CandidatePool", "candidate_pool", "select_from_pool",
+           "select_for_preferences", "default_min_pool"]
 
 
 def default_min_pool(n_objectives: int) -> int:
@@ -141,30 +142,95 @@ def select_for_preferences(
         ValueError: non-finite scores, malformed preferences, ``k < 1``, ``k`` larger than the pool, or an unknown
         method/metric; the message names the offending value.
     """
+    pool = candidate_pool(points, min_pool=min_pool, normalisation=normalisation, quantiles=quantiles,
+                          stats=stats, maximise=maximise, names=names)
+    return select_from_pool(points, pool, weights, k=k, metric=metric, names=names)
+
+
+@dataclass(frozen=True)
+class CandidatePool:
+    """The high-quality pool (union of the first Pareto layers) and the normalisation its distances use.
+
+    Attributes:
+        indices: pool members, indices into the scored points, ascending.
+        layers: Pareto layer of each member (0 = non-dominated).
+        num_layers: L, the number of layers in the pool.
+        stats: the normalisation (fitted over all scored points unless given).
+        min_pool: the ``P_min`` that decided L.
+        maximise: whether larger rewards are better.
+    """
+
+    indices: np.ndarray
+    layers: np.ndarray
+    num_layers: int
+    stats: NormalisationStats
+    min_pool: int
+    maximise: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe record for the run directory; ``from_dict`` reads it back exactly."""
+        return {"pool_size": int(self.indices.size), "num_layers": int(self.num_layers),
+                "layer_sizes": [int(c) for c in np.bincount(self.layers, minlength=self.num_layers)],
+                "min_pool": int(self.min_pool), "maximise": bool(self.maximise),
+                "normalisation": self.stats.to_dict(), "indices": [int(i) for i in self.indices],
+                "layers": [int(layer) for layer in self.layers]}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "CandidatePool":
+        return cls(np.asarray(record["indices"], dtype=np.int64), np.asarray(record["layers"], dtype=np.int64),
+                   int(record["num_layers"]), NormalisationStats.from_dict(record["normalisation"]),
+                   int(record["min_pool"]), bool(record.get("maximise", True)))
+
+
+def candidate_pool(
+    points: object,
+    min_pool: int | None = None,
+    normalisation: str = "minmax",
+    quantiles: tuple[float, float] | Sequence[float] = (0.001, 0.999),
+    stats: NormalisationStats | Mapping[str, Any] | None = None,
+    maximise: bool = True,
+    names: Sequence[str] | None = None,
+) -> CandidatePool:
+    """The first Pareto layers holding at least ``min_pool`` samples (capped at n), and the normalisation fitted
+    over every point (METHOD.md 1.2 and 1.4); arguments as in :func:`select_for_preferences`."""
+    X = as_points(points, "scores", names, allow_empty=False)
+    n, m = X.shape
+    pool_min = default_min_pool(m) if min_pool is None else as_count(min_pool, "min_pool")
+    if stats is None and normalisation not in METHODS:
+        raise ValueError(f"normalisation must be one of {', '.join(METHODS)}, got {normalisation!r}")
+    stats = _resolve_stats(stats, X, normalisation, quantiles, m)
+    layers = layers_validated(X, None, min(pool_min, n), maximise)
+    indices = np.flatnonzero(layers >= 0)
+    pool_layers = layers[indices]
+    return CandidatePool(indices, pool_layers, int(pool_layers.max()) + 1, stats, pool_min, bool(maximise))
+
+
+def select_from_pool(
+    points: object,
+    pool: CandidatePool,
+    weights: object,
+    k: int = 100,
+    metric: str = "perpendicular",
+    names: Sequence[str] | None = None,
+) -> Selection:
+    """For each preference, the ``k`` members of ``pool`` nearest its ray (distance ascending, ties by index).
+
+    Each preference is chosen independently of the others: selecting one preference alone gives the same samples
+    as selecting it among many."""
     X = as_points(points, "scores", names, allow_empty=False)
     n, m = X.shape
     W = validate_preferences(weights, m)
     k = as_count(k, "k")
-    pool_min = default_min_pool(m) if min_pool is None else as_count(min_pool, "min_pool")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    if stats is None and normalisation not in METHODS:
-        raise ValueError(f"normalisation must be one of {', '.join(METHODS)}, got {normalisation!r}")
     if k > n:
         raise ValueError(f"k={k} is larger than the candidate pool of {n} samples")
-    stats = _resolve_stats(stats, X, normalisation, quantiles, m)
-
-    layers = layers_validated(X, None, min(pool_min, n), maximise)
-    pool_indices = np.flatnonzero(layers >= 0)
-    pool_layers = layers[pool_indices]
-    num_layers = int(pool_layers.max()) + 1
-    if pool_indices.size < k:
+    if pool.indices.size < k:
         raise ValueError(
-            f"k={k} is larger than the candidate pool of {pool_indices.size} samples (the first {num_layers} "
-            f"Pareto layers, min_pool={pool_min}); raise min_pool or lower k"
+            f"k={k} is larger than the candidate pool of {pool.indices.size} samples (the first {pool.num_layers} "
+            f"Pareto layers, min_pool={pool.min_pool}); raise min_pool or lower k"
         )
-
-    z = stats.apply(X[pool_indices], maximise=maximise)
+    z = pool.stats.apply(X[pool.indices], maximise=pool.maximise)
     directions = preference_direction(W)
     distances = ray_distance(z, directions, metric=metric)
     results = []
@@ -174,21 +240,21 @@ def select_for_preferences(
             SelectionResult(
                 weights=W[p],
                 direction=directions[p],
-                indices=pool_indices[chosen],
+                indices=pool.indices[chosen],
                 distances=distances[chosen, p],
-                layers=pool_layers[chosen],
+                layers=pool.layers[chosen],
             )
         )
     return Selection(
         results=tuple(results),
-        pool_indices=pool_indices,
-        pool_layers=pool_layers,
-        num_layers=num_layers,
-        stats=stats,
+        pool_indices=pool.indices,
+        pool_layers=pool.layers,
+        num_layers=pool.num_layers,
+        stats=pool.stats,
         k=k,
-        min_pool=pool_min,
+        min_pool=pool.min_pool,
         metric=metric,
-        maximise=bool(maximise),
+        maximise=pool.maximise,
     )
 
 

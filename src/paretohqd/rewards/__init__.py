@@ -2,21 +2,27 @@
 
 Types: ``builtin`` (offline, see :mod:`paretohqd.rewards.builtin`), ``hf`` (a sequence-classification reward model
 by Hub id or path), ``callable`` (any Python function by dotted path) and ``column`` (a score already in the data).
+Each objective's *identity* (what its scores depend on, never how fast or where they are computed) keys every score
+shard.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
+from .. import io
+from ..env import package_version
 from ..errors import UserError
 from .base import Objective, as_scores
-from .builtin import BUILTINS, FunctionObjective
+from .builtin import BUILTINS, PACKAGES, FunctionObjective
 
-__all__ = ["BUILTINS", "Objective", "as_scores", "build_objective", "build_objectives"]
+__all__ = ["BUILTINS", "Objective", "as_scores", "build_objective", "build_objectives", "objective_identity"]
 
 
 def build_objectives(configs: list) -> list[Objective]:
@@ -26,10 +32,7 @@ def build_objectives(configs: list) -> list[Objective]:
 def build_objective(config) -> Objective:
     """Instantiate the objective described by an :class:`~paretohqd.config.ObjectiveConfig`."""
     if config.type == "builtin":
-        builtin = config.builtin or config.name
-        if builtin not in BUILTINS:
-            raise UserError(f"unknown objective '{builtin}' (built-ins: {', '.join(BUILTINS)}; or set type to hf, "
-                            "callable or column)")
+        builtin = _builtin_name(config)
         from .builtin import build_builtin
 
         try:
@@ -40,7 +43,8 @@ def build_objective(config) -> Objective:
         from .hf import HFRewardModel
 
         return HFRewardModel(config.name, config.model, config.input_format, config.logit_index, config.max_length,
-                             config.dtype, config.pad_token, config.device, config.template, config.context_column)
+                             config.dtype, config.pad_token, config.device, config.template, config.context_column,
+                             config.revision)
     if config.type == "callable":
         function = resolve_callable(config.callable, config.name)
         kwargs = dict(config.kwargs)
@@ -49,7 +53,7 @@ def build_objective(config) -> Objective:
             return as_scores(function(batch["prompt"].tolist(), batch["response"].tolist(), **kwargs),
                              len(batch), config.name)
 
-        return FunctionObjective(config.name, call, {"callable": config.callable, "kwargs": kwargs})
+        return FunctionObjective(config.name, call)
     if config.type == "column":
         column = config.column
 
@@ -65,8 +69,59 @@ def build_objective(config) -> Objective:
                                 f"for sample '{batch['id'].iloc[row]}', which is not a number")
             return values.to_numpy(dtype=np.float64)
 
-        return FunctionObjective(config.name, read, {"column": column})
+        return FunctionObjective(config.name, read)
     raise UserError(f"objective '{config.name}' has unknown type '{config.type}'")
+
+
+def objective_identity(config) -> dict[str, Any]:
+    """Everything an objective's scores depend on, without loading it: its settings that matter for its type and
+    the content of what it runs (a head file, a local model folder, a callable's source, a package version).
+
+    Its name, batch size and device are left out: they cannot change a score (the batched-vs-single self-check
+    holds scoring to that)."""
+    if config.type == "builtin":
+        builtin = _builtin_name(config)
+        identity: dict[str, Any] = {"type": "builtin", "builtin": builtin, "kwargs": dict(config.kwargs),
+                                    "package": PACKAGES[builtin],
+                                    "version": package_version(PACKAGES[builtin]) if PACKAGES[builtin] else None}
+        if builtin in ("harmless", "helpful"):
+            from .heads import SHIPPED_HEADS
+
+            identity["head"] = io.file_sha256(SHIPPED_HEADS[builtin])
+        return identity
+    if config.type == "hf":
+        identity = {key: getattr(config, key) for key in ("type", "model", "revision", "input_format", "logit_index",
+                                                           "max_length", "dtype", "pad_token")}
+        if config.input_format == "template":
+            identity["template"] = config.template
+        if config.input_format == "reversed_pair":
+            identity["context_column"] = config.context_column
+        if Path(config.model).is_dir():
+            identity["content"] = io.content_fingerprint(config.model)
+        return identity
+    if config.type == "callable":
+        return {"type": "callable", "callable": config.callable, "kwargs": dict(config.kwargs),
+                "source": _source_digest(config.callable)}
+    return {"type": "column", "column": config.column}
+
+
+def _builtin_name(config) -> str:
+    builtin = config.builtin or config.name
+    if builtin not in BUILTINS:
+        raise UserError(f"unknown objective '{builtin}' (built-ins: {', '.join(BUILTINS)}; or set type to hf, "
+                        "callable or column)")
+    return builtin
+
+
+def _source_digest(path: str) -> str | None:
+    """The callable's module source: editing the function rescores."""
+    module_name = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None) if spec else None
+    return io.file_sha256(origin) if origin and Path(origin).is_file() else None
 
 
 def resolve_callable(path: str, objective: str) -> Callable[..., Any]:

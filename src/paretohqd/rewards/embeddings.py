@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..env import package_version
 from ..errors import UserError
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -31,13 +32,7 @@ _lock = threading.Lock()
 
 def encoder_identity() -> dict[str, Any]:
     """What determines the embeddings: the model and the version of the package that ships it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        package_version = version(ENCODER_PACKAGE)
-    except PackageNotFoundError:
-        package_version = None
-    return {"encoder": ENCODER_NAME, "package": ENCODER_PACKAGE, "version": package_version}
+    return {"encoder": ENCODER_NAME, "package": ENCODER_PACKAGE, "version": package_version(ENCODER_PACKAGE)}
 
 
 def load_minilm() -> Any:

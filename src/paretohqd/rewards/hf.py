@@ -7,10 +7,6 @@ samples before a long scoring run.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -22,7 +18,8 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 class HFRewardModel:
     def __init__(self, name: str, model: str, input_format: str = "pair", logit_index: int = 0,
                  max_length: int = 1024, dtype: str = "float32", pad_token: str | None = None,
-                 device: str = "cpu", template: str | None = None, context_column: str = "prompt"):
+                 device: str = "cpu", template: str | None = None, context_column: str = "prompt",
+                 revision: str | None = None):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -34,9 +31,9 @@ class HFRewardModel:
         self.context_column = context_column
         self.device = device
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                model, dtype=getattr(torch, DTYPES[dtype]))
+                model, revision=revision, dtype=getattr(torch, DTYPES[dtype]))
         except OSError as exc:
             raise UserError(f"objective '{name}': cannot load reward model '{model}' "
                             f"(not a local folder, and the Hub is unreachable or has no such id): "
@@ -62,7 +59,6 @@ class HFRewardModel:
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         model_limit = getattr(self.model.config, "max_position_embeddings", None) or max_length
         self.max_length = min(max_length, model_limit)
-        self._weights_digest = getattr(self.model.config, "_commit_hash", None) or _weights_digest(model)
 
     def _encode(self, batch: pd.DataFrame):
         responses = batch["response"].tolist()
@@ -90,18 +86,3 @@ class HFRewardModel:
         with torch.inference_mode():
             logits = self.model(**encoded).logits
         return logits[:, self.logit_index].float().cpu().numpy().astype(np.float64)
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"type": "hf", "model": self.model_id, "weights": self._weights_digest,
-                "input_format": self.input_format, "template": self.template, "context_column": self.context_column,
-                "logit_index": self.logit_index, "max_length": self.max_length,
-                "dtype": str(self.model.dtype), "pad_token": self.tokenizer.pad_token}
-
-
-def _weights_digest(model: str) -> str:
-    """Identify local weights by size and mtime (cheap); a Hub id without a known commit stands for itself."""
-    path = Path(model)
-    if path.is_dir():
-        stamp = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in path.iterdir() if p.is_file())
-        return hashlib.sha256(repr(stamp).encode()).hexdigest()[:16]
-    return model

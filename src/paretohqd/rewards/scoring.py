@@ -1,37 +1,27 @@
-"""The score stage: every sample gets one raw reward per objective.
+"""Scoring: every sample gets one raw reward per objective, in length-sorted batches, checked finite.
 
-Work is split into shards of ``score.shard_size`` samples; each (objective, shard) is scored in length-sorted
-batches and written atomically to a cache folder keyed by the objective's fingerprint and the data, so an
-interrupted run resumes without rescoring finished shards and a changed objective never reuses stale scores.
-Shards are independent units: ``rank``/``world_size`` let several processes split them.
+``score_frame`` scores a whole table through a cache of shards named by their content (the objective's identity
+and the rows' content): an interrupted call resumes without rescoring finished shards, an edited row rescores only
+its shard, and a changed objective never reuses stale scores. The run's main scoring declares the same shards as
+pipeline units instead, so that they can be scheduled one by one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import io
+from ..data import fingerprint
 from ..errors import UserError
+from ..pareto import first_non_finite
 from .base import Objective, as_scores
 
-
-def data_fingerprint(samples: pd.DataFrame) -> str:
-    """Every column counts: objectives may read more than prompt and response (a context column, a rating)."""
-    hashed = pd.util.hash_pandas_object(samples.astype(str), index=False).to_numpy()
-    names = "|".join(map(str, samples.columns)).encode()
-    return hashlib.sha256(hashed.tobytes() + names).hexdigest()[:16]
-
-
-def cache_key(objective: Objective, data_hash: str, shard_size: int) -> str:
-    identity = json.dumps({"objective": objective.fingerprint(), "data": data_hash, "shard_size": shard_size},
-                          sort_keys=True, default=str)
-    return f"{objective.name}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+STAT_QUANTILES = (0.001, 0.01, 0.5, 0.99, 0.999)
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int, sort: bool = True) -> list[np.ndarray]:
@@ -51,14 +41,22 @@ def score_batches(objective: Objective, samples: pd.DataFrame, batch_size: int, 
     return scores
 
 
-def check_finite(scores: np.ndarray, samples: pd.DataFrame, objective: str, offset: int | None = None) -> None:
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        kind = "NaN" if np.isnan(scores[row]) else "an infinite score"
+def check_scores_finite(scores: np.ndarray, samples: pd.DataFrame, objective: str, offset: int | None = None) -> None:
+    found = first_non_finite(scores)
+    if found is not None:
+        row, _, kind = found
+        kind = "NaN" if kind == "NaN" else "an infinite score"
         where = f" (row {offset + row})" if offset is not None else ""
         raise UserError(f"objective '{objective}' returned {kind} for sample '{samples['id'].iloc[row]}'"
                         f"{where}; scores must be finite numbers")
+
+
+def score_rows(objective: Objective, rows: pd.DataFrame, batch_size: int, sort: bool = True, progress=None,
+               offset: int | None = None) -> np.ndarray:
+    """One objective's finite scores for some rows (a shard)."""
+    scores = score_batches(objective, rows, batch_size, sort, progress)
+    check_scores_finite(scores, rows, objective.name, offset=offset)
+    return scores
 
 
 def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: int, batch_size: int,
@@ -78,8 +76,7 @@ def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: i
 
     # Both passes must really run the model: a cache would answer the second from the first.
     with embedding_cache_disabled():
-        batched = score_batches(objective, subset, max(batch_size, len(subset)), sort=False)
-        check_finite(batched, subset, objective.name)
+        batched = score_rows(objective, subset, max(batch_size, len(subset)), sort=False)
         single = np.array([as_scores(objective.score(subset.iloc[[i]]), 1, objective.name)[0]
                            for i in range(len(subset))])
     difference = np.abs(batched - single)
@@ -92,41 +89,9 @@ def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: i
     return float(np.nanmax(difference))
 
 
-def score_objective(objective: Objective, samples: pd.DataFrame, cache_dir: Path, batch_size: int,
-                    shard_size: int, sort_by_length: bool = True, show_progress: bool = True,
-                    rank: int = 0, world_size: int = 1) -> np.ndarray | None:
-    """Score all shards this rank owns (skipping cached ones); return every score once all shards exist."""
-    from tqdm.auto import tqdm
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    n = len(samples)
-    shard_starts = range(0, n, shard_size)
-    todo = [(i, s) for i, s in enumerate(shard_starts)
-            if i % world_size == rank and not _shard_path(cache_dir, i).exists()]
-    remaining = sum(min(shard_size, n - start) for _, start in todo)
-    with tqdm(total=remaining, desc=f"score {objective.name}", unit="sample", disable=not show_progress,
-              leave=False) as progress:
-        for shard, start in todo:
-            part = samples.iloc[start:start + shard_size]
-            scores = score_batches(objective, part, batch_size, sort_by_length, progress)
-            check_finite(scores, part, objective.name, offset=start)
-            with io.atomic_path(_shard_path(cache_dir, shard)) as tmp:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, scores)
-    paths = [_shard_path(cache_dir, i) for i in range(len(shard_starts))]
-    if not all(path.exists() for path in paths):
-        return None  # other ranks still own some shards
-    return np.concatenate([np.load(path) for path in paths])
-
-
-def _shard_path(cache_dir: Path, shard: int) -> Path:
-    return cache_dir / f"shard_{shard:06d}.npy"
-
-
-def score_statistics(scores: pd.DataFrame, names: list[str], robust_quantiles: tuple[float, float]) -> dict:
-    """Per-objective statistics saved beside the scores (selection and RiC's z-scores read them)."""
+def score_statistics(scores: pd.DataFrame, names: list[str]) -> dict:
+    """Per-objective statistics saved beside the scores (RiC's z-scores read them; selection records its own)."""
     values = scores[names].to_numpy(dtype=np.float64)
-    low_q, high_q = np.quantile(values, robust_quantiles, axis=0)
     return {
         "objectives": names,
         "count": int(len(values)),
@@ -134,32 +99,47 @@ def score_statistics(scores: pd.DataFrame, names: list[str], robust_quantiles: t
         "max": values.max(axis=0).tolist(),
         "mean": values.mean(axis=0).tolist(),
         "std": values.std(axis=0).tolist(),
-        "robust_quantiles": list(robust_quantiles),
-        "quantile_low": low_q.tolist(),
-        "quantile_high": high_q.tolist(),
+        "quantiles": {str(q): row.tolist() for q, row in zip(STAT_QUANTILES,
+                                                              np.quantile(values, STAT_QUANTILES, axis=0))},
     }
 
 
-def score_samples(samples: pd.DataFrame, objectives: list[Objective], batch_sizes: list[int], cache_root: Path,
-                  shard_size: int, sort_by_length: bool = True, consistency_check: int = 8,
-                  consistency_tolerance: float = 1e-3, show_progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Score ``samples`` with every objective; returns the scores table and timing/consistency details."""
-    data_hash = data_fingerprint(samples)
-    details: dict = {"data_fingerprint": data_hash, "objectives": {}}
+def shard_key(identity: dict[str, Any], rows: pd.DataFrame) -> str:
+    """What a shard's scores depend on: the objective's identity and the content of its rows."""
+    return io.digest({"objective": identity, "rows": fingerprint(rows)})
+
+
+def score_frame(samples: pd.DataFrame, objectives: Sequence[Objective], identities: Sequence[dict],
+                batch_sizes: Sequence[int], cache_dir: Path, shard_size: int, sort_by_length: bool = True,
+                show_progress: bool = False) -> tuple[pd.DataFrame, dict]:
+    """``samples`` with one column per objective, and timing details; shards come from and go to ``cache_dir``."""
+    from tqdm.auto import tqdm
+
     table = samples.copy()
-    for objective, batch_size in zip(objectives, batch_sizes):
-        cache_dir = cache_root / cache_key(objective, data_hash, shard_size)
-        start = time.perf_counter()
-        check_file = cache_dir / "batch_invariance.json"
-        if consistency_check and not check_file.exists():
-            worst = check_batch_invariance(objective, samples, consistency_check, batch_size, consistency_tolerance)
-            io.write_json(check_file, {"samples": consistency_check, "max_abs_difference": worst})
-        values = score_objective(objective, samples, cache_dir, batch_size, shard_size, sort_by_length,
-                                 show_progress)
-        assert values is not None
-        table[objective.name] = values
-        details["objectives"][objective.name] = {
-            "cache": cache_dir.name, "seconds": time.perf_counter() - start,
-            "batch_invariance": io.read_json(check_file) if check_file.exists() else None,
-            "fingerprint": objective.fingerprint()}
+    details: dict = {"objectives": {}}
+    for objective, identity, batch_size in zip(objectives, identities, batch_sizes):
+        started = time.perf_counter()
+        values, scored = [], 0
+        with tqdm(total=len(samples), desc=f"score {objective.name}", unit="sample", disable=not show_progress,
+                  leave=False) as progress:
+            for start in range(0, len(samples), shard_size):
+                rows = samples.iloc[start:start + shard_size]
+                path = Path(cache_dir) / objective.name / f"{shard_key(identity, rows)}.npy"
+                if path.exists():
+                    values.append(np.load(path))
+                    progress.update(len(rows))
+                    continue
+                scores = score_rows(objective, rows, batch_size, sort_by_length, progress, offset=start)
+                save_scores(path, scores)
+                values.append(scores)
+                scored += len(rows)
+        table[objective.name] = np.concatenate(values) if values else np.zeros(0)
+        details["objectives"][objective.name] = {"seconds": time.perf_counter() - started, "scored": scored,
+                                                 "identity": identity}
     return table, details
+
+
+def save_scores(path: Path, scores: np.ndarray) -> None:
+    with io.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, scores)

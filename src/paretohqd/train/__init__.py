@@ -1,5 +1,7 @@
-"""Supervised fine-tuning of one policy per preference and stage (trl.SFTTrainer + peft)."""
+"""Training one policy on one set of samples: supervised fine-tuning (trl.SFTTrainer + peft)."""
 
-from .sft import TrainingPlan, plan_training, train_model
+from .cards import ModelCard
+from .sft import TrainingPlan, check_training_settings, is_complete, plan_training, result_settings, train_model
 
-__all__ = ["TrainingPlan", "plan_training", "train_model"]
+__all__ = ["ModelCard", "TrainingPlan", "check_training_settings", "is_complete", "plan_training",
+           "result_settings", "train_model"]

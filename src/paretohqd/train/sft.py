@@ -1,16 +1,21 @@
-"""One SFT run: a base policy (or a previous stage's adapter) fine-tuned on one preference's selected samples.
+"""One SFT run: a base policy (or a previous stage's model) fine-tuned on one set of samples with trl.SFTTrainer.
 
-The loss is on response tokens only (conversational prompt-completion data: TRL masks the prompt), the chat
-template closes every response with the end-of-turn token so the model learns to stop, and the generation config
-saved with the model names that token. Each run writes into a temporary folder that is renamed into place when
-complete: a crash never leaves a model that looks finished.
+The loss is on response tokens only (the policy tokenizes conversational prompt-completion samples exactly as TRL
+does and marks the completion), the chat template closes every response with the end-of-turn token so the model
+learns to stop, and the generation config saved with the model names that token. Every ``trl.SFTConfig`` and
+``peft.LoraConfig`` field passes through; the run sets only its output folder, seeds, reporting and device. Each
+run writes into a temporary folder that is renamed into place when complete: a crash never leaves a model that
+looks finished.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +24,19 @@ from typing import Callable
 import pandas as pd
 
 from .. import io
-from ..config import ModelConfig, TrainConfig
-from ..data import prompt_to_messages
+from ..errors import UserError
+from .cards import ModelCard
 
 COMPLETE_MARKER = ".complete"
+# SFTConfig fields the run decides itself.
+OWNED_SFT_FIELDS = ("output_dir", "seed", "data_seed", "report_to", "use_cpu", "disable_tqdm")
+# SFTConfig fields that cannot change the trained weights: left out of every unit key.
+COSMETIC_SFT_FIELDS = ("logging_steps", "logging_strategy", "logging_first_step", "logging_dir",
+                       "logging_nan_inf_filter", "log_level", "log_level_replica", "log_on_each_node", "run_name",
+                       "save_strategy", "save_steps", "save_total_limit", "save_only_model", "push_to_hub",
+                       "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "dataloader_num_workers",
+                       "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
+                       "include_num_input_tokens_seen", "skip_memory_metrics", "overwrite_output_dir")
 
 
 @dataclass
@@ -39,119 +53,107 @@ class TrainingPlan:
                 f"= {self.epochs:.2f} epochs")
 
 
-@dataclass
-class ModelCard:
-    """What a method says about one trained model; :func:`train_model` adds the base model, the training facts and
-    the front matter, so every method's card has the same shape."""
-
-    title: str
-    tags: list[str]
-    facts: list[str]
-
-    def render(self, model_config: ModelConfig, train: TrainConfig, stats: dict) -> str:
-        library = "peft" if train.use_lora else "transformers"
-        lines = ["---", f"library_name: {library}", f"base_model: {model_config.name_or_path}",
-                 f"tags: [{', '.join(['paretohqd', *self.tags])}]", "---", "", f"# {self.title}", "",
-                 f"- base model: `{model_config.name_or_path}`", *(f"- {fact}" for fact in self.facts),
-                 f"- training: {stats['steps']} steps, global batch {stats['global_batch_size']}, "
-                 f"{stats['epochs']:.2f} epochs, learning rate {stats['learning_rate']}, LoRA {train.use_lora}, "
-                 f"final train loss {stats['train_loss']:.4f}, {stats['seconds']:.0f} s",
-                 "", "Made with paretohqd.", ""]
-        return "\n".join(lines)
-
-
-def plan_training(num_samples: int, train: TrainConfig, stage: str, world_size: int = 1) -> TrainingPlan:
-    global_batch = train.per_device_batch_size * train.gradient_accumulation_steps * world_size
+def plan_training(num_samples: int, sft: dict, world_size: int = 1) -> TrainingPlan:
+    global_batch = sft.get("per_device_train_batch_size", 8) * sft.get("gradient_accumulation_steps", 1) * world_size
     steps_per_epoch = max(1, math.ceil(num_samples / global_batch))
-    steps = getattr(train, f"{stage}_steps")
+    steps = sft.get("max_steps", -1)
     if steps > 0:
         return TrainingPlan(num_samples, global_batch, steps, steps / steps_per_epoch)
-    epochs = getattr(train, f"{stage}_epochs")
+    epochs = sft.get("num_train_epochs", 3.0)
     return TrainingPlan(num_samples, global_batch, max(1, math.ceil(epochs * steps_per_epoch)), epochs)
 
 
-def is_complete(path: Path, unit_hash: str | None = None) -> bool:
-    """A saved model is complete when its marker exists (and names the settings hash, when one is given)."""
-    marker = Path(path) / COMPLETE_MARKER
-    return marker.exists() and (unit_hash is None or marker.read_text().strip() == unit_hash)
+def result_settings(sft: dict) -> dict:
+    """The SFTConfig fields that can change the trained weights (what a training unit's key holds)."""
+    return {key: value for key, value in sft.items() if key not in COSMETIC_SFT_FIELDS}
 
 
-def truncate_prompt(prompt: str, tokenizer, max_tokens: int) -> str:
-    """Keep the end of an over-long prompt: the last turns are what the response answers."""
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if len(ids) <= max_tokens:
-        return prompt
-    return tokenizer.decode(ids[-max_tokens:])
+def check_training_settings(sft_layers: list[tuple[str, dict]], lora_layers: list[tuple[str, dict]] | None,
+                            use_cpu: bool = True) -> None:
+    """Names and values checked against trl.SFTConfig and peft.LoraConfig themselves, before any work.
+
+    ``*_layers``: (config key, mapping) in the order they are merged, so that a bad name points at its key."""
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    for where, layer in sft_layers:
+        _check_fields(SFTConfig, layer, where, "trl.SFTConfig")
+        owned = [key for key in layer if key in OWNED_SFT_FIELDS]
+        if owned:
+            raise UserError(f"{where}.{owned[0]} is set by the run itself (from the run directory, seed, report_to "
+                            "and model.device); remove it")
+    sft = {key: value for _, layer in sft_layers for key, value in layer.items()}
+    keys = " + ".join(where for where, _ in sft_layers)
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            SFTConfig(**sft, output_dir=scratch, use_cpu=use_cpu, report_to="none")
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{keys} is not a valid trl.SFTConfig: {str(exc).splitlines()[0]}") from None
+    if lora_layers is not None:
+        for where, layer in lora_layers:
+            _check_fields(LoraConfig, layer, where, "peft.LoraConfig")
+        lora = {key: value for _, layer in lora_layers for key, value in layer.items()}
+        try:
+            LoraConfig(**lora, task_type="CAUSAL_LM")
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{' + '.join(w for w, _ in lora_layers)} is not a valid peft.LoraConfig: "
+                            f"{str(exc).splitlines()[0]}") from None
 
 
-def sft_dataset(samples: pd.DataFrame, tokenizer, model_config: ModelConfig, max_length: int):
-    """Conversational prompt-completion records: TRL applies the chat template and masks the prompt."""
+def _check_fields(cls, values: dict, where: str, owner: str) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UserError(f"{where}.{key} is not a {owner} field{hint}")
+
+
+def is_complete(path: Path) -> bool:
+    """A saved model is complete when its marker exists (written last, inside the renamed folder)."""
+    return (Path(path) / COMPLETE_MARKER).exists()
+
+
+def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict, lora: dict | None, seed: int,
+                init_from: Path | None = None, report_to: str = "none", card: ModelCard | None = None,
+                log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """Fine-tune and save to ``output_dir`` (adapter or full weights, tokenizer, generation config, card).
+
+    ``lora`` None is full fine-tuning; ``init_from`` continues a previous stage's model (its adapter, or its full
+    weights)."""
     import datasets
-
-    max_prompt_tokens = max(16, max_length * 3 // 4)
-    records = [{"prompt": prompt_to_messages(truncate_prompt(p, tokenizer, max_prompt_tokens),
-                                             model_config.system_prompt),
-                "completion": [{"role": "assistant", "content": r}]}
-               for p, r in zip(samples["prompt"], samples["response"])]
-    return datasets.Dataset.from_list(records)
-
-
-def end_of_turn_ids(tokenizer) -> list[int]:
-    """Token ids that end an assistant turn: eos, and the chat template's end-of-turn token when it differs."""
-    ids = [tokenizer.eos_token_id]
-    for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id not in ids:
-            ids.append(token_id)
-    return [i for i in ids if i is not None]
-
-
-def train_model(samples: pd.DataFrame, output_dir: Path, model_config: ModelConfig, train: TrainConfig,
-                stage: str, seed: int, unit_hash: str = "", init_from: Path | None = None, report_to: str = "none",
-                card: ModelCard | None = None, log: Callable[[str], None] = print) -> dict:
-    """Fine-tune and save to ``output_dir`` (adapter or full weights, tokenizer, generation config, card)."""
-    import torch
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from ..models import load_causal_lm
+    from ..policy import Policy, load_causal_lm, resolve_device
 
     output_dir = Path(output_dir)
     staging = output_dir.with_name(output_dir.name + ".partial")
     if staging.exists():
         shutil.rmtree(staging)  # leftovers of an interrupted run: that unit starts over
     set_seed(seed)
-    # Stage 2 of full fine-tuning continues from the stage-1 weights; LoRA stages always start from the base.
-    full_continuation = init_from is not None and not train.use_lora
+    # Full fine-tuning continues from the previous stage's weights; LoRA stages always start from the base.
+    full_continuation = init_from is not None and lora is None
     model, tokenizer = load_causal_lm(str(init_from) if full_continuation else model_config.name_or_path,
-                                      model_config.dtype)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+                                      model_config.dtype, None if full_continuation else model_config.revision,
+                                      model_config.device_map)
+    policy = Policy(model, tokenizer, model_config.system_prompt, model_config.max_prompt_length)
     peft_config = None
-    if init_from is not None and train.use_lora:
+    if init_from is not None and lora is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(init_from), is_trainable=True)
-    elif init_from is None and train.use_lora:
+    elif lora is not None:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
-                                 target_modules=train.lora_target_modules, task_type="CAUSAL_LM")
-    dataset = sft_dataset(samples, tokenizer, model_config, train.max_length)
-    plan = plan_training(len(dataset), train, stage, int(os.environ.get("WORLD_SIZE", "1")))
+        peft_config = LoraConfig(**lora, task_type="CAUSAL_LM")
+    max_length = sft.get("max_length", 1024)
+    dataset = datasets.Dataset.from_list([policy.encode_for_training(p, r, max_length)
+                                          for p, r in zip(samples["prompt"], samples["response"])])
+    plan = plan_training(len(dataset), sft, int(os.environ.get("WORLD_SIZE", "1")))
     log(f"train {output_dir.parent.name}/{output_dir.name}: {plan.describe()}")
-    learning_rate = train.stage2_learning_rate if stage == "stage2" and train.stage2_learning_rate else \
-        train.learning_rate
-    args = SFTConfig(
-        output_dir=str(staging / "trainer"), max_steps=plan.steps, per_device_train_batch_size=train.per_device_batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps, learning_rate=learning_rate,
-        lr_scheduler_type=train.lr_scheduler_type, warmup_steps=train.warmup_steps, weight_decay=train.weight_decay,
-        max_length=train.max_length, completion_only_loss=True, bf16=train.bf16,
-        use_cpu=not torch.cuda.is_available(), logging_steps=train.logging_steps, save_strategy="no",
-        report_to=report_to, seed=seed, data_seed=seed, disable_tqdm=os.environ.get("PARETOHQD_PROGRESS") == "0",
-        dataloader_num_workers=0, dataset_num_proc=None,
-        # TRL turns activation checkpointing on by default; it only pays off when memory is the limit.
-        activation_checkpointing=train.gradient_checkpointing)
+    args = SFTConfig(**sft, output_dir=str(staging / "trainer"), seed=seed, data_seed=seed, report_to=report_to,
+                     use_cpu=resolve_device(model_config.device) == "cpu", disable_tqdm=not progress)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config)
     started = time.perf_counter()
@@ -159,41 +161,21 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config: ModelConf
     seconds = time.perf_counter() - started
     trained = trainer.model
     generation_config = trained.generation_config
-    generation_config.eos_token_id = end_of_turn_ids(tokenizer)
+    generation_config.eos_token_id = policy.end_of_turn_ids
     generation_config.pad_token_id = tokenizer.pad_token_id
     trained.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     generation_config.save_pretrained(str(staging))
     shutil.rmtree(staging / "trainer", ignore_errors=True)
-    stats = {"stage": stage, "num_samples": plan.num_samples, "global_batch_size": plan.global_batch_size,
-             "steps": plan.steps, "epochs": plan.epochs, "learning_rate": learning_rate,
-             "train_loss": float(result.training_loss), "seconds": seconds, "seed": seed,
-             "lora": train.use_lora, "init_from": str(init_from) if init_from else None,
-             "log_history": trainer.state.log_history}
+    stats = {"num_samples": plan.num_samples, "global_batch_size": plan.global_batch_size, "steps": plan.steps,
+             "epochs": plan.epochs, "learning_rate": args.learning_rate, "train_loss": float(result.training_loss),
+             "seconds": seconds, "seed": seed, "lora": lora is not None,
+             "init_from": str(init_from) if init_from else None, "log_history": trainer.state.log_history}
     io.write_json(staging / "training.json", stats)
     if card is not None:
-        io.write_text(staging / "README.md", card.render(model_config, train, stats))
-    io.write_text(staging / COMPLETE_MARKER, unit_hash + "\n")
+        io.write_text(staging / "README.md", card.render(model_config.name_or_path, lora is not None, stats))
+    io.write_text(staging / COMPLETE_MARKER, "ok\n")
     if output_dir.exists():
         shutil.rmtree(output_dir)
     os.replace(staging, output_dir)
     return stats
-
-
-def load_trained(path: Path, model_config: ModelConfig, dtype: str | None = None):
-    """(model, tokenizer) of a saved stage: a LoRA adapter is merged into a fresh copy of the base."""
-    from ..models import load_causal_lm
-
-    path = Path(path)
-    if (path / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        base, _ = load_causal_lm(model_config.name_or_path, dtype or model_config.dtype)
-        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
-        from transformers import AutoTokenizer, GenerationConfig
-
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model.generation_config = GenerationConfig.from_pretrained(str(path))
-        return model, tokenizer
-    return load_causal_lm(str(path), dtype or model_config.dtype)
-

@@ -1,57 +1,34 @@
-"""Offline reward models: a Bradley-Terry head on frozen MiniLM sentence embeddings, fitted from preference pairs.
+"""Fitting a reward head from preference pairs: the split by prompt, full-batch L-BFGS, grouped cross-validation
+and the report. Only ``paretohqd rewards fit`` (and scripts/fit_reward_heads.py) import this module.
 
-No reward model can be downloaded here, so the ``harmless`` and ``helpful`` objectives are small heads fitted on
-HH-RLHF pairs (see ``scripts/fit_reward_heads.py``). The reward of a (prompt, response) is
-
-    r = u . x + v . tanh(W x + c)        (the tanh term only for kind "mlp")
-    x = (phi(prompt, response) - x_mean) / x_scale
-    score = (r - offset) / scale         (mean 0, std 1 over the fit responses)
-
-with phi made of the response embedding, the response embedding times the embedding of the last human turn
-(whether the reply is about what was asked), their cosine and the log lengths of the response. Fitting minimises
--log sigmoid(r(chosen) - r(rejected)) plus L2, chooses the kind and the L2 strength by cross-validation grouped by
-prompt inside the fit part, and reports accuracy on a held-out part whose prompts it never saw.
+Fitting minimises -log sigmoid(r(chosen) - r(rejected)) plus L2, chooses the kind and the L2 strength by
+cross-validation grouped by prompt inside the fit part, and reports accuracy on a held-out part whose prompts it
+never saw.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import math
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
-from ..io import write_bytes, write_json
-from .base import as_scores
-from .embeddings import EMBEDDING_DIM, embed, encoder_identity, last_human_turn
+from ...env import package_versions
+from ...errors import UserError
+from ...io import file_sha256, write_json
+from ..embeddings import embed, encoder_identity
+from .model import (DEFAULT_FEATURES, FEATURE_BLOCKS, PreferenceHead, char_counts, check_features, context_texts,
+                    feature_matrix)
 
 log = logging.getLogger(__name__)
 
-FORMAT = "paretohqd.preference_head/1"
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SHIPPED_HEADS: dict[str, Path] = {
-    "harmless": ASSETS / "harmless_head.npz",
-    "helpful": ASSETS / "helpful_head.npz",
-}
-
-# Blocks of phi, in order. "context" is the last human turn of the prompt (the whole prompt for non-dialogue data).
-FEATURE_BLOCKS: dict[str, int] = {
-    "response": EMBEDDING_DIM,
-    "response*context": EMBEDDING_DIM,
-    "cosine": 1,
-    "log_words": 1,
-    "log_chars": 1,
-}
-DEFAULT_FEATURES = tuple(FEATURE_BLOCKS)
 KINDS = ("auto", "linear", "mlp")
 # "linear": L2 on the linear weights; "mlp": L2 on the tanh layer, added to the best linear model's penalty.
 DEFAULT_L2_GRID = {"linear": (0.1, 0.3, 1.0, 3.0, 10.0), "mlp": (0.03, 0.1, 0.3)}
@@ -63,215 +40,11 @@ MLP_MIN_GAIN = 0.005
 SCALAR_L2_FACTOR = 1e-3
 
 
-# ----------------------------------------------------------------------------------------------------- features
 
-def _check_features(features: Sequence[str]) -> tuple[str, ...]:
-    features = tuple(features)
-    unknown = [f for f in features if f not in FEATURE_BLOCKS]
-    if unknown or not features or len(set(features)) != len(features):
-        raise ValueError(f"bad feature list {list(features)}: use distinct names from {', '.join(FEATURE_BLOCKS)}")
-    return features
-
-
-def _word_counts(texts: Sequence[str]) -> np.ndarray:
-    return pd.Series(list(texts), dtype=object).str.split().str.len().fillna(0).to_numpy(dtype=np.float64)
-
-
-def _char_counts(texts: Sequence[str]) -> np.ndarray:
-    return pd.Series(list(texts), dtype=object).str.len().fillna(0).to_numpy(dtype=np.float64)
-
-
-def _features(features: Sequence[str], response_emb: np.ndarray, context_emb: np.ndarray,
-              responses: Sequence[str]) -> np.ndarray:
-    """phi for n samples, (n, d) float64, from precomputed embeddings (so one fit embeds every text once)."""
-    r = response_emb.astype(np.float64)
-    h = context_emb.astype(np.float64)
-    blocks = []
-    for name in features:
-        if name == "response":
-            blocks.append(r)
-        elif name == "response*context":
-            blocks.append(r * h)
-        elif name == "cosine":
-            blocks.append(np.einsum("ij,ij->i", r, h)[:, None])  # unit vectors: the dot product is the cosine
-        elif name == "log_words":
-            blocks.append(np.log1p(_word_counts(responses))[:, None])
-        elif name == "log_chars":
-            blocks.append(np.log1p(_char_counts(responses))[:, None])
-    return np.concatenate(blocks, axis=1)
-
-
-def _penalty_weights(features: Sequence[str]) -> np.ndarray:
+def penalty_weights(features: Sequence[str]) -> np.ndarray:
     return np.concatenate([np.full(FEATURE_BLOCKS[f], 1.0 if FEATURE_BLOCKS[f] > 1 else SCALAR_L2_FACTOR)
                            for f in features])
 
-
-def context_texts(prompts: Sequence[str]) -> list[str]:
-    """What the response is compared with: the last human turn of each prompt."""
-    return [last_human_turn(p) for p in prompts]
-
-
-# --------------------------------------------------------------------------------------------------------- head
-
-class PreferenceHead:
-    """A fitted reward head: numpy weights, the feature spec, the output calibration and metadata."""
-
-    def __init__(self, kind: str, features: Sequence[str], params: dict[str, np.ndarray], x_mean: np.ndarray,
-                 x_scale: np.ndarray, offset: float = 0.0, scale: float = 1.0,
-                 metadata: dict[str, Any] | None = None):
-        if kind not in ("linear", "mlp"):
-            raise ValueError(f"unknown head kind '{kind}' (use linear or mlp)")
-        self.kind = kind
-        self.features = _check_features(features)
-        self.params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-        self.x_mean = np.asarray(x_mean, dtype=np.float64)
-        self.x_scale = np.asarray(x_scale, dtype=np.float64)
-        self.offset = float(offset)
-        self.scale = float(scale)
-        self.metadata = dict(metadata or {})
-        dim = sum(FEATURE_BLOCKS[f] for f in self.features)
-        needed = ["u"] + (["W", "c", "v"] if kind == "mlp" else [])
-        missing = [k for k in needed if k not in self.params]
-        if missing:
-            raise ValueError(f"{kind} head is missing parameter(s) {', '.join(missing)}")
-        if self.x_mean.shape != (dim,) or self.x_scale.shape != (dim,) or self.params["u"].shape != (dim,):
-            raise ValueError(f"head weights do not match its features ({dim} dimensions)")
-        if not (math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"head scale must be positive (got {self.scale})")
-
-    @property
-    def dim(self) -> int:
-        return int(self.x_mean.shape[0])
-
-    def raw_from_features(self, phi: np.ndarray) -> np.ndarray:
-        """Uncalibrated reward r for a (n, d) feature matrix; one matrix product per layer, no per-sample loop."""
-        x = (phi - self.x_mean) / self.x_scale
-        r = x @ self.params["u"]
-        if self.kind == "mlp":
-            r = r + np.tanh(x @ self.params["W"] + self.params["c"]) @ self.params["v"]
-        return r
-
-    def score_features(self, phi: np.ndarray) -> np.ndarray:
-        return (self.raw_from_features(phi) - self.offset) / self.scale
-
-    def score_embeddings(self, response_emb: np.ndarray, context_emb: np.ndarray,
-                         responses: Sequence[str]) -> np.ndarray:
-        return self.score_features(_features(self.features, response_emb, context_emb, responses))
-
-    def score_texts(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Calibrated rewards (float64) for aligned lists of prompts and responses."""
-        prompts, responses = list(prompts), list(responses)
-        if len(prompts) != len(responses):
-            raise ValueError(f"score_texts got {len(prompts)} prompts but {len(responses)} responses")
-        if not prompts:
-            return np.zeros(0, dtype=np.float64)
-        response_emb = embed(responses, batch_size=batch_size)
-        context_emb = embed(context_texts(prompts), batch_size=batch_size)
-        return self.score_embeddings(response_emb, context_emb, responses)
-
-    # ------------------------------------------------------------------------------------------- persistence
-
-    def to_bytes(self) -> bytes:
-        metadata = {**self.metadata, "format": FORMAT, "kind": self.kind, "features": list(self.features),
-                    "offset": self.offset, "scale": self.scale}
-        arrays = {"x_mean": self.x_mean, "x_scale": self.x_scale,
-                  # A unicode array (not a pickled object) keeps the file loadable with allow_pickle=False.
-                  "metadata": np.array(json.dumps(metadata, sort_keys=True, default=_json_default)),
-                  **{f"param_{k}": v for k, v in self.params.items()}}
-        buffer = io.BytesIO()
-        # np.savez stamps the current time into the zip; a fixed stamp makes equal heads byte-identical, so the
-        # head's sha256 (which keys score caches) changes only when the head does.
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for key in sorted(arrays):
-                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with archive.open(info, "w") as handle:
-                    np.lib.format.write_array(handle, np.asarray(arrays[key]), allow_pickle=False)
-        return buffer.getvalue()
-
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        if path.is_dir():
-            raise UserError(f"head output '{path}' is a folder; give a file name such as {path / 'head.npz'}")
-        write_bytes(path, self.to_bytes())  # atomic: a crash never leaves half a head file
-
-    @classmethod
-    def load(cls, path: str | Path) -> "PreferenceHead":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"preference head file '{path}' does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                metadata = json.loads(str(data["metadata"]))
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, KeyError) as exc:
-            raise UserError(f"'{path}' is not a preference head file: {exc}") from None
-        if metadata.get("format") != FORMAT:
-            raise UserError(f"'{path}' has head format {metadata.get('format')!r}; this version reads {FORMAT!r}")
-        params = {k[len("param_"):]: v for k, v in arrays.items() if k.startswith("param_")}
-        try:
-            return cls(kind=metadata["kind"], features=metadata["features"], params=params,
-                       x_mean=arrays["x_mean"], x_scale=arrays["x_scale"], offset=metadata["offset"],
-                       scale=metadata["scale"], metadata={k: v for k, v in metadata.items()
-                                                          if k not in ("format", "kind", "features", "offset",
-                                                                       "scale")})
-        except (KeyError, ValueError) as exc:
-            raise UserError(f"preference head file '{path}' is incomplete or inconsistent: {exc}") from None
-
-    def __repr__(self) -> str:
-        return f"PreferenceHead(kind={self.kind!r}, features={list(self.features)}, dim={self.dim})"
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
-
-
-# ---------------------------------------------------------------------------------------------------- objective
-
-def resolve_head_path(head: str | Path) -> Path:
-    """A head file path, or the name of a shipped head ('harmless', 'helpful')."""
-    if isinstance(head, str) and head in SHIPPED_HEADS:
-        return SHIPPED_HEADS[head]
-    return Path(head)
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-class PreferenceHeadObjective:
-    """The Objective protocol over a saved :class:`PreferenceHead` (the file is read once, at construction)."""
-
-    def __init__(self, name: str, head_path: str | Path, batch_size: int = 64):
-        if batch_size < 1:
-            raise ValueError(f"objective '{name}': batch_size must be at least 1 (got {batch_size})")
-        self.name = name
-        self.head_path = resolve_head_path(head_path)
-        self.batch_size = int(batch_size)
-        self.head = PreferenceHead.load(self.head_path)
-        self._sha256 = file_sha256(self.head_path)
-
-    def score(self, batch: pd.DataFrame) -> np.ndarray:
-        missing = [c for c in ("prompt", "response") if c not in batch.columns]
-        if missing:
-            raise ValueError(f"objective '{self.name}' needs column(s) {', '.join(missing)} in the batch "
-                             f"(got {', '.join(map(str, batch.columns)) or 'none'})")
-        scores = self.head.score_texts(batch["prompt"].astype(str).tolist(), batch["response"].astype(str).tolist(),
-                                       batch_size=self.batch_size)
-        return as_scores(scores, len(batch), self.name)
-
-    def fingerprint(self) -> dict[str, Any]:
-        # batch_size is left out on purpose: scores do not depend on it.
-        return {"type": "preference_head", "head_sha256": self._sha256, "kind": self.head.kind,
-                "features": list(self.head.features), **encoder_identity()}
-
-    def __repr__(self) -> str:
-        return f"PreferenceHeadObjective(name={self.name!r}, head_path='{self.head_path}')"
-
-
-# ------------------------------------------------------------------------------------------------------ fitting
 
 def split_by_prompt(prompts: Sequence[str], heldout_fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of held-out pairs: a random ``heldout_fraction`` of the distinct prompts, all their pairs.
@@ -350,7 +123,7 @@ def _train(phi_c: np.ndarray, phi_r: np.ndarray, features: tuple[str, ...], kind
     xc = torch.from_numpy((phi_c - x_mean) / x_scale)
     xr = torch.from_numpy((phi_r - x_mean) / x_scale)
     dim = xc.shape[1]
-    pen = torch.from_numpy(_penalty_weights(features))
+    pen = torch.from_numpy(penalty_weights(features))
     generator = torch.Generator().manual_seed(seed)
     u = torch.zeros(dim, dtype=torch.float64, requires_grad=True)
     params = {"u": u}
@@ -413,7 +186,7 @@ def fit_preference_head(pairs: pd.DataFrame, heldout_fraction: float = 0.2, seed
         raise UserError(f"heldout_fraction must be in [0, 1) (got {heldout_fraction})")
     if hidden < 1 or folds < 2 or max_iter < 1:
         raise ValueError(f"need hidden >= 1, folds >= 2 and max_iter >= 1 (got {hidden}, {folds}, {max_iter})")
-    features = _check_features(features)
+    features = check_features(features)
     pairs = validate_pairs(pairs)
     grid = {k: tuple(float(x) for x in v) for k, v in {**DEFAULT_L2_GRID, **(l2_grid or {})}.items()}
     kinds = ("linear", "mlp") if kind == "auto" else (kind,)
@@ -432,7 +205,7 @@ def fit_preference_head(pairs: pd.DataFrame, heldout_fraction: float = 0.2, seed
     response_emb = embed(responses, batch_size=batch_size)
     context_emb = embed(context_texts(pairs["prompt"].tolist()), batch_size=batch_size)
     context_emb = np.concatenate([context_emb, context_emb])
-    phi = _features(features, response_emb, context_emb, responses)
+    phi = feature_matrix(features, response_emb, context_emb, responses)
     phi_c, phi_r = phi[:n], phi[n:]
     embed_seconds = time.perf_counter() - t0
 
@@ -494,7 +267,7 @@ def fit_preference_head(pairs: pd.DataFrame, heldout_fraction: float = 0.2, seed
     head.scale = float(fit_raw.std()) if fit_raw.std() > 1e-12 else 1.0
     data_sha = pairs_sha256(pairs)
 
-    chars_c, chars_r = _char_counts(pairs["chosen"]), _char_counts(pairs["rejected"])
+    chars_c, chars_r = char_counts(pairs["chosen"]), char_counts(pairs["rejected"])
     baselines = {}
     for name, sign in (("longer_response_wins", 1.0), ("shorter_response_wins", -1.0)):
         baselines[name] = {
@@ -538,25 +311,13 @@ def fit_preference_head(pairs: pd.DataFrame, heldout_fraction: float = 0.2, seed
         "encoder": encoder_identity(),
         "seconds": {"embed": round(embed_seconds, 2), "fit": round(fit_seconds, 2),
                     "total": round(time.perf_counter() - started, 2)},
-        "versions": _versions(),
+        "versions": package_versions(("paretohqd", "numpy", "torch", "sentence-transformers", "transformers")),
     }
     head.metadata = {"encoder": report["encoder"], "data_sha256": data_sha, "l2": best["l2"],
                      "l2_hidden": best["l2_hidden"], "seed": seed,
                      "heldout_fraction": heldout_fraction, "heldout_accuracy": report["heldout_accuracy"],
                      "n_fit_pairs": report["n_fit_pairs"], "hidden": report["hidden"]}
     return head, report
-
-
-def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("paretohqd", "numpy", "torch", "sentence-transformers", "transformers"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
 
 
 def report_path_for(output: str | Path) -> Path:
@@ -572,7 +333,7 @@ def fit_and_save(sources: list[str], output: str | Path, heldout_fraction: float
     This is ``paretohqd rewards fit --data FILE [--data FILE] --output PATH [--heldout-fraction 0.2] [--seed 0]
     [--kind auto]``. Extra keyword arguments go to :func:`fit_preference_head`. Returns the report.
     """
-    from ..data import load_pairs
+    from ...data import load_pairs
 
     if isinstance(sources, (str, Path)):
         sources = [str(sources)]

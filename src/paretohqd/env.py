@@ -1,0 +1,46 @@
+"""Versions and hardware: one lookup of installed package versions, for bug reports, env.json and objective
+identities."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+REPORTED_PACKAGES = ("paretohqd", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy",
+                     "moocore", "pandas", "pyarrow", "omegaconf", "sentence-transformers", "gguf")
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution, or None when it is not installed."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def package_versions(names=REPORTED_PACKAGES) -> dict[str, str | None]:
+    return {name: package_version(name) for name in names}
+
+
+def environment() -> dict:
+    """Versions and hardware, for bug reports (``paretohqd env``) and ``RUN/env.json``."""
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.machine(),
+            "cpu_count": os.cpu_count(), "packages": package_versions()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.is_available()
+        if info["cuda"]:
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return info
+
+
+def format_environment(info: dict) -> str:
+    lines = [f"- {key}: {value}" for key, value in info.items() if key != "packages"]
+    lines += [f"- {name}: {ver or 'not installed'}" for name, ver in info["packages"].items()]
+    return "\n".join(lines)

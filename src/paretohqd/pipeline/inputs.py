@@ -1,0 +1,118 @@
+"""What a run reads from outside: the training samples and the test prompts, each materialised once in the run
+directory by a unit whose key is the content of what was read (never a file's name or modification time)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from .. import io
+from ..config import DataConfig, EvaluateConfig
+from ..data import distinct_prompts, fingerprint, heldout_mask, load_data, load_prompts
+from ..errors import UserError
+from .units import Unit, UnitContext
+
+RESERVED_COLUMNS = ("id", "prompt", "response")
+SAMPLES = "inputs/samples.parquet"
+TEST_PROMPTS = "inputs/test_prompts.parquet"
+
+# Frames loaded while planning, by fingerprint: the unit that writes them need not read the data a second time.
+_LOADED: dict[str, pd.DataFrame] = {}
+
+
+def load_all_samples(data: DataConfig) -> pd.DataFrame:
+    return load_data(data.source, adapter=data.adapter, fmt=data.format, split=data.split,
+                     prompt_column=data.prompt_column, response_column=data.response_column,
+                     id_column=data.id_column, max_samples=data.max_samples).samples
+
+
+def training_samples(data: DataConfig) -> pd.DataFrame:
+    """Everything in ``data`` except replies to held-out prompts."""
+    samples = load_all_samples(data)
+    if data.heldout_fraction > 0:
+        samples = samples[~heldout_mask(samples["prompt"], data.heldout_fraction)].reset_index(drop=True)
+        if samples.empty:
+            raise UserError(f"data.heldout_fraction {data.heldout_fraction} leaves no training samples")
+    return samples
+
+
+def test_prompts(evaluate: EvaluateConfig, data: DataConfig) -> pd.DataFrame:
+    """Held-out prompts: ``evaluate.source`` if set, else the prompts ``data.heldout_fraction`` held out."""
+    if evaluate.source is not None:
+        prompts = load_prompts(evaluate.source, evaluate.adapter, evaluate.prompt_column, split=evaluate.split)
+    else:
+        if data.heldout_fraction <= 0:
+            raise UserError("no test prompts: set evaluate.source, or data.heldout_fraction to hold some out")
+        samples = load_all_samples(data)
+        prompts = distinct_prompts(samples[heldout_mask(samples["prompt"], data.heldout_fraction)])
+    prompts = prompts.iloc[:: evaluate.every_nth]
+    if evaluate.num_prompts is not None:
+        prompts = prompts.iloc[: evaluate.num_prompts]
+    if prompts.empty:
+        raise UserError("the test prompt set is empty (check evaluate.source, every_nth and num_prompts)")
+    prompts = prompts.reset_index(drop=True)
+    prompts.insert(0, "prompt_id", [f"t{i}" for i in range(len(prompts))])
+    return prompts
+
+
+def check_objective_names(samples: pd.DataFrame, objectives) -> None:
+    clash = [c.name for c in objectives if c.name in RESERVED_COLUMNS or
+             (c.name in samples.columns and not (c.type == "column" and c.column == c.name))]
+    if clash:
+        raise UserError(f"objective name '{clash[0]}' is already a column of the data; rename the objective")
+
+
+def check_objectives_score_text(objectives) -> None:
+    """Stage 2 and evaluation score newly generated responses: every objective must read text."""
+    stored = [c.name for c in objectives if c.type == "column"]
+    if stored:
+        raise UserError(f"objective '{stored[0]}' reads a stored column, so it cannot score generated responses; "
+                        "training and evaluation need objectives that score text (columns suit score/select only)")
+
+
+@dataclasses.dataclass
+class Inputs:
+    """The run's external data as units, with the frames themselves for planning."""
+
+    samples: pd.DataFrame
+    samples_unit: Unit
+    prompts: pd.DataFrame | None = None
+    prompts_unit: Unit | None = None
+
+
+def input_units(data: DataConfig, evaluate: EvaluateConfig | None) -> Inputs:
+    """Load (and so check) the training samples and, when ``evaluate`` is given, the test prompts."""
+    samples = training_samples(data)
+    inputs = Inputs(samples, _frame_unit("inputs/samples", SAMPLES, samples, training_samples, data))
+    if evaluate is not None:
+        prompts = test_prompts(evaluate, data)
+        inputs.prompts = prompts
+        inputs.prompts_unit = _frame_unit("inputs/test_prompts", TEST_PROMPTS, prompts, test_prompts, evaluate, data)
+    return inputs
+
+
+def _frame_unit(name: str, output: str, frame: pd.DataFrame, loader, *sections) -> Unit:
+    content = fingerprint(frame)
+    _LOADED[content] = frame
+    samples = "samples" in name
+    return Unit(name=name, kind="input", stage="score" if samples else "generate",
+                command="score" if samples else "generate", action=write_frame, outputs=(output,), data=content,
+                options={"content": content, "loader": f"{loader.__module__}:{loader.__name__}",
+                         "sections": [(type(s).__name__, dataclasses.asdict(s)) for s in sections]})
+
+
+def write_frame(ctx: UnitContext) -> None:
+    """Write the frame read while planning; read it again (and compare) in a process that did not plan."""
+    from importlib import import_module
+
+    from .. import config
+
+    frame = _LOADED.get(ctx.options["content"])
+    if frame is None:
+        module, _, function = ctx.options["loader"].partition(":")
+        sections = [config.from_dict(getattr(config, kind), values) for kind, values in ctx.options["sections"]]
+        frame = getattr(import_module(module), function)(*sections)
+        if fingerprint(frame) != ctx.options["content"]:
+            raise UserError(f"the data read for {ctx.name} changed since the run was planned; run it again")
+    io.write_parquet(ctx.output, frame)

@@ -1,0 +1,138 @@
+"""A run as a plan of declared units: the shared stages (inputs, scoring, held-out generation, evaluation) around
+the training units a method declares, and which units each stage command targets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..config import RunConfig, dump_yaml
+from ..errors import UserError
+from ..pareto import resolve_grid
+from .evaluate import evaluation_units
+from .generate import generation_unit
+from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
+from .rundir import RunDir
+from .runner import Execution, Runner, _closure
+from .score import generated_scoring_options, score_units
+from .units import Unit
+
+COMMANDS = ("score", "select", "train", "generate", "evaluate", "run")
+HELDOUT_SEED_OFFSET = 2000
+
+
+@dataclass
+class Shared:
+    """What every method builds on: the config, the run directory, the inputs, the merged scores and the
+    preference grid."""
+
+    config: RunConfig
+    run: RunDir
+    inputs: Inputs
+    scores: Unit
+    weights: np.ndarray
+    progress: bool
+
+
+class MethodLike(Protocol):
+    """What the pipeline asks of a method (``paretohqd.methods.base.Method`` defines it for users)."""
+
+    name: str
+    commands: tuple[str, ...]
+
+    def training_units(self, shared: Shared) -> list[Unit]: ...
+
+    def evaluated_models(self, shared: Shared, training: list[Unit]) -> list[Any]: ...
+
+
+@dataclass
+class Plan:
+    run: RunDir
+    units: list[Unit]
+    targets: dict[str, list[Unit]]
+    stages: dict[str, list[str]]
+
+    def execute(self, command: str = "run", force: bool = False, log=print, executor=None) -> Execution:
+        targets = self.targets[command]
+        runner = Runner(self.run, log=log, executor=executor)
+        execution = runner.execute(targets, force=[u.name for u in targets] if force else (),
+                                   stages=self.stages[command], declared=self.units)
+        if command == "run":
+            runner.prune(self.units)
+        return execution
+
+
+def progress_enabled(config: RunConfig) -> bool:
+    return config.score.progress and os.environ.get("PARETOHQD_PROGRESS", "1") != "0"
+
+
+def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> Plan:
+    """Every unit ``command`` may need, checked before any work: data, objectives, preferences and, for commands
+    that generate, the test prompts (held-out generation and evaluation are declared only for those)."""
+    run = RunDir(config.output_dir)
+    held_out = command in ("generate", "evaluate", "run")
+    if command != "score" and command != "select":
+        check_objectives_score_text(config.objectives)
+    try:
+        weights = resolve_grid(config.preferences.grid, len(config.objectives), config.preferences.n_points,
+                               config.preferences.n_partitions, config.preferences.weights)
+    except ValueError as exc:
+        raise UserError(f"preferences: {exc}") from None
+    inputs = input_units(config.data, config.evaluate if held_out else None)
+    check_objective_names(inputs.samples, config.objectives)
+    progress = progress_enabled(config)
+    scores = score_units(config.objectives, config.score, inputs, progress)
+    shared = Shared(config, run, inputs, scores, weights, progress)
+    training = method.training_units(shared)
+    if not held_out:
+        units = _declared([inputs.samples_unit, scores, *training])
+        targets = {"score": [scores], "select": [u for u in units if u.command == "select"],
+                   "train": [u for u in training if u.command == "train"]}
+        return Plan(run, units, targets, {c: list(dict.fromkeys(u.stage for u in _closure(t)))
+                                          for c, t in targets.items()})
+    evaluated = method.evaluated_models(shared, training)
+    models = [{"name": m.name, "weights": m.weights} for m in evaluated]
+    heldout = dict(prompts=inputs.prompts_unit, model=config.model, sampling=config.evaluate.sampling,
+                   seed=config.seed + HELDOUT_SEED_OFFSET, progress=progress)
+    generations = [generation_unit(f"generate/{m.name}", "generate", "generate", f"generations/{m.name}.jsonl",
+                                   adapters=m.adapters, mix=m.mix, condition=m.condition,
+                                   condition_settings=m.condition_settings, inputs=m.inputs, **heldout)
+                   for m in evaluated]
+    if config.evaluate.include_base:
+        models.append({"name": "base", "weights": None})
+        generations.append(generation_unit("generate/base", "generate", "generate", "generations/base.jsonl",
+                                           **heldout))
+    closure = [u.name for u in _closure(generations)]
+    evaluate, report = evaluation_units(method.name, models, generations, config.evaluate,
+                                        generated_scoring_options(config.objectives, config.score), config.seed,
+                                        closure)
+    units = _declared([inputs.samples_unit, scores, *training, inputs.prompts_unit, *generations, evaluate, report])
+    # Everything the run directory names is brought up to date; caches (score shards) only when needed.
+    artifacts = [u for u in units if not u.content_addressed]
+    targets = {"score": [scores], "select": [u for u in units if u.command == "select"],
+               "train": [u for u in training if u.command == "train"], "generate": generations,
+               "evaluate": [evaluate, report], "run": artifacts}
+    stages = {command: list(dict.fromkeys(u.stage for u in _closure(t))) for command, t in targets.items()}
+    return Plan(run, units, targets, stages)
+
+
+def _declared(units: list[Unit]) -> list[Unit]:
+    """Every unit, in declaration order: each listed unit after whatever it needs that is not listed."""
+    ordered: dict[int, Unit] = {}
+    for unit in units:
+        for needed in _closure([unit]):
+            ordered.setdefault(id(needed), needed)
+    return list(ordered.values())
+
+
+def execute(method: MethodLike, config: RunConfig, command: str = "run", force: bool = False, log=print) -> Execution:
+    """Plan the run, write its resolved config, and execute what ``command`` targets."""
+    if command not in method.commands:
+        raise UserError(f"'{command}' is not a stage of method '{config.method}' (its stages: "
+                        f"{', '.join(method.commands)})")
+    plan = build_plan(method, config, command)
+    plan.run.init(dump_yaml(config))
+    return plan.execute(command, force=force, log=log)

@@ -1,0 +1,167 @@
+"""The score stage: every training sample gets one raw reward per objective.
+
+Units: per objective a batched-vs-single self-check, then one unit per shard of ``score.shard_size`` samples, named
+by its content key (the objective's identity and the content of its rows) in a cache folder that several runs may
+share; then ``score`` merges them into ``scores/scores.parquet`` and ``scores/stats.json``. An edited row rescores
+its shard only; a new shard size, batch size or device rescores nothing that is already merged.
+
+Generated samples (stage 2, RiC's online rounds, evaluation) are scored by one unit each through
+:func:`score_generated`, with the same content-addressed shard cache inside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import io
+from ..config import ObjectiveConfig, ScoreConfig, from_dict
+from ..data import fingerprint
+from ..rewards import build_objective, objective_identity
+from ..rewards.scoring import check_batch_invariance, save_scores, score_frame, score_rows, score_statistics
+from .inputs import Inputs
+from .units import Unit, UnitContext
+
+OBJECTIVE_OPTIONS = ("name", "batch_size", "device")
+
+
+def objective_settings(objectives: list[ObjectiveConfig]) -> tuple[list[dict], list[dict]]:
+    """(what the scores depend on: each name and identity; the full configs, for building the objectives)."""
+    return ([{"name": o.name, "identity": objective_identity(o)} for o in objectives],
+            [dataclasses.asdict(o) for o in objectives])
+
+
+def score_units(objectives: list[ObjectiveConfig], score: ScoreConfig, inputs: Inputs, progress: bool) -> Unit:
+    """The merged-scores unit, with its self-checks and shards as dependencies."""
+    cache = str(Path(score.cache_dir).resolve()) if score.cache_dir else "scores/cache"
+    samples = inputs.samples
+    needs: dict[str, Unit] = {}
+    for objective in objectives:
+        identity = objective_identity(objective)
+        options = {"objective": dataclasses.asdict(objective), "progress": progress}
+        check = None
+        if score.consistency_check:
+            check = Unit(name=f"score/{objective.name}/check", kind="score_check", stage="score", command="score",
+                         action=run_check, outputs=(f"{cache}/{objective.name}/check-{{key}}.json",),
+                         settings={"objective": identity, "samples": score.consistency_check,
+                                   "tolerance": score.consistency_tolerance},
+                         upstream={"samples": inputs.samples_unit}, options=options, content_addressed=True)
+            needs[f"check:{objective.name}"] = check
+        for shard, start in enumerate(range(0, len(samples), score.shard_size)):
+            rows = samples.iloc[start:start + score.shard_size]
+            after = {"samples": inputs.samples_unit, **({"check": check} if check else {})}
+            needs[f"shard:{objective.name}:{shard:06d}"] = Unit(
+                name=f"score/{objective.name}/{shard:06d}", kind="score_shard", stage="score", command="score",
+                action=run_shard, outputs=(f"{cache}/{objective.name}/{{key}}.npy",),
+                settings={"objective": identity}, data=fingerprint(rows), after=after, content_addressed=True,
+                options={**options, "rows": [start, start + len(rows)], "sort_by_length": score.sort_by_length})
+    names, _ = objective_settings(objectives)
+    return Unit(name="score", kind="score", stage="score", command="score", action=run_merge,
+                outputs=("scores/scores.parquet", "scores/stats.json"), settings={"objectives": names},
+                upstream={"samples": inputs.samples_unit}, after=needs)
+
+
+_BUILT: dict[str, object] = {}
+
+
+def built_objective(config: dict):
+    """One instance per objective per process: a reward model is loaded once, not once per shard."""
+    key = io.digest(config)
+    if key not in _BUILT:
+        _BUILT[key] = build_objective(from_dict(ObjectiveConfig, config))
+    return _BUILT[key]
+
+
+def run_check(ctx: UnitContext) -> None:
+    objective = built_objective(ctx.options["objective"])
+    samples = pd.read_parquet(ctx.input("samples"))
+    worst = check_batch_invariance(objective, samples, ctx.settings["samples"], ctx.options["objective"]["batch_size"],
+                                   ctx.settings["tolerance"])
+    io.write_json(ctx.output, {"samples": ctx.settings["samples"], "max_abs_difference": worst})
+
+
+def run_shard(ctx: UnitContext) -> None:
+    from tqdm.auto import tqdm
+
+    config = from_dict(ObjectiveConfig, ctx.options["objective"])
+    start, stop = ctx.options["rows"]
+    rows = pd.read_parquet(ctx.input("samples")).iloc[start:stop]
+    with tqdm(total=len(rows), desc=f"score {config.name} {start}-{stop}", unit="sample", leave=False,
+              disable=not ctx.options["progress"]) as progress:
+        scores = score_rows(built_objective(ctx.options["objective"]), rows, config.batch_size, ctx.options["sort_by_length"],
+                            progress, offset=start)
+    save_scores(ctx.output, scores)
+
+
+def run_merge(ctx: UnitContext) -> None:
+    table = pd.read_parquet(ctx.input("samples"))
+    names = [entry["name"] for entry in ctx.settings["objectives"]]
+    details: dict = {"data_fingerprint": fingerprint(table), "objectives": {}}
+    for entry in ctx.settings["objectives"]:
+        shards = sorted(role for role in ctx.inputs if role.startswith(f"shard:{entry['name']}:"))
+        table[entry["name"]] = np.concatenate([np.load(ctx.input(role)) for role in shards])
+        check = ctx.inputs.get(f"check:{entry['name']}")
+        details["objectives"][entry["name"]] = {
+            "identity": entry["identity"], "shards": len(shards),
+            "batch_invariance": io.read_json(check[0]) if check else None}
+    stats = score_statistics(table, names)
+    stats["scoring"] = details
+    io.write_parquet(ctx.outputs[0], table)
+    io.write_json(ctx.outputs[1], stats)
+    ctx.log(f"score: {len(table)} samples x {len(names)} objectives ({', '.join(names)}) -> {ctx.outputs[0]}")
+
+
+def score_generated(frame: pd.DataFrame, objectives: list[dict], configs: list[dict], cache_dir: Path,
+                    shard_size: int, sort_by_length: bool = True) -> pd.DataFrame:
+    """Score generated samples with every objective (the one call pattern of stage 2, RiC and evaluation)."""
+    built = [built_objective(c) for c in configs]
+    table, _ = score_frame(frame, built, [o["identity"] for o in objectives], [c["batch_size"] for c in configs],
+                           cache_dir, shard_size, sort_by_length)
+    return table
+
+
+def generated_scoring_options(objectives: list[ObjectiveConfig], score: ScoreConfig) -> tuple[dict, dict]:
+    """(settings, options) of a unit that scores generated samples."""
+    names, configs = objective_settings(objectives)
+    return {"objectives": names}, {"configs": configs, "shard_size": score.shard_size,
+                                   "sort_by_length": score.sort_by_length}
+
+
+
+
+def scoring_unit(name: str, stage: str, folder: str, sources: dict[str, Unit], objectives: list[ObjectiveConfig],
+                 score: ScoreConfig, original: Unit | None = None) -> Unit:
+    """Score the generation files of ``sources`` (label -> generation unit) into ``{folder}/scores.parquet`` and
+    ``stats.json``; each sample's id is ``label:prompt_id`` and its ``source`` the label. ``original``: a merged
+    scores unit whose samples join the table (a pool of generated and original samples)."""
+    settings, options = generated_scoring_options(objectives, score)
+    upstream = {f"source:{i:03d}": unit for i, unit in enumerate(sources.values())}
+    if original is not None:
+        upstream["original"] = original
+    return Unit(name=name, kind="score_generated", stage=stage, command="train", action=run_generated_scoring,
+                outputs=(f"{folder}/scores.parquet", f"{folder}/stats.json"), upstream=upstream,
+                settings={**settings, "labels": list(sources)}, options=options)
+
+
+def run_generated_scoring(ctx: UnitContext) -> None:
+    from .generate import read_generations
+
+    s, o = ctx.settings, ctx.options
+    frames = []
+    for index, label in enumerate(s["labels"]):
+        frame = read_generations(ctx.input(f"source:{index:03d}"))
+        frame["source"] = label
+        frame["id"] = label + ":" + frame["prompt_id"].astype(str)
+        frames.append(frame)
+    generated = pd.concat(frames, ignore_index=True)
+    cache = ctx.outputs[0].parent / "cache"
+    scored = score_generated(generated, s["objectives"], o["configs"], cache, o["shard_size"], o["sort_by_length"])
+    if "original" in ctx.inputs:
+        scored = pd.concat([scored, pd.read_parquet(ctx.input("original"))], ignore_index=True)
+    names = [entry["name"] for entry in s["objectives"]]
+    io.write_parquet(ctx.outputs[0], scored)
+    io.write_json(ctx.outputs[1], score_statistics(scored, names))
+    ctx.log(f"{ctx.name}: {len(generated)} generated samples scored")

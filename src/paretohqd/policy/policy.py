@@ -1,0 +1,117 @@
+"""One object for a policy: the model and tokenizer, its chat template, the one prompt-truncation rule that
+training and generation share, and the tokens that end an assistant turn.
+
+Prompts are stored in one format, HH-RLHF's (``"\\n\\nHuman: ...\\n\\nAssistant:"``); the policy turns them into its
+own chat template. A prompt longer than ``max_prompt_length`` tokens keeps its end (the last turns are what a reply
+answers). Training sequences are tokenized here exactly as ``trl.SFTTrainer`` tokenizes conversational
+prompt-completion data, then cut to ``max_length`` from the response's end *before* its end-of-turn token, so a
+long sample still teaches the model to stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..data import prompt_to_messages
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
+
+
+@dataclass
+class Policy:
+    model: Any
+    tokenizer: Any
+    system_prompt: str | None = None
+    max_prompt_length: int = 384
+    device: str = "cpu"
+    _turn_tail: list[int] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @property
+    def end_of_turn_ids(self) -> list[int]:
+        return end_of_turn_ids(self.tokenizer)
+
+    def truncate_prompt(self, prompt: str) -> str:
+        """Keep the last ``max_prompt_length`` tokens of an over-long prompt."""
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) <= self.max_prompt_length:
+            return prompt
+        return self.tokenizer.decode(ids[-self.max_prompt_length:])
+
+    def messages(self, prompt: str) -> list[dict[str, str]]:
+        return prompt_to_messages(self.truncate_prompt(prompt), self.system_prompt)
+
+    def chat_text(self, prompt: str) -> str:
+        """The text the model continues when it answers ``prompt``."""
+        return self.tokenizer.apply_chat_template(self.messages(prompt), add_generation_prompt=True, tokenize=False)
+
+    def encode_for_training(self, prompt: str, response: str, max_length: int | None) -> dict[str, list[int]]:
+        """``input_ids`` and ``completion_mask`` (1 on the response and its end-of-turn tokens) of one sample."""
+        messages = self.messages(prompt)
+        prompt_ids = self._ids(messages, add_generation_prompt=True)
+        full_ids = self._ids(messages + [{"role": "assistant", "content": response}])
+        start = _common_prefix_length(prompt_ids, full_ids)
+        if max_length is not None and len(full_ids) > max_length:
+            tail = self._tail(messages)
+            completion = full_ids[start:]
+            if tail and completion[-len(tail):] == tail:
+                content = completion[: len(completion) - len(tail)][: max(0, max_length - start - len(tail))]
+                full_ids = full_ids[:start] + content + tail
+        return {"input_ids": full_ids, "completion_mask": [0] * start + [1] * (len(full_ids) - start)}
+
+    def _ids(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:
+        return self.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                                  add_generation_prompt=add_generation_prompt)["input_ids"]
+
+    def _tail(self, messages: list[dict[str, str]]) -> list[int]:
+        """The tokens the chat template puts after an assistant reply (its end-of-turn token and what follows)."""
+        if self._turn_tail is None:
+            prompt_ids = self._ids(messages, add_generation_prompt=True)
+            empty = self._ids(messages + [{"role": "assistant", "content": ""}])
+            self._turn_tail = empty[_common_prefix_length(prompt_ids, empty):]
+        return self._turn_tail
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """Token ids that end an assistant turn: eos, and the chat template's end-of-turn token when it differs."""
+    ids = [tokenizer.eos_token_id]
+    for token in END_OF_TURN_TOKENS:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id not in ids:
+            ids.append(token_id)
+    return [i for i in ids if i is not None]
+
+
+def _common_prefix_length(ids: Sequence[int], other: Sequence[int]) -> int:
+    """Where the tokenized prompt and prompt + completion diverge (TRL's rule for the start of the completion)."""
+    length = 0
+    for a, b in zip(ids, other):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
+def load_policy(model_config, adapters: Sequence[str | Path] = (), mix: Sequence[float] | None = None,
+                device: str | None = None) -> Policy:
+    """The base model (no ``adapters``), one trained model (an adapter folder, merged into the base, or a folder of
+    full weights), or the ``mix``-weighted combination of several, placed on ``device`` (default the config's)."""
+    from .adapters import combine, load_trained
+    from .load import load_causal_lm, resolve_device
+
+    device = resolve_device(device or model_config.device)
+    if not adapters:
+        model, tokenizer = load_causal_lm(model_config.name_or_path, model_config.dtype, model_config.revision,
+                                          model_config.device_map)
+    elif len(adapters) == 1 and mix is None:
+        model, tokenizer = load_trained(adapters[0], model_config)
+    else:
+        model, tokenizer = combine(list(adapters), list(mix or []), model_config)
+    if model_config.device_map is None:
+        model.to(device)
+    return Policy(model, tokenizer, model_config.system_prompt, model_config.max_prompt_length, device)
