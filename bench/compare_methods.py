@@ -22,20 +22,24 @@ COMMON = [
     "--preferences.n_points", str(PREFERENCES),
     "--evaluate.num_prompts", "24",
     "--evaluate.sampling", "{temperature: 1.0, top_p: 0.9, top_k: 0, max_new_tokens: 64, batch_size: 24}",
-    "--train.per_device_batch_size", "4", "--train.max_length", "192", "--train.learning_rate", "0.0005",
-    "--train.logging_steps", "6",
+    "--train.sft.per_device_train_batch_size", "4", "--train.sft.max_length", "192",
+    "--train.sft.learning_rate", "0.0005", "--train.sft.logging_steps", "6", "--model.max_prompt_length", "128",
 ]
 # Optimizer steps (batch 4): ParetoHqD 6 x (6 + 3) = 54; RiC 36 offline + 18 online = 54; Soups 2 x 27 = 54;
 # SFT 54. Small on purpose: about 25 minutes for all four on 2 CPU cores.
 METHODS = {
-    "paretohqd": ["--select.k", "24", "--train.stage1_steps", "6", "--train.stage2_steps", "3",
+    "paretohqd": ["--select.k", "24", "--train.sft.max_steps", "6", "--stage2.sft.max_steps", "3",
                   "--stage2.num_prompts", "32",
                   "--stage2.sampling", "{temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 64, batch_size: 16}"],
-    "ric": ["--ric.offline_steps", "36", "--ric.online_iterations", "1", "--ric.online_prompts", "32",
-            "--ric.online_steps", "18", "--ric.online_learning_rate", "0.0001", "--ric.mix_samples", "200",
-            "--ric.sampling", "{temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 64, batch_size: 16}"],
-    "sft": ["--train.stage1_steps", "54"],
-    "soups": ["--select.k", "108", "--train.stage1_steps", "27"],
+    # RiC's own LoRA (r 64) and learning-rate schedules are its section's defaults; this budget keeps the old
+    # comparison's offline learning rate and LoRA so that only the step counts are cut.
+    "ric": ["--ric.offline.sft", "{max_steps: 36, learning_rate: 0.0005, lr_scheduler_type: linear}",
+            "--ric.offline.lora", "{r: 16, lora_alpha: 32}", "--ric.online.iterations", "1",
+            "--ric.online.prompts", "32", "--ric.online.sft", "{max_steps: 18, learning_rate: 0.0001}",
+            "--ric.online.mix_samples", "200",
+            "--ric.online.sampling", "{temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 64, batch_size: 16}"],
+    "sft": ["--train.sft.max_steps", "54"],
+    "soups": ["--soups.k", "108", "--train.sft.max_steps", "27"],
 }
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     # Relative paths from the repository root keep the recorded sources free of this machine's absolute paths.
     os.chdir(REPO)
     sys.path.insert(0, str(REPO / "src"))
-    from paretohqd.rewards.preference_head import fit_and_save
+    from paretohqd.rewards.heads.fit import fit_and_save
 
     for name in [args.only] if args.only else list(HEADS):
         source = Path(args.data_dir) / HEADS[name]

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from paretohqd import io  # noqa: E402
-from paretohqd.models import EMBEDDED_DEFAULT, load_causal_lm  # noqa: E402
+from paretohqd.policy import EMBEDDED_DEFAULT, load_causal_lm  # noqa: E402
 
 DEMO_DIR = REPO / "src" / "paretohqd" / "assets" / "demo"
 

@@ -290,3 +290,19 @@ def test_rewarded_soups_average_the_ingredients_exactly(tiny_policy, tmp_path):
         assert torch.allclose(soup[key], expected, atol=1e-5), key
     one_hot = combine(paths, [1.0, 0.0], config.model)[0].state_dict()
     assert all(torch.allclose(one_hot[k], ingredients[0][k], atol=1e-5) for k in base)
+
+
+@pytest.mark.parametrize("override, message", [
+    (["--train.sft.learnin_rate", "0.1"], "train.sft.learnin_rate is not a trl.SFTConfig field; did you mean "
+                                          "'learning_rate'?"),
+    (["--stage2.sft.lr_scheduler_type", "bogus"], "train.sft + stage2.sft is not a valid trl.SFTConfig: bogus"),
+    (["--train.lora.rr", "4"], "train.lora.rr is not a peft.LoraConfig field"),
+    (["--stage2.sft.output_dir", "x"], "stage2.sft.output_dir is set by the run itself"),
+])
+def test_training_settings_are_checked_against_trl_and_peft_before_any_work(tiny_policy, tmp_path, capsys,
+                                                                           override, message):
+    config_path = write_run_config(tmp_path, tiny_policy)
+    assert main(["run", str(config_path), *override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "scores").exists() and not (tmp_path / "run" / "inputs").exists()

@@ -2,10 +2,11 @@
 overrides (``loading``). Precedence follows TRL: defaults < ``--config`` YAML < ``--section.key value``."""
 
 from .loading import dump_yaml, from_dict, load_config, parse_overrides, read_yaml, to_dict
+from .base import SettingError
+from .methods import RiCConfig, RiCOfflineConfig, RiCOnlineConfig, SoupsConfig, Stage2Config
+from .run import RunConfig
 from .sections import (LORA_DEFAULTS, SFT_DEFAULTS, CollapseConfig, DataConfig, EvaluateConfig, ModelConfig,
-                       ObjectiveConfig, PreferencesConfig, RiCConfig, RiCOfflineConfig, RiCOnlineConfig, RunConfig,
-                       SamplingConfig, ScoreConfig, SelectConfig, SettingError, SoupsConfig, Stage2Config,
-                       TrainConfig)
+                       ObjectiveConfig, PreferencesConfig, SamplingConfig, ScoreConfig, SelectConfig, TrainConfig)
 
 __all__ = ["LORA_DEFAULTS", "SFT_DEFAULTS", "CollapseConfig", "DataConfig", "EvaluateConfig", "ModelConfig",
            "ObjectiveConfig", "PreferencesConfig", "RiCConfig", "RiCOfflineConfig", "RiCOnlineConfig", "RunConfig",

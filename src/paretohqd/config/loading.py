@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .sections import RunConfig, SettingError
+from .base import SettingError
+from .run import RunConfig
 
 # Keys of earlier versions, and where their settings live now.
 RENAMED = {

@@ -1,4 +1,5 @@
-"""One dataclass per config section, each validated in its own ``__post_init__``.
+"""The shared config sections: data, objectives, scoring, preferences, selection, the policy, training, sampling
+and evaluation; one dataclass each, validated in its own ``__post_init__``.
 
 Every default that METHOD.md calls a DEFAULT lives here as a documented field, never as a constant in code.
 Training sections hold pass-through mappings of ``trl.SFTConfig`` and ``peft.LoraConfig`` fields (checked against
@@ -7,35 +8,11 @@ those classes before any work); our defaults sit on top of the libraries' own.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-ADAPTERS = ("columns", "hh_rlhf", "scitldr")
-METHODS = ("paretohqd", "ric", "sft", "soups")
-
-
-class SettingError(ValueError):
-    """A bad value in one section; the message starts with the field name, and loading prefixes the section."""
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise SettingError(message)
-
-
-class Section:
-    """Every float setting must be finite; each section adds its own checks in ``check``."""
-
-    def __post_init__(self) -> None:
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise SettingError(f"{item.name} must be a finite number, not {value!r}")
-        self.check()
-
-    def check(self) -> None:
-        pass
+from .base import Section, require
 
 
 @dataclass
@@ -198,7 +175,8 @@ class ModelConfig(Section):
 
     def check(self) -> None:
         require(self.max_prompt_length >= 1, f"max_prompt_length must be at least 1, not {self.max_prompt_length}")
-        require(bool(self.device), "device must be auto, cpu, cuda, cuda:N or mps")
+        require(re.fullmatch(r"auto|cpu|mps|(cuda|xpu|npu)(:\d+)?", self.device) is not None,
+                f"device must be auto, cpu, cuda, cuda:N, mps or xpu, not {self.device!r}")
 
 
 SFT_DEFAULTS = {
@@ -249,33 +227,6 @@ class SamplingConfig(Section):
                 "temperature must be > 0, top_p in (0, 1] and top_k >= 0")
 
 
-def _stage2_sampling() -> SamplingConfig:
-    return SamplingConfig(temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=128)
-
-
-@dataclass
-class Stage2Config(Section):
-    """ParetoHqD stage 2: the M+1 representative stage-1 models regenerate data that is rescored and reselected."""
-
-    enabled: bool = True
-    num_prompts: int = 10000
-    """Training prompts each representative model answers (paper: 10,000; capped at the distinct prompts)."""
-    k: Optional[int] = None
-    """Samples per preference from the new data (None: select.k // 2, the paper's 50)."""
-    min_pool: Optional[int] = None
-    """P_min on the new pool (None: the same rule as select.min_pool, capped at the pool size)."""
-    pool: Literal["generated", "generated+original"] = "generated"
-    """The pool stage 2 selects from (DEFAULT: the generated samples only, normalisation recomputed on them)."""
-    sampling: SamplingConfig = field(default_factory=_stage2_sampling)
-    sft: dict = field(default_factory=lambda: {"max_steps": 100})
-    """trl.SFTConfig fields for stage 2, over train.sft (DEFAULT: 100 steps)."""
-
-    def check(self) -> None:
-        require(self.num_prompts >= 1, f"num_prompts must be at least 1, not {self.num_prompts}")
-        require(self.k is None or self.k >= 1, f"k must be at least 1, not {self.k}")
-        require(self.min_pool is None or self.min_pool >= 1, f"min_pool must be at least 1, not {self.min_pool}")
-
-
 @dataclass
 class CollapseConfig(Section):
     """Language-collapse detector (METHOD.md section 3 DEFAULT): a response is degenerate when it has fewer than
@@ -322,103 +273,3 @@ class EvaluateConfig(Section):
         require(self.num_prompts is None or self.num_prompts >= 1,
                 f"num_prompts must be at least 1, not {self.num_prompts}")
         require(self.sample_outputs >= 0, f"sample_outputs must be 0 or more, not {self.sample_outputs}")
-
-
-@dataclass
-class RiCOfflineConfig(Section):
-    """RiC's offline stage: conditional SFT on all scored samples (RiC's code: 20k steps, lr 1.41e-4 with linear
-    decay, LoRA r 64 / alpha 128)."""
-
-    sft: dict = field(default_factory=lambda: {"max_steps": 20000, "learning_rate": 1.41e-4,
-                                               "lr_scheduler_type": "linear"})
-    """trl.SFTConfig fields over train.sft."""
-    lora: dict = field(default_factory=lambda: {"r": 64, "lora_alpha": 128})
-    """peft.LoraConfig fields over train.lora."""
-
-
-@dataclass
-class RiCOnlineConfig(Section):
-    """RiC's online stage: multi-objective rejection sampling rounds (RiC's code: 4k steps at lr 1e-5, constant)."""
-
-    iterations: int = 2
-    """Rounds after the offline stage (0: offline only)."""
-    prompts: int = 1000
-    """Training prompts answered per round."""
-    sft: dict = field(default_factory=lambda: {"max_steps": 4000, "learning_rate": 1.0e-5,
-                                               "lr_scheduler_type": "constant"})
-    """trl.SFTConfig fields over train.sft."""
-    keep_quantile: float = 0.7
-    """Online samples (and the original samples mixed back in) are kept when any objective reaches its quantile."""
-    mix_samples: int = 10000
-    """Filtered original samples mixed into each round."""
-    sampling: SamplingConfig = field(default_factory=_stage2_sampling)
-
-    def check(self) -> None:
-        require(self.iterations >= 0, f"iterations must be 0 or more, not {self.iterations}")
-        require(self.prompts >= 1, f"prompts must be at least 1, not {self.prompts}")
-        require(0.0 < self.keep_quantile < 1.0, f"keep_quantile must be in (0, 1), not {self.keep_quantile}")
-        require(self.mix_samples >= 0, f"mix_samples must be 0 or more, not {self.mix_samples}")
-
-
-@dataclass
-class RiCConfig(Section):
-    """Rewards-in-Context (Yang et al., 2024): one model conditioned on target rewards written into the prompt."""
-
-    offline: RiCOfflineConfig = field(default_factory=RiCOfflineConfig)
-    online: RiCOnlineConfig = field(default_factory=RiCOnlineConfig)
-    mapping: Literal["l2", "linf"] = "l2"
-    """Preference -> target rewards: target_i = w_i/||w|| * (high - low) + low, with the l2 or max norm."""
-
-
-@dataclass
-class SoupsConfig(Section):
-    """Rewarded Soups: one model per objective, weight-averaged per preference."""
-
-    k: int = 100
-    """Each objective's model trains on the k samples with the highest reward on it."""
-
-    def check(self) -> None:
-        require(self.k >= 1, f"k must be at least 1, not {self.k}")
-
-
-@dataclass
-class RunConfig(Section):
-    output_dir: str = "runs/default"
-    method: Literal["paretohqd", "ric", "sft", "soups"] = "paretohqd"
-    """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline; soups:
-    Rewarded Soups (one model per objective, weight-averaged per preference); ric: Rewards-in-Context (one model
-    conditioned on target rewards in the prompt)."""
-    seed: int = 0
-    report_to: str = "none"
-    """Where training logs go (trl/transformers report_to: none, tensorboard, wandb, ...); not part of any key."""
-    data: DataConfig = field(default_factory=DataConfig)
-    objectives: list[ObjectiveConfig] = field(default_factory=list)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    preferences: PreferencesConfig = field(default_factory=PreferencesConfig)
-    select: SelectConfig = field(default_factory=SelectConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    stage2: Stage2Config = field(default_factory=Stage2Config)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    ric: RiCConfig = field(default_factory=RiCConfig)
-    soups: SoupsConfig = field(default_factory=SoupsConfig)
-
-    @property
-    def objective_names(self) -> list[str]:
-        return [objective.name for objective in self.objectives]
-
-    def check(self) -> None:
-        """What needs more than one section; each failure names the key."""
-        require(bool(self.output_dir), "output_dir is empty: give a folder for the run")
-        require(self.data.source is not None,
-                "data.source is not set: give a file, a saved dataset folder or a Hub id")
-        require(bool(self.objectives),
-                "no objectives: list at least one under 'objectives' (each with a name and a type)")
-        seen: set[str] = set()
-        for objective in self.objectives:
-            require(objective.name not in seen, f"objective name '{objective.name}' is declared twice")
-            seen.add(objective.name)
-        reference = self.evaluate.reference_point
-        require(reference is None or len(reference) == len(self.objectives),
-                f"evaluate.reference_point has {len(reference or [])} values but there are {len(self.objectives)} "
-                "objectives")

@@ -65,8 +65,9 @@ class Plan:
         return execution
 
 
-def progress_enabled(config: RunConfig) -> bool:
-    return config.score.progress and os.environ.get("PARETOHQD_PROGRESS", "1") != "0"
+def progress_enabled() -> bool:
+    """Progress bars, unless PARETOHQD_PROGRESS=0 (tests, logs); ``score.progress`` turns off scoring's alone."""
+    return os.environ.get("PARETOHQD_PROGRESS", "1") != "0"
 
 
 def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> Plan:
@@ -83,8 +84,8 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
         raise UserError(f"preferences: {exc}") from None
     inputs = input_units(config.data, config.evaluate if held_out else None)
     check_objective_names(inputs.samples, config.objectives)
-    progress = progress_enabled(config)
-    scores = score_units(config.objectives, config.score, inputs, progress)
+    progress = progress_enabled()
+    scores = score_units(config.objectives, config.score, inputs, progress and config.score.progress)
     shared = Shared(config, run, inputs, scores, weights, progress)
     training = method.training_units(shared)
     if not held_out:

@@ -1,0 +1,54 @@
+"""The whole run config: the shared sections and the methods' own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .base import Section, require
+from .methods import RiCConfig, SoupsConfig, Stage2Config
+from .sections import (DataConfig, EvaluateConfig, ModelConfig, ObjectiveConfig, PreferencesConfig, ScoreConfig,
+                       SelectConfig, TrainConfig)
+
+
+@dataclass
+class RunConfig(Section):
+    output_dir: str = "runs/default"
+    method: Literal["paretohqd", "ric", "sft", "soups"] = "paretohqd"
+    """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline; soups:
+    Rewarded Soups (one model per objective, weight-averaged per preference); ric: Rewards-in-Context (one model
+    conditioned on target rewards in the prompt)."""
+    seed: int = 0
+    report_to: str = "none"
+    """Where training logs go (trl/transformers report_to: none, tensorboard, wandb, ...); not part of any key."""
+    data: DataConfig = field(default_factory=DataConfig)
+    objectives: list[ObjectiveConfig] = field(default_factory=list)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    preferences: PreferencesConfig = field(default_factory=PreferencesConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    ric: RiCConfig = field(default_factory=RiCConfig)
+    soups: SoupsConfig = field(default_factory=SoupsConfig)
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [objective.name for objective in self.objectives]
+
+    def check(self) -> None:
+        """What needs more than one section; each failure names the key."""
+        require(bool(self.output_dir), "output_dir is empty: give a folder for the run")
+        require(self.data.source is not None,
+                "data.source is not set: give a file, a saved dataset folder or a Hub id")
+        require(bool(self.objectives),
+                "no objectives: list at least one under 'objectives' (each with a name and a type)")
+        seen: set[str] = set()
+        for objective in self.objectives:
+            require(objective.name not in seen, f"objective name '{objective.name}' is declared twice")
+            seen.add(objective.name)
+        reference = self.evaluate.reference_point
+        require(reference is None or len(reference) == len(self.objectives),
+                f"evaluate.reference_point has {len(reference or [])} values but there are {len(self.objectives)} "
+                "objectives")
