@@ -25,7 +25,8 @@ LAYERS = [
 ]
 # Imports between groups of one layer that the design allows: the package exports the API (lazily); training uses
 # the policy object; the bottom layer's few helpers (errors, io) serve the others in it.
-SIDEWAYS = {("paretohqd", "paretohqd.api"), ("paretohqd.train", "paretohqd.policy"), ("paretohqd.config", "paretohqd.errors"),
+SIDEWAYS = {("paretohqd", "paretohqd.api"), ("paretohqd.train", "paretohqd.policy"),
+            ("paretohqd.config", "paretohqd.errors"),
             ("paretohqd.data", "paretohqd.errors"), ("paretohqd.plots", "paretohqd.io"),
             ("paretohqd.io", "paretohqd.errors")}
 LAYER_OF = {group: index for index, groups in enumerate(LAYERS) for group in groups}

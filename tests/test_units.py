@@ -23,9 +23,9 @@ def fail(ctx):
 
 
 def unit(name, value, upstream=None, **extra):
-    return Unit(name=name, kind="toy", stage=extra.pop("stage", "toy"), command="run", action=extra.pop("action", write_value),
-                outputs=(extra.pop("output", f"out/{name}.txt"),), settings={"value": value},
-                upstream=upstream or {}, **extra)
+    return Unit(name=name, kind="toy", stage=extra.pop("stage", "toy"), command="run",
+                action=extra.pop("action", write_value), outputs=(extra.pop("output", f"out/{name}.txt"),),
+                settings={"value": value}, upstream=upstream or {}, **extra)
 
 
 @pytest.fixture(autouse=True)

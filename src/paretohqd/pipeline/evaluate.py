@@ -34,7 +34,8 @@ def evaluation_units(method: str, models: list[dict], generations: list[Unit], e
                 settings={**settings, "method": method, "models": models,
                           "collapse": dataclasses.asdict(evaluate.collapse),
                           "reference_point": evaluate.reference_point},
-                options={**options, "closure": closure, "sampling": dataclasses.asdict(evaluate.sampling), "seed": seed})
+                options={**options, "closure": closure, "sampling": dataclasses.asdict(evaluate.sampling),
+                         "seed": seed})
     report = Unit(name="report", kind="report", stage="evaluate", command="evaluate", action=run_report,
                   outputs=("eval/front.png", "eval/report.md"), upstream={"evaluation": unit},
                   settings={"sample_outputs": evaluate.sample_outputs})
@@ -51,8 +52,8 @@ def run_evaluation(ctx: UnitContext) -> None:
         frames.append(frame)
     generations = pd.concat(frames, ignore_index=True)
     generations["id"] = generations["model"] + ":" + generations["prompt_id"].astype(str)
-    scored = score_generated(generations, s["objectives"], o["configs"], ctx.outputs[0].parent / "cache", o["shard_size"],
-                             o["sort_by_length"])
+    scored = score_generated(generations, s["objectives"], o["configs"], ctx.outputs[0].parent / "cache",
+                             o["shard_size"], o["sort_by_length"])
     detector = CollapseDetector(from_dict(CollapseConfig, s["collapse"]))
     scored["degenerate"] = detector.is_degenerate(scored["response"].tolist())
     names = [entry["name"] for entry in s["objectives"]]

@@ -16,7 +16,7 @@ from .evaluate import evaluation_units
 from .generate import generation_unit
 from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
 from .rundir import RunDir
-from .runner import Execution, Runner, _closure
+from .runner import Execution, Runner, closure
 from .score import generated_scoring_options, score_units
 from .units import Unit
 
@@ -88,16 +88,28 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
     scores = score_units(config.objectives, config.score, inputs, progress and config.score.progress)
     shared = Shared(config, run, inputs, scores, weights, progress)
     training = method.training_units(shared)
-    if not held_out:
-        units = _declared([inputs.samples_unit, scores, *training])
-        targets = {"score": [scores], "select": [u for u in units if u.command == "select"],
-                   "train": [u for u in training if u.command == "train"]}
-        return Plan(run, units, targets, {c: list(dict.fromkeys(u.stage for u in _closure(t)))
-                                          for c, t in targets.items()})
+    targets = {"score": [scores], "train": [u for u in training if u.command == "train"]}
+    declared = [inputs.samples_unit, scores, *training]
+    if held_out:
+        generations, evaluate, report = _held_out_units(method, shared, training)
+        targets.update(generate=generations, evaluate=[evaluate, report])
+        declared += [inputs.prompts_unit, *generations, evaluate, report]
+    units = _in_declaration_order(declared)
+    targets["select"] = [u for u in units if u.command == "select"]
+    if held_out:
+        # Everything the run directory names is brought up to date; caches (score shards) only when needed.
+        targets["run"] = [u for u in units if not u.content_addressed]
+    stages = {command: list(dict.fromkeys(u.stage for u in closure(t))) for command, t in targets.items()}
+    return Plan(run, units, targets, stages)
+
+
+def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) -> tuple[list[Unit], Unit, Unit]:
+    """One generation unit per evaluated model (and the base model), the evaluation and the report."""
+    config = shared.config
     evaluated = method.evaluated_models(shared, training)
     models = [{"name": m.name, "weights": m.weights} for m in evaluated]
-    heldout = dict(prompts=inputs.prompts_unit, model=config.model, sampling=config.evaluate.sampling,
-                   seed=config.seed + HELDOUT_SEED_OFFSET, progress=progress)
+    heldout = dict(prompts=shared.inputs.prompts_unit, model=config.model, sampling=config.evaluate.sampling,
+                   seed=config.seed + HELDOUT_SEED_OFFSET, progress=shared.progress)
     generations = [generation_unit(f"generate/{m.name}", "generate", "generate", f"generations/{m.name}.jsonl",
                                    adapters=m.adapters, mix=m.mix, condition=m.condition,
                                    condition_settings=m.condition_settings, inputs=m.inputs, **heldout)
@@ -106,26 +118,25 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
         models.append({"name": "base", "weights": None})
         generations.append(generation_unit("generate/base", "generate", "generate", "generations/base.jsonl",
                                            **heldout))
-    closure = [u.name for u in _closure(generations)]
     evaluate, report = evaluation_units(method.name, models, generations, config.evaluate,
                                         generated_scoring_options(config.objectives, config.score), config.seed,
-                                        closure)
-    units = _declared([inputs.samples_unit, scores, *training, inputs.prompts_unit, *generations, evaluate, report])
-    # Everything the run directory names is brought up to date; caches (score shards) only when needed.
-    artifacts = [u for u in units if not u.content_addressed]
-    targets = {"score": [scores], "select": [u for u in units if u.command == "select"],
-               "train": [u for u in training if u.command == "train"], "generate": generations,
-               "evaluate": [evaluate, report], "run": artifacts}
-    stages = {command: list(dict.fromkeys(u.stage for u in _closure(t))) for command, t in targets.items()}
-    return Plan(run, units, targets, stages)
+                                        [u.name for u in closure(generations)])
+    return generations, evaluate, report
 
 
-def _declared(units: list[Unit]) -> list[Unit]:
-    """Every unit, in declaration order: each listed unit after whatever it needs that is not listed."""
+def _in_declaration_order(units: list[Unit]) -> list[Unit]:
+    """Every unit the listed ones need, each after its dependencies, otherwise in the order listed."""
     ordered: dict[int, Unit] = {}
+
+    def visit(unit: Unit) -> None:
+        if id(unit) in ordered:
+            return
+        for dependency in unit.dependencies:
+            visit(dependency)
+        ordered[id(unit)] = unit
+
     for unit in units:
-        for needed in _closure([unit]):
-            ordered.setdefault(id(needed), needed)
+        visit(unit)
     return list(ordered.values())
 
 

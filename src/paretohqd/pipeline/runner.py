@@ -52,7 +52,8 @@ class Runner:
         """A finished entry of another name with this unit's key and all its outputs."""
         for name, entry in self.manifest["units"].items():
             if name != unit.name and entry.get("key") == unit.key and entry.get("status") == "done" \
-                    and len(entry.get("outputs", ())) == len(unit.output_paths) and self.outputs_exist(entry["outputs"]):
+                    and len(entry.get("outputs", ())) == len(unit.output_paths) \
+                    and self.outputs_exist(entry["outputs"]):
                 return name, entry
         return None
 
@@ -93,7 +94,7 @@ class Runner:
 
     def execute(self, targets: Sequence[Unit], force: Iterable[str] = (), stages: Sequence[str] = (),
                 declared: Sequence[Unit] = ()) -> Execution:
-        names = [unit.name for unit in _closure(targets)]
+        names = [unit.name for unit in closure(targets)]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise RuntimeError(f"two different units share the name {sorted(duplicates)[0]!r}")
@@ -104,10 +105,10 @@ class Runner:
         execution = Execution(reused=[unit.name for unit, _ in reuse])
         self._reuse(reuse)
         running = {unit.stage for unit in order}
-        for stage in stages or dict.fromkeys(u.stage for u in _closure(targets)):
+        for stage in stages or dict.fromkeys(u.stage for u in closure(targets)):
             if stage not in running:
                 self.log(f"{stage}: done already")
-        execution.skipped = [u.name for u in _closure(targets) if u not in order and u.name not in execution.reused]
+        execution.skipped = [u.name for u in closure(targets) if u not in order and u.name not in execution.reused]
 
         def start(unit: Unit) -> bool:
             found = None if unit.content_addressed else self.donor(unit)
@@ -218,7 +219,8 @@ def _declaration_order(units: list[Unit], declared: Sequence[Unit]) -> list[Unit
     return ordered
 
 
-def _closure(targets: Sequence[Unit]) -> list[Unit]:
+def closure(targets: Sequence[Unit]) -> list[Unit]:
+    """The targets and every unit they depend on, each once."""
     seen: dict[int, Unit] = {}
 
     def visit(unit: Unit) -> None:

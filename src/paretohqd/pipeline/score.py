@@ -91,8 +91,8 @@ def run_shard(ctx: UnitContext) -> None:
     rows = pd.read_parquet(ctx.input("samples")).iloc[start:stop]
     with tqdm(total=len(rows), desc=f"score {config.name} {start}-{stop}", unit="sample", leave=False,
               disable=not ctx.options["progress"]) as progress:
-        scores = score_rows(built_objective(ctx.options["objective"]), rows, config.batch_size, ctx.options["sort_by_length"],
-                            progress, offset=start)
+        scores = score_rows(built_objective(ctx.options["objective"]), rows, config.batch_size,
+                            ctx.options["sort_by_length"], progress, offset=start)
     save_scores(ctx.output, scores)
 
 

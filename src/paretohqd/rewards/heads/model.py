@@ -1,16 +1,17 @@
-"""The run-time reward head and its file format. Offline reward models: a Bradley-Terry head on frozen MiniLM sentence embeddings, fitted from preference pairs.
+"""The run-time reward head and its file format: a Bradley-Terry head on frozen MiniLM sentence embeddings.
 
 No reward model can be downloaded here, so the ``harmless`` and ``helpful`` objectives are small heads fitted on
-HH-RLHF pairs (see ``scripts/fit_reward_heads.py``). The reward of a (prompt, response) is
+HH-RLHF pairs (``paretohqd rewards fit``, see ``scripts/fit_reward_heads.py``). The reward of a (prompt, response) is
 
     r = u . x + v . tanh(W x + c)        (the tanh term only for kind "mlp")
     x = (phi(prompt, response) - x_mean) / x_scale
     score = (r - offset) / scale         (mean 0, std 1 over the fit responses)
 
 with phi made of the response embedding, the response embedding times the embedding of the last human turn
-(whether the reply is about what was asked), their cosine and the log lengths of the response. Fitting minimises
--log sigmoid(r(chosen) - r(rejected)) plus L2, chooses the kind and the L2 strength by cross-validation grouped by
-prompt inside the fit part, and reports accuracy on a held-out part whose prompts it never saw.
+(whether the reply is about what was asked), their cosine and the log lengths of the response. Fitting
+(``heads.fit``) minimises -log sigmoid(r(chosen) - r(rejected)) plus L2, chooses the kind and the L2 strength by
+cross-validation grouped by prompt inside the fit part, and reports accuracy on a held-out part whose prompts it
+never saw.
 """
 
 from __future__ import annotations
