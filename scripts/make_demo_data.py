@@ -187,7 +187,7 @@ def write_readme(out: Path, meta: dict) -> None:
         else:
             opening_text = f"`{json.dumps(opening)}`"
         limit = style.get("max_sentences")
-        extra = "" if not limit else (f", first sentence kept" if not isinstance(limit, dict) else
+        extra = "" if not limit else (", first sentence kept" if not isinstance(limit, dict) else
                                       "; " + ", ".join(f"{k}: first sentence kept" for k in limit))
         style_lines.append(
             f"| `{name}` | {style['system']} | {style['note']} | {opening_text} | {style['max_new_tokens']}{extra} |")

@@ -9,7 +9,6 @@ balanced ``w = 1/M`` is the diagonal. Unlike a weighted sum, the ray reaches con
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 

@@ -5,6 +5,7 @@ prompt, which is what reward models score."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -27,8 +28,6 @@ def generation_unit(name: str, stage: str, command: str, output: str, prompts: U
                     progress: bool = True) -> Unit:
     """``prompts``: a unit whose first output is a Parquet table of prompts (test prompts, or scored samples with
     ``prompt_sample`` = ``{"count", "seed", "drop"}`` drawing distinct prompts from it)."""
-    import dataclasses
-
     model_values, placement = model_settings(model)
     upstream = {"prompts": prompts, **{f"adapter:{i}": unit for i, unit in enumerate(adapters)}, **(inputs or {})}
     settings: dict[str, Any] = {"model": model_values, "adapters": len(adapters),

@@ -84,35 +84,27 @@ class Inputs:
 def input_units(data: DataConfig, evaluate: EvaluateConfig | None) -> Inputs:
     """Load (and so check) the training samples and, when ``evaluate`` is given, the test prompts."""
     samples = training_samples(data)
-    inputs = Inputs(samples, _frame_unit("inputs/samples", SAMPLES, samples, training_samples, data))
+    inputs = Inputs(samples, _frame_unit("inputs/samples", "score", SAMPLES, samples, training_samples, data))
     if evaluate is not None:
         prompts = test_prompts(evaluate, data)
         inputs.prompts = prompts
-        inputs.prompts_unit = _frame_unit("inputs/test_prompts", TEST_PROMPTS, prompts, test_prompts, evaluate, data)
+        inputs.prompts_unit = _frame_unit("inputs/test_prompts", "generate", TEST_PROMPTS, prompts, test_prompts,
+                                          evaluate, data)
     return inputs
 
 
-def _frame_unit(name: str, output: str, frame: pd.DataFrame, loader, *sections) -> Unit:
+def _frame_unit(name: str, stage: str, output: str, frame: pd.DataFrame, loader, *sections) -> Unit:
     content = fingerprint(frame)
     _LOADED[content] = frame
-    samples = "samples" in name
-    return Unit(name=name, kind="input", stage="score" if samples else "generate",
-                command="score" if samples else "generate", action=write_frame, outputs=(output,), data=content,
-                options={"content": content, "loader": f"{loader.__module__}:{loader.__name__}",
-                         "sections": [(type(s).__name__, dataclasses.asdict(s)) for s in sections]})
+    return Unit(name=name, kind="input", stage=stage, command=stage, action=write_frame, outputs=(output,),
+                data=content, options={"content": content, "loader": loader, "sections": sections})
 
 
 def write_frame(ctx: UnitContext) -> None:
     """Write the frame read while planning; read it again (and compare) in a process that did not plan."""
-    from importlib import import_module
-
-    from .. import config
-
     frame = _LOADED.get(ctx.options["content"])
     if frame is None:
-        module, _, function = ctx.options["loader"].partition(":")
-        sections = [config.from_dict(getattr(config, kind), values) for kind, values in ctx.options["sections"]]
-        frame = getattr(import_module(module), function)(*sections)
+        frame = ctx.options["loader"](*ctx.options["sections"])
         if fingerprint(frame) != ctx.options["content"]:
             raise UserError(f"the data read for {ctx.name} changed since the run was planned; run it again")
     io.write_parquet(ctx.output, frame)

@@ -25,9 +25,6 @@ from ..rewards.scoring import check_batch_invariance, save_scores, score_frame, 
 from .inputs import Inputs
 from .units import Unit, UnitContext
 
-OBJECTIVE_OPTIONS = ("name", "batch_size", "device")
-
-
 def objective_settings(objectives: list[ObjectiveConfig]) -> tuple[list[dict], list[dict]]:
     """(what the scores depend on: each name and identity; the full configs, for building the objectives)."""
     return ([{"name": o.name, "identity": objective_identity(o)} for o in objectives],
