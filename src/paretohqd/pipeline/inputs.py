@@ -73,11 +73,10 @@ def check_objectives_score_text(objectives) -> None:
 
 @dataclasses.dataclass
 class Inputs:
-    """The run's external data as units, with the frames themselves for planning."""
+    """The run's external data as units, with the training samples themselves for planning (score shards)."""
 
     samples: pd.DataFrame
     samples_unit: Unit
-    prompts: pd.DataFrame | None = None
     prompts_unit: Unit | None = None
 
 
@@ -87,7 +86,6 @@ def input_units(data: DataConfig, evaluate: EvaluateConfig | None) -> Inputs:
     inputs = Inputs(samples, _frame_unit("inputs/samples", "score", SAMPLES, samples, training_samples, data))
     if evaluate is not None:
         prompts = test_prompts(evaluate, data)
-        inputs.prompts = prompts
         inputs.prompts_unit = _frame_unit("inputs/test_prompts", "generate", TEST_PROMPTS, prompts, test_prompts,
                                           evaluate, data)
     return inputs

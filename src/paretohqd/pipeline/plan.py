@@ -26,11 +26,9 @@ HELDOUT_SEED_OFFSET = 2000
 
 @dataclass
 class Shared:
-    """What every method builds on: the config, the run directory, the inputs, the merged scores and the
-    preference grid."""
+    """What every method builds on: the config, the inputs, the merged scores and the preference grid."""
 
     config: RunConfig
-    run: RunDir
     inputs: Inputs
     scores: Unit
     weights: np.ndarray
@@ -86,7 +84,7 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
     check_objective_names(inputs.samples, config.objectives)
     progress = progress_enabled()
     scores = score_units(config.objectives, config.score, inputs, progress and config.score.progress)
-    shared = Shared(config, run, inputs, scores, weights, progress)
+    shared = Shared(config, inputs, scores, weights, progress)
     training = method.training_units(shared)
     targets = {"score": [scores], "train": [u for u in training if u.command == "train"]}
     declared = [inputs.samples_unit, scores, *training]

@@ -109,11 +109,6 @@ def _check_fields(cls, values: dict, where: str, owner: str) -> None:
             raise UserError(f"{where}.{key} is not a {owner} field{hint}")
 
 
-def is_complete(path: Path) -> bool:
-    """A saved model is complete when its marker exists (written last, inside the renamed folder)."""
-    return (Path(path) / COMPLETE_MARKER).exists()
-
-
 def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict, lora: dict | None, seed: int,
                 init_from: Path | None = None, report_to: str = "none", card: ModelCard | None = None,
                 log: Callable[[str], None] = print, progress: bool = True) -> dict:
