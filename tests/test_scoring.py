@@ -12,7 +12,7 @@ from paretohqd.rewards.scoring import check_batch_invariance, score_frame
 def score_samples(samples, objectives, batch_sizes, cache_root, shard_size, **_):
     """Score with each objective identified by its name (these tests build objectives by hand)."""
     return score_frame(samples, objectives, [{"test": o.name} for o in objectives], batch_sizes, cache_root,
-                       shard_size)
+                       shard_size), {}
 
 WORDS = "the cat sat on mat is good bad kind rude help you i can not will yes no please thanks".split()
 

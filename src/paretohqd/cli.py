@@ -121,6 +121,7 @@ def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from . import api
     from .evaluate.metrics import format_front_table
+    from .tables import format_vector
 
     config = api.load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
     metrics = api.run(config)
@@ -129,7 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"report: {run / 'eval' / 'report.md'}  (plot: {run / 'eval' / 'front.png'})")
     print(format_front_table(metrics))
     print(f"hypervolume of the aligned models: {metrics['hypervolume']:.4f} (normalised over the aligned and base "
-          f"points; reference {_point(metrics['reference_point']['raw'])}); base model alone: "
+          f"points; reference {format_vector(metrics['reference_point']['raw'], '.3f')}); base model alone: "
           f"{metrics.get('base_hypervolume', float('nan')):.4f}")
     if "hypervolume_vs_base" in metrics:
         print(f"hypervolume with the base model's point as the reference: {metrics['hypervolume_vs_base']:.4f} "
@@ -137,10 +138,6 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"collapse rate: {metrics['collapse_rate']:.2%} (aligned), "
           f"{metrics['base']['collapse_rate']:.2%} (base); wall time {metrics['wall_seconds']['total']:.0f} s")
     return 0
-
-
-def _point(values) -> str:
-    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 
 def recipe_path(name: str) -> Path:

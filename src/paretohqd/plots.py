@@ -60,7 +60,7 @@ def plot_selection(z: np.ndarray, pool: np.ndarray, num_layers: int, chosen: Seq
     """The scored cloud, the first Pareto layers, each preference's ray and its selected points, in normalised
     units (where the rays live: from the ideal point (1, ..., 1) towards the preference).
 
-    ``chosen``: per preference ``{"weights", "direction", "rows"}`` with rows indexing ``z``."""
+    ``chosen``: per preference ``{"label", "direction", "rows"}`` with rows indexing ``z``."""
     rng = np.random.default_rng(0)
     background = rng.choice(len(z), size=min(len(z), MAX_BACKGROUND_POINTS), replace=False)
 
@@ -71,7 +71,7 @@ def plot_selection(z: np.ndarray, pool: np.ndarray, num_layers: int, chosen: Seq
         for colour, entry in zip(colours, chosen):
             picked = z[np.asarray(entry["rows"], dtype=int)]
             ax.scatter(picked[:, i], picked[:, j], s=14, color=colour, edgecolors="black", linewidths=0.3,
-                       label=f"w=({', '.join(f'{x:.2g}' for x in entry['weights'])})")
+                       label=entry["label"])
             end = 1.0 + 1.5 * np.asarray(entry["direction"])
             ax.plot([1.0, end[i]], [1.0, end[j]], color=colour, linewidth=1)
 

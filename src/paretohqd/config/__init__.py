@@ -1,7 +1,7 @@
 """Run configuration: one dataclass per section (``sections``), loaded from YAML with dotted command-line
 overrides (``loading``). Precedence follows TRL: defaults < ``--config`` YAML < ``--section.key value``."""
 
-from .loading import dump_yaml, from_dict, load_config, parse_overrides, read_yaml, to_dict
+from .loading import did_you_mean, dump_yaml, from_dict, load_config, parse_overrides, read_yaml
 from .base import SettingError
 from .methods import RiCConfig, RiCOfflineConfig, RiCOnlineConfig, SoupsConfig, Stage2Config
 from .run import RunConfig
@@ -11,4 +11,4 @@ from .sections import (LORA_DEFAULTS, SFT_DEFAULTS, CollapseConfig, DataConfig, 
 __all__ = ["LORA_DEFAULTS", "SFT_DEFAULTS", "CollapseConfig", "DataConfig", "EvaluateConfig", "ModelConfig",
            "ObjectiveConfig", "PreferencesConfig", "RiCConfig", "RiCOfflineConfig", "RiCOnlineConfig", "RunConfig",
            "SamplingConfig", "ScoreConfig", "SelectConfig", "SettingError", "SoupsConfig", "Stage2Config",
-           "TrainConfig", "dump_yaml", "from_dict", "load_config", "parse_overrides", "read_yaml", "to_dict"]
+           "TrainConfig", "did_you_mean", "dump_yaml", "from_dict", "load_config", "parse_overrides", "read_yaml"]

@@ -106,17 +106,13 @@ def dump_yaml(config: RunConfig) -> str:
 
 
 def from_dict(cls: type, values: dict) -> Any:
-    """A section rebuilt from :func:`to_dict` output (nested sections included), validated as when loaded."""
+    """A section rebuilt from ``dataclasses.asdict`` output (nested sections included), validated as when
+    loaded."""
     from omegaconf import OmegaConf
 
     node = OmegaConf.structured(cls)
     _translate(lambda: node.merge_with(values))
     return _translate(lambda: OmegaConf.to_object(node))
-
-
-def to_dict(section: Any) -> Any:
-    """A section (or the whole config) as plain JSON-safe values."""
-    return dataclasses.asdict(section) if dataclasses.is_dataclass(section) else section
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,10 +188,13 @@ def _check_keys(node, layer: Any, where: str) -> None:
 def _unknown(path: str, valid: list[str]) -> str:
     if path in RENAMED:
         return f"unknown key '{path}': it is now '{RENAMED[path]}'"
-    leaf = path.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(leaf, valid, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown key '{path}' (valid keys: {', '.join(valid)}){hint}"
+    return f"unknown key '{path}' (valid keys: {', '.join(valid)}){did_you_mean(path.rsplit('.', 1)[-1], valid)}"
+
+
+def did_you_mean(key: str, valid: list[str]) -> str:
+    """``"; did you mean 'learning_rate'?"`` for a near miss, else nothing."""
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _translate(call):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..pareto import hypervolume, normalised_hypervolume
-from ..tables import format_table
+from ..tables import format_table, format_vector
 from .collapse import CollapseDetector
 
 BASE = "base"
@@ -72,7 +72,7 @@ def summarise(scored: pd.DataFrame, models: list[dict], names: list[str], detect
 
 
 def weights_label(weights, digits: str = ".2f") -> str:
-    return "(" + ", ".join(f"{w:{digits}}" for w in weights) + ")" if weights else "-"
+    return format_vector(weights, digits) if weights else "-"
 
 
 def format_front_table(metrics: dict) -> str:

@@ -16,7 +16,8 @@ from ..pareto import default_min_pool, nearest_preferences, representative_prefe
 from ..pipeline import Shared, Unit
 from ..pipeline.generate import generation_unit
 from ..pipeline.score import scoring_unit
-from ..pipeline.select import preference_label, selection_units
+from ..pipeline.select import selection_units
+from ..tables import format_vector
 from ..pipeline.train import fit, training_unit
 from ..train import ModelCard
 from .base import ALL_COMMANDS, EvaluatedModel, Method, by_name, sample_frame
@@ -47,12 +48,12 @@ class ParetoHqD(Method):
             return units
         generators = {}
         for index in nearest_preferences(weights, representative_preferences(len(names))):
-            generators[f"stage1 w={preference_label(weights[index])}"] = generation_unit(
+            generators[f"stage1 w={format_vector(weights[index], '.3g')}"] = generation_unit(
                 f"stage2/generate/pref_{index:02d}", "stage2", "train", f"stage2/generations/pref_{index:02d}.jsonl",
                 shared.scores, c.model, c.stage2.sampling, c.seed + STAGE2_SEED_OFFSET, adapters=[stage1[index]],
                 prompt_sample={"count": c.stage2.num_prompts, "seed": c.seed, "drop": names},
                 progress=shared.progress)
-        pooled = scoring_unit("stage2/score", "stage2", "stage2", generators, c.objectives, c.score,
+        pooled = scoring_unit("stage2/score", "stage2", "stage2", generators, shared.scoring,
                               original=shared.scores if c.stage2.pool == "generated+original" else None)
         min_pool = c.stage2.min_pool or select.min_pool or default_min_pool(len(names))
         prefs2, declared2 = selection_units("stage2/select", "stage2/selection", "stage2", "train", pooled, names,
@@ -79,7 +80,7 @@ def train_preference(ctx) -> None:
     stage = ctx.options["stage"]
     names = entry["objectives"]
     card = ModelCard(
-        f"ParetoHqD model for preference {preference_label(entry['weights'])} ({stage})",
+        f"ParetoHqD model for preference {format_vector(entry['weights'], '.3g')} ({stage})",
         ["multi-objective-alignment", "sft"],
         [f"objectives (maximised): {', '.join(names)}",
          "preference weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(names, entry["weights"])),

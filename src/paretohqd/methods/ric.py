@@ -93,7 +93,7 @@ class RiC(Method):
                 prompt_sample={"count": ric.online.prompts, "seed": c.seed + iteration, "drop": names},
                 progress=shared.progress)
             scored = scoring_unit(f"ric/online_{iteration}/score", stage, f"ric/online_{iteration}",
-                                  {f"online{iteration}": generated}, c.objectives, c.score)
+                                  {f"online{iteration}": generated}, shared.scoring)
             model = training_unit(
                 f"train/ric/online_{iteration}", stage, f"models/ric/online_{iteration}", train_online, c,
                 {"generated": scored, "scores": shared.scores, "normalisation": bounds, "init": previous},

@@ -15,9 +15,8 @@ from ..config import CollapseConfig, EvaluateConfig, from_dict
 from ..evaluate.collapse import CollapseDetector
 from ..evaluate.metrics import BASE, summarise
 from ..evaluate.report import write_report
-from .generate import read_generations
 from .rundir import MANIFEST
-from .score import score_generated
+from .score import score_generations
 from .units import Unit, UnitContext
 
 METRICS = "eval/metrics.json"
@@ -45,15 +44,8 @@ def evaluation_units(method: str, models: list[dict], generations: list[Unit], e
 def run_evaluation(ctx: UnitContext) -> None:
     started = time.perf_counter()
     s, o = ctx.settings, ctx.options
-    frames = []
-    for index, model in enumerate(s["models"]):
-        frame = read_generations(ctx.input(f"model:{index:03d}"))
-        frame["model"] = model["name"]
-        frames.append(frame)
-    generations = pd.concat(frames, ignore_index=True)
-    generations["id"] = generations["model"] + ":" + generations["prompt_id"].astype(str)
-    scored = score_generated(generations, s["objectives"], o["configs"], ctx.outputs[0].parent / "cache",
-                             o["shard_size"], o["sort_by_length"])
+    scored = score_generations(ctx, [(m["name"], ctx.input(f"model:{i:03d}")) for i, m in enumerate(s["models"])],
+                               "model")
     detector = CollapseDetector(from_dict(CollapseConfig, s["collapse"]))
     scored["degenerate"] = detector.is_degenerate(scored["response"].tolist())
     names = [entry["name"] for entry in s["objectives"]]

@@ -3,6 +3,7 @@ after another (the default, and what a single GPU or a CPU wants)."""
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 from .units import Unit, UnitContext
@@ -13,8 +14,6 @@ class LocalExecutor:
             start: Callable[[Unit], bool], finish: Callable[[Unit, float, BaseException | None], None]) -> None:
         """``start(unit)`` returns False when the unit no longer needs to run (an earlier unit of this execution
         produced its key); ``finish`` records the outcome, and the first failure stops the execution."""
-        import time
-
         for unit in units:
             if not start(unit):
                 continue

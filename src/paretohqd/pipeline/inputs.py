@@ -100,7 +100,7 @@ def _frame_unit(name: str, stage: str, output: str, frame: pd.DataFrame, loader,
 
 def write_frame(ctx: UnitContext) -> None:
     """Write the frame read while planning; read it again (and compare) in a process that did not plan."""
-    frame = _LOADED.get(ctx.options["content"])
+    frame = _LOADED.pop(ctx.options["content"], None)
     if frame is None:
         frame = ctx.options["loader"](*ctx.options["sections"])
         if fingerprint(frame) != ctx.options["content"]:

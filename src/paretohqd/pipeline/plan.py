@@ -17,7 +17,7 @@ from .generate import generation_unit
 from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
 from .rundir import RunDir
 from .runner import Execution, Runner, closure
-from .score import generated_scoring_options, score_units
+from .score import scoring_settings, score_units
 from .units import Unit
 
 COMMANDS = ("score", "select", "train", "generate", "evaluate", "run")
@@ -26,13 +26,15 @@ HELDOUT_SEED_OFFSET = 2000
 
 @dataclass
 class Shared:
-    """What every method builds on: the config, the inputs, the merged scores and the preference grid."""
+    """What every method builds on: the config, the inputs, the merged scores, the preference grid, and the
+    objectives' scoring settings (what any unit that scores needs: ``pipeline.score.scoring_unit``)."""
 
     config: RunConfig
     inputs: Inputs
     scores: Unit
     weights: np.ndarray
     progress: bool
+    scoring: tuple[dict, dict]
 
 
 class MethodLike(Protocol):
@@ -83,8 +85,9 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
     inputs = input_units(config.data, config.evaluate if held_out else None)
     check_objective_names(inputs.samples, config.objectives)
     progress = progress_enabled()
-    scores = score_units(config.objectives, config.score, inputs, progress and config.score.progress)
-    shared = Shared(config, inputs, scores, weights, progress)
+    scoring = scoring_settings(config.objectives, config.score)
+    scores = score_units(scoring, config.score, inputs, progress and config.score.progress)
+    shared = Shared(config, inputs, scores, weights, progress, scoring)
     training = method.training_units(shared)
     targets = {"score": [scores], "train": [u for u in training if u.command == "train"]}
     declared = [inputs.samples_unit, scores, *training]
@@ -117,7 +120,7 @@ def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) ->
         generations.append(generation_unit("generate/base", "generate", "generate", "generations/base.jsonl",
                                            **heldout))
     evaluate, report = evaluation_units(method.name, models, generations, config.evaluate,
-                                        generated_scoring_options(config.objectives, config.score), config.seed,
+                                        shared.scoring, config.seed,
                                         [u.name for u in closure(generations)])
     return generations, evaluate, report
 

@@ -26,13 +26,6 @@ class RunDir:
     def resolve(self, path: str) -> Path:
         return Path(path) if Path(path).is_absolute() else self.path / path
 
-    def relative(self, path: Path) -> str:
-        path = Path(path)
-        try:
-            return path.relative_to(self.path).as_posix()
-        except ValueError:
-            return str(path)
-
     @property
     def manifest_path(self) -> Path:
         return self.path / MANIFEST

@@ -9,9 +9,11 @@ in seconds rather than after hours. The manifest is written atomically after eve
 
 from __future__ import annotations
 
+import heapq
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -26,7 +28,6 @@ from .units import Unit, UnitContext
 class Execution:
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
 
 
 class Runner:
@@ -64,26 +65,24 @@ class Runner:
         """(units to run in dependency order, (unit, donor name) pairs to reuse). Among the units ready to run, the
         one declared first goes first: scoring, then every stage-1 model, then stage 2, and so on."""
         force = set(force)
-        state: dict[str, str] = {}
+        visited: set[str] = set()
         order: list[Unit] = []
         reuse: list[tuple[Unit, str]] = []
 
         def visit(unit: Unit, path: tuple[str, ...]) -> None:
             if unit.name in path:
                 raise RuntimeError(f"units depend on each other in a cycle: {' -> '.join(path + (unit.name,))}")
-            if unit.name in state:
+            if unit.name in visited:
                 return
+            visited.add(unit.name)
             if unit.name not in force and self.is_done(unit):
-                state[unit.name] = "done"
                 return
             found = None if unit.name in force or unit.content_addressed else self.donor(unit)
             if found is not None:
-                state[unit.name] = "reuse"
                 reuse.append((unit, found[0]))
                 return
             for dependency in unit.dependencies:
                 visit(dependency, path + (unit.name,))
-            state[unit.name] = "run"
             order.append(unit)
 
         for target in targets:
@@ -94,10 +93,10 @@ class Runner:
 
     def execute(self, targets: Sequence[Unit], force: Iterable[str] = (), stages: Sequence[str] = (),
                 declared: Sequence[Unit] = ()) -> Execution:
-        names = [unit.name for unit in closure(targets)]
-        duplicates = {n for n in names if names.count(n) > 1}
+        everything = closure(targets)
+        duplicates = sorted(name for name, count in Counter(u.name for u in everything).items() if count > 1)
         if duplicates:
-            raise RuntimeError(f"two different units share the name {sorted(duplicates)[0]!r}")
+            raise RuntimeError(f"two different units share the name {duplicates[0]!r}")
         order, reuse = self.plan(targets, force, declared)
         for unit in order:
             if unit.check is not None:
@@ -105,10 +104,9 @@ class Runner:
         execution = Execution(reused=[unit.name for unit, _ in reuse])
         self._reuse(reuse)
         running = {unit.stage for unit in order}
-        for stage in stages or dict.fromkeys(u.stage for u in closure(targets)):
+        for stage in stages or dict.fromkeys(u.stage for u in everything):
             if stage not in running:
                 self.log(f"{stage}: done already")
-        execution.skipped = [u.name for u in closure(targets) if u not in order and u.name not in execution.reused]
 
         def start(unit: Unit) -> bool:
             found = None if unit.content_addressed else self.donor(unit)
@@ -189,8 +187,6 @@ class Runner:
 
 def _declaration_order(units: list[Unit], declared: Sequence[Unit]) -> list[Unit]:
     """A topological order of ``units`` that prefers, among the ready ones, the one declared first."""
-    import heapq
-
     rank = {}
     for index, unit in enumerate(declared):
         rank.setdefault(id(unit), index)

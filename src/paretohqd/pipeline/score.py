@@ -6,7 +6,7 @@ share; then ``score`` merges them into ``scores/scores.parquet`` and ``scores/st
 its shard only; a new shard size, batch size or device rescores nothing that is already merged.
 
 Generated samples (stage 2, RiC's online rounds, evaluation) are scored by one unit each through
-:func:`score_generated`, with the same content-addressed shard cache inside.
+:func:`score_generations`, with the same content-addressed shard cache inside.
 """
 
 from __future__ import annotations
@@ -22,42 +22,44 @@ from ..config import ObjectiveConfig, ScoreConfig, from_dict
 from ..data import fingerprint
 from ..rewards import build_objective, objective_identity
 from ..rewards.scoring import check_batch_invariance, save_scores, score_frame, score_rows, score_statistics
+from .generate import read_generations
 from .inputs import Inputs
 from .units import Unit, UnitContext
 
-def objective_settings(objectives: list[ObjectiveConfig]) -> tuple[list[dict], list[dict]]:
-    """(what the scores depend on: each name and identity; the full configs, for building the objectives)."""
-    return ([{"name": o.name, "identity": objective_identity(o)} for o in objectives],
-            [dataclasses.asdict(o) for o in objectives])
+def scoring_settings(objectives: list[ObjectiveConfig], score: ScoreConfig) -> tuple[dict, dict]:
+    """(what a scoring unit's results depend on: each objective's name and identity; how to compute them: the
+    full objective configs, shard size, batching), computed once per plan."""
+    return ({"objectives": [{"name": o.name, "identity": objective_identity(o)} for o in objectives]},
+            {"configs": [dataclasses.asdict(o) for o in objectives], "shard_size": score.shard_size,
+             "sort_by_length": score.sort_by_length})
 
 
-def score_units(objectives: list[ObjectiveConfig], score: ScoreConfig, inputs: Inputs, progress: bool) -> Unit:
+def score_units(scoring: tuple[dict, dict], score: ScoreConfig, inputs: Inputs, progress: bool) -> Unit:
     """The merged-scores unit, with its self-checks and shards as dependencies."""
     cache = str(Path(score.cache_dir).resolve()) if score.cache_dir else "scores/cache"
     samples = inputs.samples
     needs: dict[str, Unit] = {}
-    for objective in objectives:
-        identity = objective_identity(objective)
-        options = {"objective": dataclasses.asdict(objective), "progress": progress}
+    for entry, objective in zip(scoring[0]["objectives"], scoring[1]["configs"]):
+        name, identity = entry["name"], entry["identity"]
+        options = {"objective": objective, "progress": progress}
         check = None
         if score.consistency_check:
-            check = Unit(name=f"score/{objective.name}/check", kind="score_check", stage="score", command="score",
-                         action=run_check, outputs=(f"{cache}/{objective.name}/check-{{key}}.json",),
+            check = Unit(name=f"score/{name}/check", kind="score_check", stage="score", command="score",
+                         action=run_check, outputs=(f"{cache}/{name}/check-{{key}}.json",),
                          settings={"objective": identity, "samples": score.consistency_check,
                                    "tolerance": score.consistency_tolerance},
                          upstream={"samples": inputs.samples_unit}, options=options, content_addressed=True)
-            needs[f"check:{objective.name}"] = check
+            needs[f"check:{name}"] = check
         for shard, start in enumerate(range(0, len(samples), score.shard_size)):
             rows = samples.iloc[start:start + score.shard_size]
             after = {"samples": inputs.samples_unit, **({"check": check} if check else {})}
-            needs[f"shard:{objective.name}:{shard:06d}"] = Unit(
-                name=f"score/{objective.name}/{shard:06d}", kind="score_shard", stage="score", command="score",
-                action=run_shard, outputs=(f"{cache}/{objective.name}/{{key}}.npy",),
+            needs[f"shard:{name}:{shard:06d}"] = Unit(
+                name=f"score/{name}/{shard:06d}", kind="score_shard", stage="score", command="score",
+                action=run_shard, outputs=(f"{cache}/{name}/{{key}}.npy",),
                 settings={"objective": identity}, data=fingerprint(rows), after=after, content_addressed=True,
                 options={**options, "rows": [start, start + len(rows)], "sort_by_length": score.sort_by_length})
-    names, _ = objective_settings(objectives)
     return Unit(name="score", kind="score", stage="score", command="score", action=run_merge,
-                outputs=("scores/scores.parquet", "scores/stats.json"), settings={"objectives": names},
+                outputs=("scores/scores.parquet", "scores/stats.json"), settings=scoring[0],
                 upstream={"samples": inputs.samples_unit}, after=needs)
 
 
@@ -83,13 +85,13 @@ def run_check(ctx: UnitContext) -> None:
 def run_shard(ctx: UnitContext) -> None:
     from tqdm.auto import tqdm
 
-    config = from_dict(ObjectiveConfig, ctx.options["objective"])
+    config = ctx.options["objective"]
     start, stop = ctx.options["rows"]
     rows = pd.read_parquet(ctx.input("samples")).iloc[start:stop]
-    with tqdm(total=len(rows), desc=f"score {config.name} {start}-{stop}", unit="sample", leave=False,
+    with tqdm(total=len(rows), desc=f"score {config['name']} {start}-{stop}", unit="sample", leave=False,
               disable=not ctx.options["progress"]) as progress:
-        scores = score_rows(built_objective(ctx.options["objective"]), rows, config.batch_size,
-                            ctx.options["sort_by_length"], progress, offset=start)
+        scores = score_rows(built_objective(config), rows, config["batch_size"], ctx.options["sort_by_length"],
+                            progress, offset=start)
     save_scores(ctx.output, scores)
 
 
@@ -111,30 +113,29 @@ def run_merge(ctx: UnitContext) -> None:
     ctx.log(f"score: {len(table)} samples x {len(names)} objectives ({', '.join(names)}) -> {ctx.outputs[0]}")
 
 
-def score_generated(frame: pd.DataFrame, objectives: list[dict], configs: list[dict], cache_dir: Path,
-                    shard_size: int, sort_by_length: bool = True) -> pd.DataFrame:
-    """Score generated samples with every objective (the one call pattern of stage 2, RiC and evaluation)."""
-    built = [built_objective(c) for c in configs]
-    table, _ = score_frame(frame, built, [o["identity"] for o in objectives], [c["batch_size"] for c in configs],
-                           cache_dir, shard_size, sort_by_length)
-    return table
+def score_generations(ctx: UnitContext, files: list[tuple[str, Path]], column: str) -> pd.DataFrame:
+    """Read generation files, label each sample (``column`` = its file's label, id = ``label:prompt_id``) and
+    score them with every objective through the shard cache beside the unit's first output: the one call pattern
+    of stage 2, RiC's online rounds and evaluation."""
+    frames = []
+    for label, path in files:
+        frame = read_generations(path)
+        frame[column] = label
+        frames.append(frame)
+    generated = pd.concat(frames, ignore_index=True)
+    generated["id"] = generated[column] + ":" + generated["prompt_id"].astype(str)
+    configs = ctx.options["configs"]
+    return score_frame(generated, [built_objective(c) for c in configs],
+                       [o["identity"] for o in ctx.settings["objectives"]], [c["batch_size"] for c in configs],
+                       ctx.outputs[0].parent / "cache", ctx.options["shard_size"], ctx.options["sort_by_length"])
 
 
-def generated_scoring_options(objectives: list[ObjectiveConfig], score: ScoreConfig) -> tuple[dict, dict]:
-    """(settings, options) of a unit that scores generated samples."""
-    names, configs = objective_settings(objectives)
-    return {"objectives": names}, {"configs": configs, "shard_size": score.shard_size,
-                                   "sort_by_length": score.sort_by_length}
-
-
-
-
-def scoring_unit(name: str, stage: str, folder: str, sources: dict[str, Unit], objectives: list[ObjectiveConfig],
-                 score: ScoreConfig, original: Unit | None = None) -> Unit:
+def scoring_unit(name: str, stage: str, folder: str, sources: dict[str, Unit], scoring: tuple[dict, dict],
+                 original: Unit | None = None) -> Unit:
     """Score the generation files of ``sources`` (label -> generation unit) into ``{folder}/scores.parquet`` and
     ``stats.json``; each sample's id is ``label:prompt_id`` and its ``source`` the label. ``original``: a merged
     scores unit whose samples join the table (a pool of generated and original samples)."""
-    settings, options = generated_scoring_options(objectives, score)
+    settings, options = scoring
     upstream = {f"source:{i:03d}": unit for i, unit in enumerate(sources.values())}
     if original is not None:
         upstream["original"] = original
@@ -144,21 +145,11 @@ def scoring_unit(name: str, stage: str, folder: str, sources: dict[str, Unit], o
 
 
 def run_generated_scoring(ctx: UnitContext) -> None:
-    from .generate import read_generations
-
-    s, o = ctx.settings, ctx.options
-    frames = []
-    for index, label in enumerate(s["labels"]):
-        frame = read_generations(ctx.input(f"source:{index:03d}"))
-        frame["source"] = label
-        frame["id"] = label + ":" + frame["prompt_id"].astype(str)
-        frames.append(frame)
-    generated = pd.concat(frames, ignore_index=True)
-    cache = ctx.outputs[0].parent / "cache"
-    scored = score_generated(generated, s["objectives"], o["configs"], cache, o["shard_size"], o["sort_by_length"])
+    files = [(label, ctx.input(f"source:{i:03d}")) for i, label in enumerate(ctx.settings["labels"])]
+    scored = score_generations(ctx, files, "source")
+    generated = len(scored)
     if "original" in ctx.inputs:
         scored = pd.concat([scored, pd.read_parquet(ctx.input("original"))], ignore_index=True)
-    names = [entry["name"] for entry in s["objectives"]]
     io.write_parquet(ctx.outputs[0], scored)
-    io.write_json(ctx.outputs[1], score_statistics(scored, names))
-    ctx.log(f"{ctx.name}: {len(generated)} generated samples scored")
+    io.write_json(ctx.outputs[1], score_statistics(scored, [o["name"] for o in ctx.settings["objectives"]]))
+    ctx.log(f"{ctx.name}: {generated} generated samples scored")

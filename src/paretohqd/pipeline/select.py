@@ -13,12 +13,8 @@ from .. import io
 from ..errors import UserError
 from ..pareto import CandidatePool, candidate_pool, default_min_pool, select_from_pool
 from ..plots import plot_selection
-from ..tables import format_table
+from ..tables import format_table, format_vector
 from .units import Unit, UnitContext
-
-
-def preference_label(weights) -> str:
-    return "(" + ", ".join(f"{w:.3g}" for w in weights) + ")"
 
 
 def selection_units(prefix: str, folder: str, stage: str, command: str, scores: Unit, names: list[str],
@@ -108,7 +104,8 @@ def run_summary(ctx: UnitContext) -> None:
 def run_plot(ctx: UnitContext) -> None:
     _, points = _points(ctx)
     pool = CandidatePool.from_dict(io.read_json(ctx.input("pool")))
-    chosen = [entry for _, entry in _preference_entries(ctx)]
+    chosen = [{**entry, "label": f"w={format_vector(entry['weights'], '.2g')}"}
+              for _, entry in _preference_entries(ctx)]
     plot_selection(pool.stats.apply(points), pool.indices, pool.num_layers, chosen, ctx.settings["objectives"],
                    ctx.output)
 
@@ -120,7 +117,7 @@ def format_selection_table(folder: Path) -> str:
     rows = []
     for index, name in enumerate(summary["files"]):
         entry = io.read_json(Path(folder) / name)
-        rows.append([str(index), "(" + ", ".join(f"{w:.2f}" for w in entry["weights"]) + ")"]
+        rows.append([str(index), format_vector(entry["weights"], ".2f")]
                     + [f"{v:.3f}" for v in entry["mean_raw_scores"]] + [f"{np.mean(entry['layers']):.2f}"])
     footer = [f"pool: {summary['pool_size']} of {summary['num_samples']} samples in the first "
               f"{summary['num_layers']} Pareto layers; plot: {Path(folder) / 'selection.png'}"]

@@ -8,7 +8,7 @@ from typing import Callable, Mapping, Sequence
 
 from ..config import ModelConfig, RunConfig, from_dict
 from ..policy import model_identity, resolve_device
-from ..train import ModelCard, check_training_settings, result_settings, train_model
+from ..train import ModelCard, check_training_settings, split_settings, train_model
 from .units import Unit, UnitContext
 
 MODEL_OPTIONS = ("device", "device_map")
@@ -36,12 +36,14 @@ def training_unit(name: str, stage: str, output: str, action: Callable[[UnitCont
     lora_sources = [("train.lora", config.train.lora), *lora_layers] if config.train.use_lora else None
     sft = {key: value for _, layer in sft_sources for key, value in layer.items()}
     lora = {key: value for _, layer in lora_sources for key, value in layer.items()} if lora_sources else None
+    result, cosmetic = split_settings(sft)
     model, placement = model_settings(config.model)
     use_cpu = resolve_device(config.model.device) == "cpu"
     return Unit(
         name=name, kind="sft", stage=stage, command="train", action=action, outputs=(output,), upstream=upstream,
-        settings={"sft": result_settings(sft), "lora": lora, "model": model, "seed": seed, **(settings or {})},
-        options={"sft": sft, "report_to": config.report_to, "progress": progress, **placement, **(options or {})},
+        settings={"sft": result, "lora": lora, "model": model, "seed": seed, **(settings or {})},
+        options={"sft_cosmetic": cosmetic, "report_to": config.report_to, "progress": progress, **placement,
+                 **(options or {})},
         check=lambda: check_training_settings(sft_sources, lora_sources, use_cpu))
 
 
@@ -49,6 +51,7 @@ def fit(ctx: UnitContext, samples, card: ModelCard) -> dict:
     """Train the unit's model on ``samples`` (columns prompt, response) into its output folder."""
     init = ctx.inputs.get("init")
     return train_model(samples, ctx.output, rebuild_model_config(ctx.settings["model"], ctx.options),
-                       dict(ctx.options["sft"]), ctx.settings["lora"], ctx.settings["seed"],
+                       {**ctx.settings["sft"], **ctx.options["sft_cosmetic"]}, ctx.settings["lora"],
+                       ctx.settings["seed"],
                        init_from=init[0] if init else None, report_to=ctx.options["report_to"], card=card,
                        log=ctx.log, progress=ctx.options["progress"])

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from .load import load_causal_lm
+
 
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
@@ -19,8 +21,6 @@ def is_adapter(path: str | Path) -> bool:
 def load_trained(path: str | Path, model_config):
     """(model, tokenizer) of a saved model folder: a LoRA adapter is merged into a fresh copy of the base."""
     from transformers import AutoTokenizer, GenerationConfig
-
-    from .load import load_causal_lm
 
     path = Path(path)
     if not is_adapter(path):
@@ -37,8 +37,6 @@ def load_trained(path: str | Path, model_config):
 def combine(paths: Sequence[str | Path], weights: Sequence[float], model_config):
     """(model, tokenizer) of the ``weights``-weighted combination of the models in ``paths``."""
     from transformers import AutoTokenizer, GenerationConfig
-
-    from .load import load_causal_lm
 
     if len(paths) != len(weights):
         raise ValueError(f"{len(paths)} models but {len(weights)} weights to combine them")

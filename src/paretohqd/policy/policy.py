@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data import prompt_to_messages
+from .adapters import combine, load_trained
+from .load import load_causal_lm, resolve_device
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 
@@ -101,9 +103,6 @@ def load_policy(model_config, adapters: Sequence[str | Path] = (), mix: Sequence
                 device: str | None = None) -> Policy:
     """The base model (no ``adapters``), one trained model (an adapter folder, merged into the base, or a folder of
     full weights), or the ``mix``-weighted combination of several, placed on ``device`` (default the config's)."""
-    from .adapters import combine, load_trained
-    from .load import load_causal_lm, resolve_device
-
     device = resolve_device(device or model_config.device)
     if not adapters:
         model, tokenizer = load_causal_lm(model_config.name_or_path, model_config.dtype, model_config.revision,

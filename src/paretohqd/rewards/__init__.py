@@ -20,7 +20,7 @@ from .. import io
 from ..env import package_version
 from ..errors import UserError
 from .base import Objective, as_scores
-from .builtin import BUILTINS, PACKAGES, FunctionObjective
+from .builtin import BUILTINS, PACKAGES, FunctionObjective, build_builtin
 
 __all__ = ["BUILTINS", "Objective", "as_scores", "build_objective", "build_objectives", "objective_identity"]
 
@@ -33,8 +33,6 @@ def build_objective(config) -> Objective:
     """Instantiate the objective described by an :class:`~paretohqd.config.ObjectiveConfig`."""
     if config.type == "builtin":
         builtin = _builtin_name(config)
-        from .builtin import build_builtin
-
         try:
             return build_builtin(config.name, builtin, config.batch_size, dict(config.kwargs))
         except (TypeError, ValueError) as exc:

@@ -8,7 +8,6 @@ pipeline units instead, so that they can be scheduled one by one.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -111,15 +110,13 @@ def shard_key(identity: dict[str, Any], rows: pd.DataFrame) -> str:
 
 def score_frame(samples: pd.DataFrame, objectives: Sequence[Objective], identities: Sequence[dict],
                 batch_sizes: Sequence[int], cache_dir: Path, shard_size: int, sort_by_length: bool = True,
-                show_progress: bool = False) -> tuple[pd.DataFrame, dict]:
-    """``samples`` with one column per objective, and timing details; shards come from and go to ``cache_dir``."""
+                show_progress: bool = False) -> pd.DataFrame:
+    """``samples`` with one column per objective; shards come from and go to ``cache_dir``."""
     from tqdm.auto import tqdm
 
     table = samples.copy()
-    details: dict = {"objectives": {}}
     for objective, identity, batch_size in zip(objectives, identities, batch_sizes):
-        started = time.perf_counter()
-        values, scored = [], 0
+        values = []
         with tqdm(total=len(samples), desc=f"score {objective.name}", unit="sample", disable=not show_progress,
                   leave=False) as progress:
             for start in range(0, len(samples), shard_size):
@@ -132,11 +129,8 @@ def score_frame(samples: pd.DataFrame, objectives: Sequence[Objective], identiti
                 scores = score_rows(objective, rows, batch_size, sort_by_length, progress, offset=start)
                 save_scores(path, scores)
                 values.append(scores)
-                scored += len(rows)
         table[objective.name] = np.concatenate(values) if values else np.zeros(0)
-        details["objectives"][objective.name] = {"seconds": time.perf_counter() - started, "scored": scored,
-                                                 "identity": identity}
-    return table, details
+    return table
 
 
 def save_scores(path: Path, scores: np.ndarray) -> None:

@@ -11,7 +11,6 @@ looks finished.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import shutil
@@ -24,7 +23,9 @@ from typing import Callable
 import pandas as pd
 
 from .. import io
+from ..config import did_you_mean
 from ..errors import UserError
+from ..policy import Policy, load_causal_lm, resolve_device
 from .cards import ModelCard
 
 COMPLETE_MARKER = ".complete"
@@ -63,9 +64,10 @@ def plan_training(num_samples: int, sft: dict, world_size: int = 1) -> TrainingP
     return TrainingPlan(num_samples, global_batch, max(1, math.ceil(epochs * steps_per_epoch)), epochs)
 
 
-def result_settings(sft: dict) -> dict:
-    """The SFTConfig fields that can change the trained weights (what a training unit's key holds)."""
-    return {key: value for key, value in sft.items() if key not in COSMETIC_SFT_FIELDS}
+def split_settings(sft: dict) -> tuple[dict, dict]:
+    """(the SFTConfig fields that can change the trained weights: what a training unit's key holds; the rest)."""
+    return ({key: value for key, value in sft.items() if key not in COSMETIC_SFT_FIELDS},
+            {key: value for key, value in sft.items() if key in COSMETIC_SFT_FIELDS})
 
 
 def check_training_settings(sft_layers: list[tuple[str, dict]], lora_layers: list[tuple[str, dict]] | None,
@@ -104,9 +106,7 @@ def _check_fields(cls, values: dict, where: str, owner: str) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise UserError(f"{where}.{key} is not a {owner} field{hint}")
+            raise UserError(f"{where}.{key} is not a {owner} field{did_you_mean(key, names)}")
 
 
 def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict, lora: dict | None, seed: int,
@@ -119,8 +119,6 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
     import datasets
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
-
-    from ..policy import Policy, load_causal_lm, resolve_device
 
     output_dir = Path(output_dir)
     staging = output_dir.with_name(output_dir.name + ".partial")

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ...data import load_pairs
 from ...env import package_versions
 from ...errors import UserError
 from ...io import file_sha256, write_json
@@ -333,8 +334,6 @@ def fit_and_save(sources: list[str], output: str | Path, heldout_fraction: float
     This is ``paretohqd rewards fit --data FILE [--data FILE] --output PATH [--heldout-fraction 0.2] [--seed 0]
     [--kind auto]``. Extra keyword arguments go to :func:`fit_preference_head`. Returns the report.
     """
-    from ...data import load_pairs
-
     if isinstance(sources, (str, Path)):
         sources = [str(sources)]
     if not sources:
