@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "paretohqd"
 LAYERS = [
     {"paretohqd.cli"},
-    {"paretohqd", "paretohqd.api"},
+    {"paretohqd", "paretohqd.api", "paretohqd.launch"},
     {"paretohqd.methods"},
     {"paretohqd.pipeline"},
     {"paretohqd.train", "paretohqd.policy", "paretohqd.rewards", "paretohqd.evaluate"},

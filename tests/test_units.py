@@ -121,3 +121,29 @@ def test_done_stages_are_reported(tmp_path):
     Runner(RunDir(tmp_path), log=lambda *_: None).execute([target])
     Runner(RunDir(tmp_path), log=lines.append).execute([target])
     assert lines == ["score: done already"]
+
+
+def test_the_local_executor_holds_a_kinds_torch_threads_and_restores_them(tmp_path):
+    import torch
+
+    from paretohqd.config import ExecutionConfig, UnitResources
+    from paretohqd.pipeline.executors import LocalExecutor
+    from paretohqd.pipeline.rundir import RunDir
+    from paretohqd.pipeline.runner import Runner
+
+    seen = []
+
+    def record_threads(ctx):
+        seen.append(torch.get_num_threads())
+        ctx.output.write_text("ok")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that 1 is a change
+    units = [Unit(name=f"u{kind}", kind=kind, stage="test", command="train", action=record_threads,
+                  outputs=(f"u{kind}.txt",), settings={"kind": kind}) for kind in ("sft", "generate")]
+    execution = ExecutionConfig(resources={"default": UnitResources(), "sft": UnitResources(torch_threads=1)})
+    try:
+        Runner(RunDir(tmp_path), log=lambda _: None, executor=LocalExecutor(execution)).execute(units)
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         stage = commands.add_parser(name, help=text, description=text, epilog=EPILOG,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         stage.add_argument("config", help="YAML config file")
+        stage.add_argument("--accelerate_config", metavar="NAME|FILE", default=None,
+                           help="relaunch under `accelerate launch` with a shipped config (ddp, zero2, zero3, fsdp2) "
+                                "or a YAML file; options of accelerate launch (--num_processes N, ...) go along")
         if name in ("score", "select"):
             stage.add_argument("--force", action="store_true", help="rerun the stage even if it finished already")
     compare = commands.add_parser("compare", help="several runs' fronts in one table and plot, one shared reference")
@@ -58,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parser.parse_known_args(argv)
     from .errors import UserError
 
     try:
-        return _dispatch(parser, args, rest)
+        return _dispatch(parser, args, rest, argv)
     except UserError as exc:
         print(f"paretohqd: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str]) -> int:
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str], argv: list[str]) -> int:
     from .errors import UserError
 
     if args.version:
@@ -83,6 +87,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         parser.print_help()
         return 0
     if args.command in STAGE_HELP:
+        if args.accelerate_config is not None:
+            return _relaunch(args, rest, argv)
         return _stage(args, rest)
     if rest:
         raise UserError(f"unexpected arguments for '{args.command}': {' '.join(rest)}")
@@ -111,11 +117,25 @@ def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
 
     config = api.load_config(args.config, overrides)
     api.run_stage(config, args.command, force=getattr(args, "force", False))
-    if args.command == "select":
+    from .pipeline.distributed import is_main_process
+
+    if args.command == "select" and is_main_process():
         from .pipeline.select import format_selection_table
 
         print(format_selection_table(Path(config.output_dir) / "selection"))
     return 0
+
+
+def _relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> int:
+    """The same command on every process of an accelerate launch; a bad launch config or run config fails here,
+    once, before any process starts."""
+    from . import api, launch
+
+    config_file = launch.accelerate_config_path(args.accelerate_config)
+    launch.check_launch(config_file)
+    launch_options, overrides = launch.split_launch_options(extra)
+    api.load_config(args.config, overrides)
+    return launch.relaunch(argv, config_file, launch_options)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -136,7 +156,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"hypervolume with the base model's point as the reference: {metrics['hypervolume_vs_base']:.4f} "
               "(0 when no aligned model beats the base on every objective at once)")
     print(f"collapse rate: {metrics['collapse_rate']:.2%} (aligned), "
-          f"{metrics['base']['collapse_rate']:.2%} (base); wall time {metrics['wall_seconds']['total']:.0f} s")
+          f"{metrics['base']['collapse_rate']:.2%} (base); {metrics['elapsed_seconds']:.0f} s elapsed, "
+          f"{metrics['wall_seconds']['total']:.0f} s of work over all units")
     return 0
 
 

@@ -5,10 +5,12 @@ from .loading import did_you_mean, dump_yaml, from_dict, load_config, parse_over
 from .base import SettingError
 from .methods import RiCConfig, RiCOfflineConfig, RiCOnlineConfig, SoupsConfig, Stage2Config
 from .run import RunConfig
-from .sections import (LORA_DEFAULTS, SFT_DEFAULTS, CollapseConfig, DataConfig, EvaluateConfig, ModelConfig,
-                       ObjectiveConfig, PreferencesConfig, SamplingConfig, ScoreConfig, SelectConfig, TrainConfig)
+from .sections import (LORA_DEFAULTS, SFT_DEFAULTS, UNIT_KINDS, CollapseConfig, DataConfig, EvaluateConfig,
+                       ExecutionConfig, GenerationConfig, ModelConfig, ObjectiveConfig, PreferencesConfig,
+                       SamplingConfig, ScoreConfig, SelectConfig, TrainConfig, UnitResources)
 
-__all__ = ["LORA_DEFAULTS", "SFT_DEFAULTS", "CollapseConfig", "DataConfig", "EvaluateConfig", "ModelConfig",
+__all__ = ["LORA_DEFAULTS", "SFT_DEFAULTS", "UNIT_KINDS", "CollapseConfig", "DataConfig", "EvaluateConfig",
+           "ExecutionConfig", "GenerationConfig", "ModelConfig", "UnitResources",
            "ObjectiveConfig", "PreferencesConfig", "RiCConfig", "RiCOfflineConfig", "RiCOnlineConfig", "RunConfig",
            "SamplingConfig", "ScoreConfig", "SelectConfig", "SettingError", "SoupsConfig", "Stage2Config",
            "TrainConfig", "did_you_mean", "dump_yaml", "from_dict", "load_config", "parse_overrides", "read_yaml"]

@@ -131,6 +131,10 @@ def _set(merged, dotted: str, value: Any) -> None:
         elif isinstance(node, DictConfig):
             _known(node, part, here)
             child = node._get_node(part)
+            element = node._metadata.element_type
+            if child is None and dataclasses.is_dataclass(element):
+                node[part] = element()  # a new entry of a mapping of sections (execution.resources.sft)
+                child = node._get_node(part)
             if child is None or child._is_none():
                 break  # an empty optional section or mapping: OmegaConf creates it below
             node = node[part]

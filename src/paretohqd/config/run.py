@@ -7,8 +7,8 @@ from typing import Literal
 
 from .base import Section, require
 from .methods import RiCConfig, SoupsConfig, Stage2Config
-from .sections import (DataConfig, EvaluateConfig, ModelConfig, ObjectiveConfig, PreferencesConfig, ScoreConfig,
-                       SelectConfig, TrainConfig)
+from .sections import (DataConfig, EvaluateConfig, ExecutionConfig, GenerationConfig, ModelConfig, ObjectiveConfig,
+                       PreferencesConfig, ScoreConfig, SelectConfig, TrainConfig)
 
 
 @dataclass
@@ -32,6 +32,8 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     ric: RiCConfig = field(default_factory=RiCConfig)
     soups: SoupsConfig = field(default_factory=SoupsConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     @property
     def objective_names(self) -> list[str]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from .base import Section, require
+from .base import Section, SettingError, require
 
 
 @dataclass
@@ -273,3 +273,66 @@ class EvaluateConfig(Section):
         require(self.num_prompts is None or self.num_prompts >= 1,
                 f"num_prompts must be at least 1, not {self.num_prompts}")
         require(self.sample_outputs >= 0, f"sample_outputs must be 0 or more, not {self.sample_outputs}")
+
+
+UNIT_KINDS = ("input", "score_check", "score_shard", "score", "select_pool", "select_ray", "select_summary",
+              "select_plot", "sft", "generate", "score_generated", "ric_normalisation", "evaluate", "report")
+
+
+@dataclass
+class UnitResources(Section):
+    """What one unit of a kind asks for: a Ray worker's CPUs and GPUs, and torch threads (either executor)."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    torch_threads: Optional[int] = None
+    """torch intra-op threads while the unit runs (None: num_cpus rounded down, at least 1, on a Ray worker;
+    torch's own default with the local executor)."""
+
+    def check(self) -> None:
+        require(self.num_cpus >= 0 and self.num_gpus >= 0, "num_cpus and num_gpus must be at least 0")
+        require(self.torch_threads is None or self.torch_threads >= 1,
+                f"torch_threads must be at least 1, not {self.torch_threads}")
+
+
+@dataclass
+class ExecutionConfig(Section):
+    """How the units of a run are executed; never part of any key (results do not depend on it)."""
+
+    executor: Literal["local", "ray"] = "local"
+    """local: in this process, one unit after another. ray: units that do not depend on each other run at once on
+    Ray workers (one machine, or a cluster whose nodes share the run directory's filesystem)."""
+    ray_address: Optional[str] = None
+    """Join a running cluster ('auto', or 'host:6379' as printed by `ray start --head`); None starts a local one."""
+    ray_num_cpus: Optional[int] = None
+    """CPUs of a local cluster (None: every core); with ray_address the cluster's own resources count."""
+    ray_num_gpus: Optional[int] = None
+    """GPUs of a local cluster (None: every visible GPU)."""
+    resources: dict[str, UnitResources] = field(default_factory=lambda: {"default": UnitResources()})
+    """Per unit kind (sft, generate, score_shard, score_generated, evaluate, ...; 'default' for the rest)."""
+    max_retries: int = 2
+    """Times Ray reruns a unit whose worker died (a lost node, an out-of-memory kill); a unit that raised an error
+    is never retried."""
+
+    def check(self) -> None:
+        unknown = sorted(set(self.resources) - {"default", *UNIT_KINDS})
+        if unknown:
+            raise SettingError(f"resources has no unit kind {unknown[0]!r} (kinds: default, {', '.join(UNIT_KINDS)})")
+        require(self.max_retries >= 0, f"max_retries must be at least 0, not {self.max_retries}")
+        require(self.ray_num_cpus is None or self.ray_num_cpus >= 1,
+                f"ray_num_cpus must be at least 1, not {self.ray_num_cpus}")
+
+    def resources_for(self, kind: str) -> UnitResources:
+        return self.resources.get(kind) or self.resources.get("default") or UnitResources()
+
+
+@dataclass
+class GenerationConfig(Section):
+    """Which engine generates (stage 2, held-out prompts, RiC's online rounds)."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    """hf: transformers generate, batched (CPU or GPU). vllm: one vLLM engine per base model serving every
+    adapter, on a GPU (pip install 'paretohqd[vllm]'). Part of the generation units' keys: the engines sample
+    differently."""
+    vllm: dict = field(default_factory=dict)
+    """Any vllm.LLM engine argument (gpu_memory_utilization, tensor_parallel_size, max_model_len, ...)."""

@@ -52,7 +52,7 @@ class ParetoHqD(Method):
                 f"stage2/generate/pref_{index:02d}", "stage2", "train", f"stage2/generations/pref_{index:02d}.jsonl",
                 shared.scores, c.model, c.stage2.sampling, c.seed + STAGE2_SEED_OFFSET, adapters=[stage1[index]],
                 prompt_sample={"count": c.stage2.num_prompts, "seed": c.seed, "drop": names},
-                progress=shared.progress)
+                progress=shared.progress, generation=c.generation)
         pooled = scoring_unit("stage2/score", "stage2", "stage2", generators, shared.scoring,
                               original=shared.scores if c.stage2.pool == "generated+original" else None)
         min_pool = c.stage2.min_pool or select.min_pool or default_min_pool(len(names))

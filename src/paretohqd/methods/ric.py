@@ -91,7 +91,7 @@ class RiC(Method):
                 condition=functools.partial(boundary_condition, names=names, seed=c.seed + iteration),
                 condition_settings={"names": names, "seed": c.seed + iteration},
                 prompt_sample={"count": ric.online.prompts, "seed": c.seed + iteration, "drop": names},
-                progress=shared.progress)
+                progress=shared.progress, generation=c.generation)
             scored = scoring_unit(f"ric/online_{iteration}/score", stage, f"ric/online_{iteration}",
                                   {f"online{iteration}": generated}, shared.scoring)
             model = training_unit(

@@ -1,26 +1,260 @@
-"""Executors run the units an execution needs, in dependency order. ``LocalExecutor``: in this process, one unit
-after another (the default, and what a single GPU or a CPU wants)."""
+"""Executors run the units an execution needs, in dependency order, and report each outcome to the runner.
+
+``LocalExecutor``: in this process, one unit after another (the default, and what a single GPU or a CPU wants).
+``RayExecutor``: units that do not depend on each other run at once on Ray workers, on one machine or a cluster
+(``execution.ray_address``); their results are files in the run directory, so a cluster's nodes must share its
+filesystem. Ray places, starts and retries the work; what Ray does not know is which ready unit matters most, so
+the executor hands Ray the ready units in order of their longest chain of dependents (the representative stage-1
+models before the other preferences, so that stage-2 generation starts while those still train) and only as many
+as the cluster's CPUs and GPUs can run at once.
+
+Units of one ``group`` that are ready together run as one call (one vLLM engine for every adapter).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
 import time
 from typing import Callable, Sequence
 
+from ..config import ExecutionConfig, UnitResources
+from ..errors import UserError
 from .units import Unit, UnitContext
+
+Start = Callable[[Unit], bool]
+Finish = Callable[[Unit, float, "BaseException | None"], None]
+
+
+class ReadyGraph:
+    """The units of one execution, the dependencies among them, and which can start."""
+
+    def __init__(self, units: Sequence[Unit]):
+        self.units = list(units)
+        members = {id(u) for u in self.units}
+        self.position = {id(u): i for i, u in enumerate(self.units)}
+        self.waiting = {id(u): {id(d) for d in u.dependencies if id(d) in members} for u in self.units}
+        self.dependents: dict[int, list[Unit]] = {}
+        for unit in self.units:
+            for dependency in self.waiting[id(unit)]:
+                self.dependents.setdefault(dependency, []).append(unit)
+        self.pending = {id(u) for u in self.units}
+
+    def ready(self) -> list[Unit]:
+        """Units not yet started whose dependencies are done, in the execution's order."""
+        return [u for u in self.units if id(u) in self.pending and not self.waiting[id(u)]]
+
+    def take(self, unit: Unit) -> list[Unit]:
+        """``unit`` and every other ready unit of its group, marked started."""
+        batch = [unit] + ([u for u in self.ready() if u is not unit and u.group == unit.group] if unit.group else [])
+        for member in batch:
+            self.pending.discard(id(member))
+        return batch
+
+    def done(self, unit: Unit) -> None:
+        for dependent in self.dependents.get(id(unit), ()):
+            self.waiting[id(dependent)].discard(id(unit))
+
+    def heights(self) -> dict[int, int]:
+        """Per unit, the number of units on its longest chain of dependents (itself included)."""
+        height: dict[int, int] = {}
+        for unit in reversed(self.units):  # the units come in dependency order
+            height[id(unit)] = 1 + max((height[id(d)] for d in self.dependents.get(id(unit), ())), default=0)
+        return height
+
+
+def perform(batch_actions: tuple[Callable | None, Callable | None], contexts: list[UnitContext],
+            torch_threads: int | None = None) -> float:
+    """Run one unit (``action(context)``) or a group (``group_action(contexts)``); return the wall seconds."""
+    action, group_action = batch_actions
+    previous = None
+    if torch_threads is not None:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(torch_threads)
+    began = time.perf_counter()
+    try:
+        if group_action is not None:
+            group_action(contexts)
+        else:
+            action(contexts[0])
+    finally:
+        if previous is not None:
+            torch.set_num_threads(previous)
+    return time.perf_counter() - began
+
+
+def _actions(batch: list[Unit]) -> tuple[Callable | None, Callable | None]:
+    head = batch[0]
+    return (head.action, head.group_action if head.group_action is not None else None)
+
+
+def _starting(batch: list[Unit], start: Start, graph: ReadyGraph) -> list[Unit]:
+    """The members that still need to run (``start`` says no for one produced meanwhile under another name)."""
+    chosen = []
+    for unit in batch:
+        if start(unit):
+            chosen.append(unit)
+        else:
+            graph.done(unit)
+    return chosen
 
 
 class LocalExecutor:
-    def run(self, units: Sequence[Unit], context_of: Callable[[Unit], UnitContext],
-            start: Callable[[Unit], bool], finish: Callable[[Unit, float, BaseException | None], None]) -> None:
+    """In this process; a unit kind's ``torch_threads``, when set in ``execution.resources``, holds while it runs."""
+
+    def __init__(self, execution: ExecutionConfig | None = None):
+        self.execution = execution
+
+    def run(self, units: Sequence[Unit], context_of: Callable[[Unit], UnitContext], start: Start,
+            finish: Finish) -> None:
         """``start(unit)`` returns False when the unit no longer needs to run (an earlier unit of this execution
         produced its key); ``finish`` records the outcome, and the first failure stops the execution."""
-        for unit in units:
-            if not start(unit):
+        graph = ReadyGraph(units)
+        while ready := graph.ready():
+            batch = _starting(graph.take(ready[0]), start, graph)
+            if not batch:
                 continue
+            threads = self.execution.resources_for(batch[0].kind).torch_threads if self.execution else None
             began = time.perf_counter()
             try:
-                unit.action(context_of(unit))
+                perform(_actions(batch), [context_of(u) for u in batch], threads)
             except BaseException as exc:
-                finish(unit, time.perf_counter() - began, exc)
+                for unit in batch:
+                    finish(unit, (time.perf_counter() - began) / len(batch), exc)
                 raise
-            finish(unit, time.perf_counter() - began, None)
+            for unit in batch:
+                finish(unit, (time.perf_counter() - began) / len(batch), None)
+                graph.done(unit)
+
+
+class RayExecutor:
+    """Units as Ray tasks, each with the CPUs, GPUs and torch threads ``execution.resources`` gives its kind."""
+
+    def __init__(self, execution: ExecutionConfig, log: Callable[[str], None] = print):
+        self.execution = execution
+        self.log = log
+
+    def connect(self):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("execution.executor is 'ray' but Ray is not installed: pip install 'paretohqd[ray]'") \
+                from None
+        if not ray.is_initialized():
+            e = self.execution
+            if e.ray_address:
+                try:
+                    ray.init(address=e.ray_address, log_to_driver=True)
+                except ConnectionError as exc:
+                    raise UserError(f"execution.ray_address {e.ray_address!r}: no Ray cluster there ({exc})") \
+                        from None
+            else:
+                # A local cluster's workers import what this process imports (tests, user objectives).
+                path = os.pathsep.join(p for p in sys.path if p)
+                ray.init(num_cpus=e.ray_num_cpus, num_gpus=e.ray_num_gpus, include_dashboard=False,
+                         log_to_driver=True, object_store_memory=256 * 2**20,
+                         runtime_env={"env_vars": {"PYTHONPATH": path}})
+        return ray
+
+    def run(self, units: Sequence[Unit], context_of: Callable[[Unit], UnitContext], start: Start,
+            finish: Finish) -> None:
+        if not units:
+            return
+        ray = self.connect()
+        capacity = ray.cluster_resources()
+        total = {"CPU": capacity.get("CPU", 0.0), "GPU": capacity.get("GPU", 0.0)}
+        for kind in dict.fromkeys(u.kind for u in units):
+            need = self.execution.resources_for(kind)
+            for resource, amount in (("CPU", need.num_cpus), ("GPU", need.num_gpus)):
+                if amount > total[resource] + 1e-9:
+                    raise UserError(f"execution.resources for '{kind}' units asks for {amount:g} {resource} but "
+                                    f"the Ray cluster has {total[resource]:g}")
+        remote = ray.remote(perform)
+        graph = ReadyGraph(units)
+        height = graph.heights()
+        used = {"CPU": 0.0, "GPU": 0.0}
+        running: dict = {}  # object ref -> (batch, resources, dispatch time)
+        failure: BaseException | None = None
+
+        def fits(need: UnitResources) -> bool:
+            return (used["CPU"] + need.num_cpus <= total["CPU"] + 1e-9 and
+                    used["GPU"] + need.num_gpus <= total["GPU"] + 1e-9) or not running
+
+        def dispatch() -> bool:
+            """Hand Ray what fits, most important first; True if any unit left the ready set."""
+            progressed = False
+            for unit in sorted(graph.ready(), key=lambda u: (-height[id(u)], graph.position[id(u)])):
+                if id(unit) not in graph.pending:
+                    continue  # taken with its group
+                need = self.execution.resources_for(unit.kind)
+                if not fits(need):
+                    continue
+                progressed = True
+                batch = _starting(graph.take(unit), start, graph)
+                if batch:
+                    threads = need.torch_threads or max(1, int(need.num_cpus))
+                    ref = remote.options(num_cpus=need.num_cpus, num_gpus=need.num_gpus,
+                                         max_retries=self.execution.max_retries, retry_exceptions=False,
+                                         name=batch[0].name).remote(
+                        _actions(batch), [dataclasses.replace(context_of(u), log=worker_log) for u in batch], threads)
+                    running[ref] = (batch, need, time.perf_counter())
+                    used["CPU"] += need.num_cpus
+                    used["GPU"] += need.num_gpus
+            return progressed
+
+        while True:
+            while failure is None and dispatch():
+                pass
+            if not running:
+                break
+            finished, _ = ray.wait(list(running), num_returns=1)
+            for ref in finished:
+                batch, need, began = running.pop(ref)
+                used["CPU"] -= need.num_cpus
+                used["GPU"] -= need.num_gpus
+                error: BaseException | None = None
+                try:
+                    seconds = ray.get(ref)
+                except BaseException as exc:  # noqa: BLE001 - every failure is recorded, the first re-raised
+                    error, seconds = _cause(exc, batch[0], self.execution.max_retries), time.perf_counter() - began
+                for unit in batch:
+                    finish(unit, seconds / len(batch), error)
+                    if error is None:
+                        graph.done(unit)
+                if error is not None and failure is None:
+                    failure = error
+                    if running:
+                        self.log(f"{batch[0].name} failed; waiting for the {len(running)} running unit(s) to end")
+        if failure is not None:
+            raise failure
+        if graph.pending:
+            raise RuntimeError(f"{len(graph.pending)} units never became ready (a dependency outside the execution)")
+
+
+def worker_log(message: str) -> None:
+    """A unit's log line in a Ray worker; Ray forwards the worker's output to the driver's terminal."""
+    print(message, flush=True)
+
+
+def _cause(exc: BaseException, unit: Unit, retries: int) -> BaseException:
+    """The exception the unit raised in its worker, or one sentence for a worker that died."""
+    import ray.exceptions
+
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            return cause
+    if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                        ray.exceptions.OutOfMemoryError)):
+        return UserError(f"unit {unit.name}: its Ray worker died and was retried {retries} time(s) without success "
+                         f"({type(exc).__name__}); finished units are kept, run again to resume")
+    return exc
+
+
+def make_executor(execution: ExecutionConfig, log: Callable[[str], None] = print):
+    if execution.executor == "ray":
+        return RayExecutor(execution, log)
+    return LocalExecutor(execution)

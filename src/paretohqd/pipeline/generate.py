@@ -6,6 +6,8 @@ prompt, which is what reward models score."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -14,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import SamplingConfig, from_dict
+from ..config import GenerationConfig, SamplingConfig, from_dict
 from ..data import distinct_prompts
 from ..policy import generate_responses, load_policy, sampling_record
+from ..policy.generation import merge_responses
 from .train import model_settings, rebuild_model_config
 from .units import Unit, UnitContext
 
@@ -25,9 +28,11 @@ def generation_unit(name: str, stage: str, command: str, output: str, prompts: U
                     seed: int, adapters: Sequence[Unit] = (), mix: Sequence[float] | None = None,
                     condition: Callable | None = None, condition_settings: Mapping | None = None,
                     inputs: Mapping[str, Unit] | None = None, prompt_sample: Mapping | None = None,
-                    progress: bool = True) -> Unit:
+                    progress: bool = True, *, generation: GenerationConfig) -> Unit:
     """``prompts``: a unit whose first output is a Parquet table of prompts (test prompts, or scored samples with
-    ``prompt_sample`` = ``{"count", "seed", "drop"}`` drawing distinct prompts from it)."""
+    ``prompt_sample`` = ``{"count", "seed", "drop"}`` drawing distinct prompts from it). ``generation``: the run's
+    backend; with vLLM, the generation units of one base model that are ready together form one group, answered by
+    one engine call (:func:`run_generation_group`)."""
     model_values, placement = model_settings(model)
     upstream = {"prompts": prompts, **{f"adapter:{i}": unit for i, unit in enumerate(adapters)}, **(inputs or {})}
     settings: dict[str, Any] = {"model": model_values, "adapters": len(adapters),
@@ -36,9 +41,27 @@ def generation_unit(name: str, stage: str, command: str, output: str, prompts: U
                                 "prompt_sample": dict(prompt_sample) if prompt_sample else None}
     if condition is not None:
         settings["condition"] = {"function": _qualified(condition), **dict(condition_settings or {})}
+    options: dict[str, Any] = {**placement, "condition": condition, "progress": progress}
+    group, group_action, check = "", None, None
+    if generation.backend != "hf":
+        # Only a non-default backend enters the key: runs made before backends existed keep their keys (a new
+        # stage-2 generation key would retrain every stage-2 model).
+        settings["backend"] = generation.backend
+    if generation.backend == "vllm":
+        options["vllm"] = dict(generation.vllm)  # engine arguments (memory, parallelism): not in the key
+        group = "vllm:" + io.digest({"model": model_values, "engine": options["vllm"]})
+        group_action = run_generation_group
+        check = functools.partial(_check_vllm_unit, sampling, name)
     return Unit(name=name, kind="generate", stage=stage, command=command, action=run_generation,
                 outputs=(output, output.removesuffix(".jsonl") + ".meta.json"), upstream=upstream,
-                settings=settings, options={**placement, "condition": condition, "progress": progress})
+                settings=settings, options=options, group=group, group_action=group_action, check=check)
+
+
+def _check_vllm_unit(sampling: SamplingConfig, name: str) -> None:
+    from ..policy.vllm_backend import check_vllm_available, check_vllm_sampling
+
+    check_vllm_available()
+    check_vllm_sampling(sampling, name)
 
 
 def _qualified(function: Callable) -> str:
@@ -59,26 +82,86 @@ def sample_prompts(frame: pd.DataFrame, spec: Mapping | None) -> pd.DataFrame:
 
 
 def run_generation(ctx: UnitContext) -> None:
+    if ctx.settings.get("backend") == "vllm":
+        return run_generation_group([ctx])
     from tqdm.auto import tqdm
 
     s = ctx.settings
-    prompts = sample_prompts(pd.read_parquet(ctx.input("prompts")), s["prompt_sample"])
+    prompts, shown = unit_prompts(ctx)
     started = time.perf_counter()
     policy = load_policy(rebuild_model_config(s["model"], ctx.options),
                          [ctx.input(f"adapter:{i}") for i in range(s["adapters"])], s["mix"])
     sampling = from_dict(SamplingConfig, s["sampling"])
+    # In a multi-process launch every process answers its share of the batches and rank 0 writes the merge; the
+    # shares are batches of one size, so rank 0's bar counts its own prompts times the number of processes.
+    with tqdm(total=len(prompts), desc=f"generate {ctx.name}", unit="prompt", leave=False,
+              disable=not ctx.options["progress"] or ctx.rank != 0) as bar:
+        responses = generate_responses(policy, shown, sampling, s["seed"],
+                                       progress=lambda count: bar.update(count * ctx.world_size),
+                                       share=(ctx.rank, ctx.world_size))
+    shares = ctx.gather(responses)
+    if ctx.rank == 0:
+        write_generation(ctx, prompts, merge_responses(shares), time.perf_counter() - started)
+
+
+def run_generation_group(contexts: list[UnitContext]) -> None:
+    """vLLM: every member's prompts (members are generation units of one base model) in one engine call; each
+    member writes its own file, as :func:`run_generation` does. A member's weighted combination is first written as
+    one adapter into a hidden folder beside its output, removed when the call is done."""
+    from ..policy.vllm_backend import ModelPrompts, generate_with_vllm, prepare_models, release_engine
+
+    started = time.perf_counter()
+    head = contexts[0]
+    if head.rank != 0:
+        # In a multi-process launch rank 0 drives the engine (which spreads over GPUs itself, with
+        # generation.vllm.tensor_parallel_size); the others wait until its files are written.
+        head.gather(None)
+        return
+    model_config = rebuild_model_config(head.settings["model"], head.options)
+    prompts = [unit_prompts(ctx) for ctx in contexts]
+    combinations = [ctx.output.with_name(f".{ctx.output.name.removesuffix('.jsonl')}.combined") for ctx in contexts]
+    try:
+        served = prepare_models([([ctx.input(f"adapter:{i}") for i in range(ctx.settings["adapters"])],
+                                  ctx.settings["mix"], folder) for ctx, folder in zip(contexts, combinations)],
+                                model_config)
+        requests = [ModelPrompts(model, shown, from_dict(SamplingConfig, ctx.settings["sampling"]),
+                                 ctx.settings["seed"]) for ctx, model, (_, shown) in zip(contexts, served, prompts)]
+        answers = generate_with_vllm(requests, model_config, head.options["vllm"], progress=head.options["progress"])
+    finally:
+        # What runs next on this GPU (stage-2 training, scoring) needs the memory the engine holds.
+        release_engine()
+        for folder in combinations:
+            shutil.rmtree(folder, ignore_errors=True)
+    seconds = (time.perf_counter() - started) / len(contexts)  # the manifest splits a group's time the same way
+    for ctx, (frame, _), answer in zip(contexts, prompts, answers):
+        record = {**answer.record, "group_size": len(contexts)}
+        if ctx.settings["mix"] is not None:  # its adapter folder is gone: say what it was made of
+            models = [str(ctx.input(f"adapter:{i}")) for i in range(ctx.settings["adapters"])]
+            record["combined_from"] = {"models": models, "mix": ctx.settings["mix"]}
+        write_generation(ctx, frame, answer.responses, seconds, {"backend": "vllm", "vllm": record})
+    head.gather(None)
+
+
+def unit_prompts(ctx: UnitContext) -> tuple[pd.DataFrame, list[str]]:
+    """(the unit's prompt table, the prompts as its model sees them: conditioned when its method says so)."""
+    prompts = sample_prompts(pd.read_parquet(ctx.input("prompts")), ctx.settings["prompt_sample"])
     shown = prompts["prompt"].tolist()
     if ctx.options["condition"] is not None:
         shown = ctx.options["condition"](shown, ctx.inputs)
-    with tqdm(total=len(prompts), desc=f"generate {ctx.name}", unit="prompt", leave=False,
-              disable=not ctx.options["progress"]) as bar:
-        responses = generate_responses(policy, shown, sampling, s["seed"], progress=bar.update)
+    return prompts, shown
+
+
+def write_generation(ctx: UnitContext, prompts: pd.DataFrame, responses: list[str], seconds: float,
+                     backend_record: Mapping | None = None) -> None:
+    """The unit's JSONL (its prompt rows with a response each) and its sidecar (sampling settings, and for a
+    backend other than HF what that backend did)."""
+    s = ctx.settings
     frame = prompts.copy()  # context columns travel with the prompt: objectives may read them
     frame["response"] = responses
-    seconds = time.perf_counter() - started
     io.write_text(ctx.outputs[0], frame.to_json(orient="records", lines=True, force_ascii=False))
-    io.write_json(ctx.outputs[1], {"sampling": sampling_record(sampling, s["seed"]), "num_prompts": len(frame),
-                                   "seconds": seconds})
+    meta = {"sampling": sampling_record(from_dict(SamplingConfig, s["sampling"]), s["seed"]),
+            "num_prompts": len(frame), "seconds": seconds, **(backend_record or {})}
+    io.write_json(ctx.outputs[1], meta)
     ctx.log(f"generate: {ctx.name} answered {len(frame)} prompts in {seconds:.0f} s")
 
 

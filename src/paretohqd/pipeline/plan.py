@@ -3,16 +3,19 @@ the training units a method declares, and which units each stage command targets
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..config import RunConfig, dump_yaml
+from ..config import ExecutionConfig, RunConfig, dump_yaml
 from ..errors import UserError
 from ..pareto import resolve_grid
+from .distributed import distributed_executor, is_main_process
 from .evaluate import evaluation_units
+from .executors import make_executor
 from .generate import generation_unit
 from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
 from .rundir import RunDir
@@ -54,15 +57,24 @@ class Plan:
     units: list[Unit]
     targets: dict[str, list[Unit]]
     stages: dict[str, list[str]]
+    execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
 
     def execute(self, command: str = "run", force: bool = False, log=print, executor=None) -> Execution:
         targets = self.targets[command]
-        runner = Runner(self.run, log=log, executor=executor)
+        # Inside a multi-process launch every process runs this plan together; only rank 0 writes and speaks.
+        executor = executor or distributed_executor(self.units, self.execution.executor) \
+            or make_executor(self.execution, log)
+        main_process = getattr(executor, "main_process", True)
+        runner = Runner(self.run, log=log if main_process else _quiet, executor=executor, main_process=main_process)
         execution = runner.execute(targets, force=[u.name for u in targets] if force else (),
                                    stages=self.stages[command], declared=self.units)
         if command == "run":
             runner.prune(self.units)
         return execution
+
+
+def _quiet(message: str) -> None:
+    """The log of the processes of a launch other than rank 0, which says it all once."""
 
 
 def progress_enabled() -> bool:
@@ -101,7 +113,7 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
         # Everything the run directory names is brought up to date; caches (score shards) only when needed.
         targets["run"] = [u for u in units if not u.content_addressed]
     stages = {command: list(dict.fromkeys(u.stage for u in closure(t))) for command, t in targets.items()}
-    return Plan(run, units, targets, stages)
+    return Plan(run, units, targets, stages, config.execution)
 
 
 def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) -> tuple[list[Unit], Unit, Unit]:
@@ -110,7 +122,7 @@ def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) ->
     evaluated = method.evaluated_models(shared, training)
     models = [{"name": m.name, "weights": m.weights} for m in evaluated]
     heldout = dict(prompts=shared.inputs.prompts_unit, model=config.model, sampling=config.evaluate.sampling,
-                   seed=config.seed + HELDOUT_SEED_OFFSET, progress=shared.progress)
+                   seed=config.seed + HELDOUT_SEED_OFFSET, progress=shared.progress, generation=config.generation)
     generations = [generation_unit(f"generate/{m.name}", "generate", "generate", f"generations/{m.name}.jsonl",
                                    adapters=m.adapters, mix=m.mix, condition=m.condition,
                                    condition_settings=m.condition_settings, inputs=m.inputs, **heldout)
@@ -147,5 +159,6 @@ def execute(method: MethodLike, config: RunConfig, command: str = "run", force: 
         raise UserError(f"'{command}' is not a stage of method '{config.method}' (its stages: "
                         f"{', '.join(method.commands)})")
     plan = build_plan(method, config, command)
-    plan.run.init(dump_yaml(config))
+    if is_main_process():
+        plan.run.init(dump_yaml(config))
     return plan.execute(command, force=force, log=log)

@@ -31,10 +31,13 @@ class Execution:
 
 
 class Runner:
-    def __init__(self, run: RunDir, log: Callable[[str], None] = print, executor=None):
+    def __init__(self, run: RunDir, log: Callable[[str], None] = print, executor=None, main_process: bool = True):
         self.run = run
         self.log = log
         self.executor = executor or LocalExecutor()
+        # False on the other processes of a multi-process launch: they run their shares of the units rank 0
+        # starts, and write no manifest, reuse link or prune deletion (rank 0 does, once).
+        self.main_process = main_process
         self.manifest = run.manifest()
 
     # ---------------------------------------------------------------------------------------------------- state
@@ -120,7 +123,7 @@ class Runner:
             self.manifest["units"][unit.name] = {
                 "key": unit.key, "kind": unit.kind, "stage": unit.stage, "status": "running", "started": time.time(),
                 "outputs": list(unit.output_paths), "wall_seconds": spent}
-            self.run.write_manifest(self.manifest)
+            self._write_manifest()
             return True
 
         def finish(unit: Unit, seconds: float, error: BaseException | None) -> None:
@@ -133,10 +136,14 @@ class Runner:
             else:
                 entry["status"] = "failed"
                 entry["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-            self.run.write_manifest(self.manifest)
+            self._write_manifest()
 
         self.executor.run(order, self.context, start, finish)
         return execution
+
+    def _write_manifest(self) -> None:
+        if self.main_process:
+            self.run.write_manifest(self.manifest)
 
     def context(self, unit: Unit) -> UnitContext:
         return UnitContext(
@@ -148,6 +155,8 @@ class Runner:
     def _reuse(self, pairs: list[tuple[Unit, str]]) -> None:
         """Stage every donor's outputs first (hard links), then move them into place: a donor may sit where
         another reused unit goes."""
+        if not self.main_process:
+            return
         staged = []
         for unit, donor in pairs:
             entry = self.manifest["units"][donor]
@@ -165,11 +174,13 @@ class Runner:
                 os.replace(temporary, target)
             entry.update(outputs=list(unit.output_paths), reused_from=donor, stage=unit.stage)
             self.manifest["units"][unit.name] = entry
-            self.run.write_manifest(self.manifest)
+            self._write_manifest()
             self.log(f"{unit.name}: the same as {donor}, reused")
 
     def prune(self, plan: Sequence[Unit]) -> list[str]:
         """Forget units that are no longer in the plan, and delete their outputs inside the run directory."""
+        if not self.main_process:
+            return []
         keep_names = {unit.name for unit in plan}
         keep_paths = {self.run.resolve(p) for unit in plan for p in unit.output_paths}
         removed = []
@@ -181,7 +192,7 @@ class Runner:
             del self.manifest["units"][name]
             removed.append(name)
         if removed:
-            self.run.write_manifest(self.manifest)
+            self._write_manifest()
         return removed
 
 

@@ -88,11 +88,13 @@ def run_shard(ctx: UnitContext) -> None:
     config = ctx.options["objective"]
     start, stop = ctx.options["rows"]
     rows = pd.read_parquet(ctx.input("samples")).iloc[start:stop]
+    # In a multi-process launch every process scores its share of the shard's batches; rank 0 writes the merge.
     with tqdm(total=len(rows), desc=f"score {config['name']} {start}-{stop}", unit="sample", leave=False,
-              disable=not ctx.options["progress"]) as progress:
+              disable=not ctx.options["progress"] or ctx.rank != 0) as progress:
         scores = score_rows(built_objective(config), rows, config["batch_size"], ctx.options["sort_by_length"],
-                            progress, offset=start)
-    save_scores(ctx.output, scores)
+                            progress, offset=start, share=(ctx.rank, ctx.world_size), gather=ctx.gather)
+    if ctx.rank == 0:
+        save_scores(ctx.output, scores)
 
 
 def run_merge(ctx: UnitContext) -> None:
@@ -127,7 +129,8 @@ def score_generations(ctx: UnitContext, files: list[tuple[str, Path]], column: s
     configs = ctx.options["configs"]
     return score_frame(generated, [built_objective(c) for c in configs],
                        [o["identity"] for o in ctx.settings["objectives"]], [c["batch_size"] for c in configs],
-                       ctx.outputs[0].parent / "cache", ctx.options["shard_size"], ctx.options["sort_by_length"])
+                       ctx.outputs[0].parent / "cache", ctx.options["shard_size"], ctx.options["sort_by_length"],
+                       share=(ctx.rank, ctx.world_size), gather=ctx.gather)
 
 
 def scoring_unit(name: str, stage: str, folder: str, sources: dict[str, Unit], scoring: tuple[dict, dict],
@@ -147,6 +150,8 @@ def scoring_unit(name: str, stage: str, folder: str, sources: dict[str, Unit], s
 def run_generated_scoring(ctx: UnitContext) -> None:
     files = [(label, ctx.input(f"source:{i:03d}")) for i, label in enumerate(ctx.settings["labels"])]
     scored = score_generations(ctx, files, "source")
+    if ctx.rank != 0:
+        return  # every process scored its share; rank 0 has the whole table and writes it
     generated = len(scored)
     if "original" in ctx.inputs:
         scored = pd.concat([scored, pd.read_parquet(ctx.input("original"))], ignore_index=True)

@@ -9,6 +9,7 @@ from typing import Callable, Mapping, Sequence
 from ..config import ModelConfig, RunConfig, from_dict
 from ..policy import model_identity, resolve_device
 from ..train import ModelCard, check_training_settings, split_settings, train_model
+from .distributed import launched_world
 from .units import Unit, UnitContext
 
 MODEL_OPTIONS = ("device", "device_map")
@@ -39,6 +40,9 @@ def training_unit(name: str, stage: str, output: str, action: Callable[[UnitCont
     result, cosmetic = split_settings(sft)
     model, placement = model_settings(config.model)
     use_cpu = resolve_device(config.model.device) == "cpu"
+    processes = launched_world()[1]
+    if processes > 1:  # data-parallel training multiplies the global batch: another result (1: keys as before)
+        settings = {**(settings or {}), "processes": processes}
     return Unit(
         name=name, kind="sft", stage=stage, command="train", action=action, outputs=(output,), upstream=upstream,
         settings={"sft": result, "lora": lora, "model": model, "seed": seed, **(settings or {})},

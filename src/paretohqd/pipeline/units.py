@@ -46,6 +46,10 @@ class Unit:
     """Its outputs are named by its key, so existing outputs mean it is done (caches shared by several runs)."""
     check: Callable[[], None] | None = None
     """Validation to run before any unit of an execution starts (fail fast, before hours of work)."""
+    group: str = ""
+    """Units of one non-empty group that are ready at the same time run as one call of ``group_action`` (one
+    vLLM engine answers every adapter's prompts at once); each keeps its own key, outputs and manifest entry."""
+    group_action: Callable[[list["UnitContext"]], None] | None = None
 
     @cached_property
     def key(self) -> str:
@@ -64,6 +68,11 @@ class Unit:
         return f"Unit({self.name!r}, key={self.key})"
 
 
+def _alone(value: Any) -> list:
+    """``gather`` of a unit that one process runs: its own value is everyone's."""
+    return [value]
+
+
 @dataclass
 class UnitContext:
     """What an action is given: its settings and options, its upstream outputs by role, its output paths."""
@@ -74,6 +83,14 @@ class UnitContext:
     inputs: Mapping[str, list[Path]]
     outputs: list[Path]
     log: Callable[[str], None] = print
+    rank: int = 0
+    """Which of the ``world_size`` processes running this unit this one is (training, score shards and generation
+    run on every process of a multi-process launch): each does its share of the work, only rank 0 writes."""
+    world_size: int = 1
+    """How many processes run this unit together (1 for a unit that one process runs, even inside a launch)."""
+    gather: Callable[[Any], list] = field(default=_alone, repr=False)
+    """Every process's ``value``, in rank order, on every process (all of them must call it, the same number of
+    times): how the shares come back together."""
 
     def input(self, role: str, index: int = 0) -> Path:
         return self.inputs[role][index]

@@ -30,8 +30,13 @@ def sampling_record(sampling, seed: int) -> dict:
 
 
 def generate_responses(policy: Policy, prompts: list[str], sampling, seed: int,
-                       progress: Callable[[int], None] | None = None) -> list[str]:
-    """One sampled response per prompt, in the order of ``prompts``."""
+                       progress: Callable[[int], None] | None = None,
+                       share: tuple[int, int] = (0, 1)) -> list[str | None]:
+    """One sampled response per prompt, in the order of ``prompts``.
+
+    ``share`` = (rank, world_size): answer only the batches whose number is ``rank`` modulo ``world_size`` (one
+    process's share of the very batches, and per-batch seeds, of a single process, so that merged shares are
+    bit-identical to one process's text); the other prompts get None (:func:`merge_responses`)."""
     import torch
 
     tokenizer = policy.tokenizer
@@ -39,12 +44,15 @@ def generate_responses(policy: Policy, prompts: list[str], sampling, seed: int,
     texts = [policy.chat_text(p) for p in prompts]
     lengths = np.array([len(t) for t in texts])
     order = np.argsort(-lengths, kind="stable")
-    outputs: list[str] = [""] * len(prompts)
+    outputs: list[str | None] = [None] * len(prompts)
     model = policy.model
     model.eval()
     device = next(model.parameters()).device
     eos = policy.end_of_turn_ids
+    rank, world_size = share
     for batch_number, start in enumerate(range(0, len(order), sampling.batch_size)):
+        if batch_number % world_size != rank:
+            continue
         indices = order[start:start + sampling.batch_size]
         encoded = tokenizer([texts[i] for i in indices], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(device)
@@ -61,3 +69,13 @@ def generate_responses(policy: Policy, prompts: list[str], sampling, seed: int,
         if progress is not None:
             progress(len(indices))
     return outputs
+
+
+def merge_responses(shares: list[list[str | None]]) -> list[str]:
+    """Every process's :func:`generate_responses` share (in rank order) as one list: each prompt's response from
+    the process that answered it (a response is always a string, so None marks the prompts of other shares)."""
+    if len(shares) == 1:
+        return shares[0]
+    stacked = np.array(shares, dtype=object)
+    answered = np.not_equal(stacked, None)
+    return stacked[answered.argmax(axis=0), np.arange(stacked.shape[1])].tolist()

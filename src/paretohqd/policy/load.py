@@ -41,6 +41,15 @@ def resolve_model_path(name: str) -> str:
     target = io.cache_root() / "models" / "smollm2-135m-instruct"
     if (target / ".complete").exists():
         return str(target)
+    # The ranks of one launch (or several runs) may all find no cache at once: one converts, the others wait on
+    # the lock and then find its result, so none renames or deletes a folder another is writing or reading.
+    with io.file_lock(target.with_name(target.name + ".lock")):
+        if not (target / ".complete").exists():
+            _convert_embedded(target)
+    return str(target)
+
+
+def _convert_embedded(target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -60,7 +69,6 @@ def resolve_model_path(name: str) -> str:
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)
-    return str(target)
 
 
 def model_identity(name_or_path: str, revision: str | None = None, dtype: str = "float32") -> dict[str, Any]:

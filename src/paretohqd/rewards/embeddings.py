@@ -58,8 +58,11 @@ def load_minilm() -> Any:
 def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Unit-normalised MiniLM embeddings, shape ``(len(texts), 384)``, float32.
 
-    Duplicate texts are encoded once (a prompt's context usually appears for several responses). Results do not
-    depend on ``batch_size`` beyond float noise: padding is masked out of the mean pooling.
+    Duplicate texts are encoded once (a prompt's context usually appears for several responses). The result is a
+    function of this call's texts alone, to the bit: float results depend on which texts share a padded batch, so
+    the cache answers only a call with exactly the same texts (the next objective scoring the same batch), never a
+    text that was encoded beside others. Scores then do not depend on which shards a process scored before, so a
+    resumed run, a Ray worker and a distributed rank all reproduce them exactly.
     """
     if isinstance(texts, str):
         raise ValueError("embed() takes a list of texts, not a single string")
@@ -69,24 +72,21 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     if not texts:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    vectors = np.empty((len(unique), EMBEDDING_DIM), dtype=np.float32)
-    cached = [_cache.get(text) for text in unique] if _cache_enabled else [None] * len(unique)
-    missing = [i for i, vector in enumerate(cached) if vector is None]
-    for i, vector in enumerate(cached):
-        if vector is not None:
-            vectors[i] = vector
-    if missing:
-        encoded = load_minilm().encode([unique[i] for i in missing], batch_size=batch_size, show_progress_bar=False,
+    key = (batch_size, *unique.tolist())
+    vectors = _cache.get(key) if _cache_enabled else None
+    if vectors is None:
+        encoded = load_minilm().encode(unique.tolist(), batch_size=batch_size, show_progress_bar=False,
                                        convert_to_numpy=True, normalize_embeddings=True)
-        vectors[missing] = np.asarray(encoded, dtype=np.float32)
-        _remember(unique[missing], vectors[missing])
+        vectors = np.asarray(encoded, dtype=np.float32)
+        _remember(key, vectors)
     return np.ascontiguousarray(vectors[inverse.reshape(-1)])
 
 
 # Several objectives embed the same texts (harmless, helpful and relevance all read the response and the last
-# human turn): a bounded per-process cache makes the second and third objective nearly free.
-_CACHE_LIMIT = 50_000
-_cache: dict[str, np.ndarray] = {}
+# human turn of the same batch): a small per-process cache of whole calls makes the second and third objective
+# nearly free.
+_CACHE_CALLS = 64
+_cache: dict[tuple, np.ndarray] = {}
 
 
 _cache_enabled = True
@@ -103,12 +103,12 @@ def embedding_cache_disabled():
         _cache_enabled = previous
 
 
-def _remember(texts: np.ndarray, vectors: np.ndarray) -> None:
+def _remember(key: tuple, vectors: np.ndarray) -> None:
     if not _cache_enabled:
         return
-    if len(_cache) + len(texts) > _CACHE_LIMIT:
-        _cache.clear()
-    _cache.update(zip(texts.tolist(), vectors.copy()))
+    while len(_cache) >= _CACHE_CALLS:
+        del _cache[next(iter(_cache))]  # oldest call first
+    _cache[key] = vectors
 
 
 def last_human_turn(prompt: str) -> str:

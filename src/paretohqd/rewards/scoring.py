@@ -9,7 +9,7 @@ pipeline units instead, so that they can be scheduled one by one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,15 +29,34 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int, sort: bool = Tru
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def _lengths(samples: pd.DataFrame) -> np.ndarray:
+    return (samples["prompt"].str.len() + samples["response"].str.len()).to_numpy()
+
+
 def score_batches(objective: Objective, samples: pd.DataFrame, batch_size: int, sort: bool = True,
-                  progress=None) -> np.ndarray:
-    lengths = (samples["prompt"].str.len() + samples["response"].str.len()).to_numpy()
-    scores = np.empty(len(samples), dtype=np.float64)
-    for indices in length_sorted_batches(lengths, batch_size, sort):
+                  progress=None, share: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """``share`` = (rank, world_size): score only the batches whose number is ``rank`` modulo ``world_size`` (one
+    process's share of the very batches a single process forms, so that merged shares are bit-identical to one
+    process's scores; dealt out in turn, every process gets long and short batches alike); other rows stay NaN."""
+    rank, world_size = share
+    scores = np.full(len(samples), np.nan)
+    for indices in length_sorted_batches(_lengths(samples), batch_size, sort)[rank::world_size]:
         scores[indices] = as_scores(objective.score(samples.iloc[indices]), len(indices), objective.name)
         if progress is not None:
             progress.update(len(indices))
     return scores
+
+
+def merge_shares(shares: Sequence[np.ndarray], samples: pd.DataFrame, batch_size: int,
+                 sort: bool = True) -> np.ndarray:
+    """The scores of every process's :func:`score_batches` share (in rank order), each row taken from the process
+    whose batch holds it (a NaN an objective returned stays a NaN, for the finite check to name)."""
+    if len(shares) == 1:
+        return shares[0]
+    owner = np.empty(len(samples), dtype=np.int64)
+    for number, indices in enumerate(length_sorted_batches(_lengths(samples), batch_size, sort)):
+        owner[indices] = number % len(shares)
+    return np.stack(shares)[owner, np.arange(len(samples))]
 
 
 def check_scores_finite(scores: np.ndarray, samples: pd.DataFrame, objective: str, offset: int | None = None) -> None:
@@ -51,9 +70,16 @@ def check_scores_finite(scores: np.ndarray, samples: pd.DataFrame, objective: st
 
 
 def score_rows(objective: Objective, rows: pd.DataFrame, batch_size: int, sort: bool = True, progress=None,
-               offset: int | None = None) -> np.ndarray:
-    """One objective's finite scores for some rows (a shard)."""
-    scores = score_batches(objective, rows, batch_size, sort, progress)
+               offset: int | None = None, share: tuple[int, int] = (0, 1),
+               gather: Callable[[Any], list] | None = None) -> np.ndarray:
+    """One objective's finite scores for some rows (a shard). With ``share`` (rank, world_size) and ``gather``
+    (every process's value on every process) the processes of a launch score their shares of the batches and all
+    get the merged scores."""
+    if share[1] > 1 and gather is None:
+        raise ValueError("scoring a share of the batches needs gather to merge the shares")
+    scores = score_batches(objective, rows, batch_size, sort, progress, share)
+    if share[1] > 1:
+        scores = merge_shares(gather(scores), rows, batch_size, sort)
     check_scores_finite(scores, rows, objective.name, offset=offset)
     return scores
 
@@ -67,7 +93,7 @@ def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: i
     """
     if count <= 0 or len(samples) == 0:
         return 0.0
-    lengths = (samples["prompt"].str.len() + samples["response"].str.len()).to_numpy()
+    lengths = _lengths(samples)
     by_length = np.argsort(lengths, kind="stable")
     picks = np.unique(by_length[np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)])
     subset = samples.iloc[picks]
@@ -110,24 +136,33 @@ def shard_key(identity: dict[str, Any], rows: pd.DataFrame) -> str:
 
 def score_frame(samples: pd.DataFrame, objectives: Sequence[Objective], identities: Sequence[dict],
                 batch_sizes: Sequence[int], cache_dir: Path, shard_size: int, sort_by_length: bool = True,
-                show_progress: bool = False) -> pd.DataFrame:
-    """``samples`` with one column per objective; shards come from and go to ``cache_dir``."""
+                show_progress: bool = False, share: tuple[int, int] = (0, 1),
+                gather: Callable[[Any], list] | None = None) -> pd.DataFrame:
+    """``samples`` with one column per objective; shards come from and go to ``cache_dir``. With ``share`` and
+    ``gather`` (see :func:`score_rows`) the processes of a launch score each missing shard together, every one
+    gets the whole table, and rank 0 alone writes the shards."""
     from tqdm.auto import tqdm
 
     table = samples.copy()
-    for objective, identity, batch_size in zip(objectives, identities, batch_sizes):
+    starts = range(0, len(samples), shard_size)
+    paths = [[Path(cache_dir) / objective.name / f"{shard_key(identity, samples.iloc[start:start + shard_size])}.npy"
+              for start in starts] for objective, identity in zip(objectives, identities)]
+    # Looked up before any process writes a shard, so that every process scores (and gathers) the same shards.
+    cached = [[path.exists() for path in row] for row in paths]
+    for objective, batch_size, shard_paths, found in zip(objectives, batch_sizes, paths, cached):
         values = []
         with tqdm(total=len(samples), desc=f"score {objective.name}", unit="sample", disable=not show_progress,
                   leave=False) as progress:
-            for start in range(0, len(samples), shard_size):
+            for start, path, exists in zip(starts, shard_paths, found):
                 rows = samples.iloc[start:start + shard_size]
-                path = Path(cache_dir) / objective.name / f"{shard_key(identity, rows)}.npy"
-                if path.exists():
+                if exists:
                     values.append(np.load(path))
                     progress.update(len(rows))
                     continue
-                scores = score_rows(objective, rows, batch_size, sort_by_length, progress, offset=start)
-                save_scores(path, scores)
+                scores = score_rows(objective, rows, batch_size, sort_by_length, progress, offset=start,
+                                    share=share, gather=gather)
+                if share[0] == 0:
+                    save_scores(path, scores)
                 values.append(scores)
         table[objective.name] = np.concatenate(values) if values else np.zeros(0)
     return table

@@ -29,6 +29,7 @@ from ..policy import Policy, load_causal_lm, resolve_device
 from .cards import ModelCard
 
 COMPLETE_MARKER = ".complete"
+TRAINING_ARGS_FILE = "training_args.bin"  # what Trainer.save_model adds beside the weights
 # SFTConfig fields the run decides itself.
 OWNED_SFT_FIELDS = ("output_dir", "seed", "data_seed", "report_to", "use_cpu", "disable_tqdm")
 # SFTConfig fields that cannot change the trained weights: left out of every unit key.
@@ -117,12 +118,20 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
     ``lora`` None is full fine-tuning; ``init_from`` continues a previous stage's model (its adapter, or its full
     weights)."""
     import datasets
+    from accelerate.utils import gather_object
     from transformers import set_seed
+    from transformers.integrations import unset_hf_deepspeed_config
     from trl import SFTConfig, SFTTrainer
 
     output_dir = Path(output_dir)
     staging = output_dir.with_name(output_dir.name + ".partial")
-    if staging.exists():
+    # The arguments come first, as in trl's scripts: they set up the processes of a launch (the Trainer then trains
+    # data-parallel over all of them: DDP, DeepSpeed or FSDP, as the accelerate config says; only the main process
+    # writes files), and under ZeRO-3 the model must be loaded after them to be sharded as it loads.
+    args = SFTConfig(**sft, output_dir=str(staging / "trainer"), seed=seed, data_seed=seed, report_to=report_to,
+                     use_cpu=resolve_device(model_config.device) == "cpu", disable_tqdm=not progress)
+    main_process = args.process_index == 0
+    if main_process and staging.exists():
         shutil.rmtree(staging)  # leftovers of an interrupted run: that unit starts over
     set_seed(seed)
     # Full fine-tuning continues from the previous stage's weights; LoRA stages always start from the base.
@@ -143,32 +152,64 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
     max_length = sft.get("max_length", 1024)
     dataset = datasets.Dataset.from_list([policy.encode_for_training(p, r, max_length)
                                           for p, r in zip(samples["prompt"], samples["response"])])
-    plan = plan_training(len(dataset), sft, int(os.environ.get("WORLD_SIZE", "1")))
-    log(f"train {output_dir.parent.name}/{output_dir.name}: {plan.describe()}")
-    args = SFTConfig(**sft, output_dir=str(staging / "trainer"), seed=seed, data_seed=seed, report_to=report_to,
-                     use_cpu=resolve_device(model_config.device) == "cpu", disable_tqdm=not progress)
+    plan = plan_training(len(dataset), sft, args.world_size)
+    log(f"train {output_dir.parent.name}/{output_dir.name}: {plan.describe()}"
+        + (f" ({args.world_size} processes)" if args.world_size > 1 else ""))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config)
+    seen = _BatchCounter(trainer.model)
     started = time.perf_counter()
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    finally:
+        seen.remove()
     seconds = time.perf_counter() - started
+    # What each process trained on, in rank order: the evidence that every process of a launch took part.
+    ranks = gather_object([{"rank": args.process_index, "steps": trainer.state.global_step,
+                            "micro_batches": seen.batches, "sequences": seen.sequences}])
     trained = trainer.model
     generation_config = trained.generation_config
     generation_config.eos_token_id = policy.end_of_turn_ids
     generation_config.pad_token_id = tokenizer.pad_token_id
-    trained.save_pretrained(str(staging))
-    tokenizer.save_pretrained(str(staging))
-    generation_config.save_pretrained(str(staging))
-    shutil.rmtree(staging / "trainer", ignore_errors=True)
+    # Every process takes part in saving (ZeRO-3 and FSDP gather the sharded weights); only the main one writes.
+    trainer.save_model(str(staging))
     stats = {"num_samples": plan.num_samples, "global_batch_size": plan.global_batch_size, "steps": plan.steps,
              "epochs": plan.epochs, "learning_rate": args.learning_rate, "train_loss": float(result.training_loss),
              "seconds": seconds, "seed": seed, "lora": lora is not None,
-             "init_from": str(init_from) if init_from else None, "log_history": trainer.state.log_history}
-    io.write_json(staging / "training.json", stats)
-    if card is not None:
-        io.write_text(staging / "README.md", card.render(model_config.name_or_path, lora is not None, stats))
-    io.write_text(staging / COMPLETE_MARKER, "ok\n")
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(staging, output_dir)
+             "init_from": str(init_from) if init_from else None, "world_size": args.world_size, "ranks": ranks,
+             "log_history": trainer.state.log_history}
+    if main_process:
+        (staging / TRAINING_ARGS_FILE).unlink(missing_ok=True)  # the Trainer's pickle: training.json says it all
+        tokenizer.save_pretrained(str(staging))
+        generation_config.save_pretrained(str(staging))
+        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        io.write_json(staging / "training.json", stats)
+        if card is not None:
+            io.write_text(staging / "README.md", card.render(model_config.name_or_path, lora is not None, stats))
+        io.write_text(staging / COMPLETE_MARKER, "ok\n")
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(staging, output_dir)
+    trainer.accelerator.wait_for_everyone()  # no process reads the model before it is in place
+    # Under ZeRO-3 the launch's DeepSpeed config outlives the Trainer and would make every later from_pretrained
+    # (generation, reward models) load sharded weights, which each process's own batches cannot run on.
+    unset_hf_deepspeed_config()
     return stats
+
+
+class _BatchCounter:
+    """Counts the micro-batches and sequences this process's model is given during training (a forward pre-hook:
+    one call per micro-batch, whatever wraps the model for DDP, DeepSpeed or FSDP)."""
+
+    def __init__(self, model):
+        self.batches = 0
+        self.sequences = 0
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs) -> None:
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        self.batches += 1
+        self.sequences += int(input_ids.shape[0]) if input_ids is not None else 0
+
+    def remove(self) -> None:
+        self.handle.remove()
