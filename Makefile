@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test demo bench bench-methods clean
+.PHONY: venv test demo bench bench-parallel bench-methods clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/selection_speed.py
 	$(BIN)/python bench/scoring_speed.py
+	$(BIN)/python bench/generation_speed.py
+
+# The local executor against 2 Ray workers: the demo's training units and scoring (about half an hour on 2 cores).
+bench-parallel: venv
+	$(BIN)/python bench/parallel_speed.py
 
 # ParetoHqD vs RiC, SFT and Rewarded Soups on HH-RLHF (about half an hour on 2 CPU cores).
 bench-methods: venv

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", default="compare", help="folder for compare.json/.csv/.png/.md")
     compare.add_argument("--reference-point", type=float, nargs="+", default=None,
                          help="raw reward reference point (default: worst corner of the union, normalised)")
-    demo = commands.add_parser("demo", help="the main job on the embedded default model, data and rewards (CPU, no hub)")
+    demo = commands.add_parser("demo",
+                               help="the main job on the embedded default model, data and rewards (CPU, no hub)")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
     commands.add_parser("env", help="versions and hardware, for bug reports")
     rewards = commands.add_parser("rewards", help="reward models: list the built-ins, fit a new one")
