@@ -152,3 +152,18 @@ def test_a_lost_worker_is_retried_and_named_when_retries_run_out(tmp_path):
     with pytest.raises(UserError, match="unit b: its Ray worker died and was retried 0 time"):
         Runner(RunDir(tmp_path), log=lambda _: None, executor=RayExecutor(once)).execute([dying("b")])
     assert json.loads((tmp_path / "manifest.json").read_text())["units"]["b"]["status"] == "failed"
+
+
+def test_an_address_with_no_cluster_is_one_sentence_in_seconds():
+    import socket
+
+    from paretohqd.pipeline.executors import _check_reachable
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    began = time.perf_counter()
+    with pytest.raises(UserError, match=f"execution.ray_address '127.0.0.1:{port}': no Ray cluster answers there"):
+        _check_reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - began < 10
+    _check_reachable("auto")  # left to ray.init

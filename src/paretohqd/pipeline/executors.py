@@ -146,6 +146,7 @@ class RayExecutor:
         if not ray.is_initialized():
             e = self.execution
             if e.ray_address:
+                _check_reachable(e.ray_address)
                 try:
                     ray.init(address=e.ray_address, log_to_driver=True)
                 except ConnectionError as exc:
@@ -232,6 +233,20 @@ class RayExecutor:
             raise failure
         if graph.pending:
             raise RuntimeError(f"{len(graph.pending)} units never became ready (a dependency outside the execution)")
+
+
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """A 'host:port' with no cluster behind it fails in seconds (ray.init would retry for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto' and other forms: ray.init says itself what is wrong
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise UserError(f"execution.ray_address {address!r}: no Ray cluster answers there ({exc.strerror or exc}); "
+                        "start one with `ray start --head` or leave ray_address empty for a local one") from None
 
 
 def worker_log(message: str) -> None:
