@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 import subprocess
 from pathlib import Path
 
 from .errors import UserError
+from .pipeline.distributed import launched_world
 
 CONFIG_FOLDER = Path(__file__).resolve().parent / "accelerate_configs"
 SHIPPED = ("ddp", "zero2", "zero3", "fsdp2")
@@ -88,7 +88,7 @@ def check_launch(config_file: Path) -> None:
     from inside another launch."""
     import yaml
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_world()[1] > 1:
         raise UserError(f"{OPTION} relaunches under accelerate launch, but this process is already one of a "
                         "multi-process launch: drop it")
     try:

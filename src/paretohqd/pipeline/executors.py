@@ -87,8 +87,7 @@ def perform(batch_actions: tuple[Callable | None, Callable | None], contexts: li
 
 
 def _actions(batch: list[Unit]) -> tuple[Callable | None, Callable | None]:
-    head = batch[0]
-    return (head.action, head.group_action if head.group_action is not None else None)
+    return batch[0].action, batch[0].group_action
 
 
 def _starting(batch: list[Unit], start: Start, graph: ReadyGraph) -> list[Unit]:

@@ -34,6 +34,19 @@ def load_trained(path: str | Path, model_config):
     return model, AutoTokenizer.from_pretrained(str(path))
 
 
+def load_ingredients(paths: Sequence[str | Path], model_config):
+    """(the base with every LoRA adapter of ``paths`` loaded, their adapter names), ready for a weighted
+    combination."""
+    from peft import PeftModel
+
+    base, _ = load_causal_lm(model_config.name_or_path, model_config.dtype, model_config.revision,
+                             model_config.device_map)
+    model = PeftModel.from_pretrained(base, str(paths[0]), adapter_name="ingredient_0")
+    for index, path in enumerate(paths[1:], start=1):
+        model.load_adapter(str(path), adapter_name=f"ingredient_{index}")
+    return model, [f"ingredient_{i}" for i in range(len(paths))]
+
+
 def combine(paths: Sequence[str | Path], weights: Sequence[float], model_config):
     """(model, tokenizer) of the ``weights``-weighted combination of the models in ``paths``."""
     from transformers import AutoTokenizer, GenerationConfig
@@ -43,14 +56,7 @@ def combine(paths: Sequence[str | Path], weights: Sequence[float], model_config)
     paths = [Path(p) for p in paths]
     tokenizer = AutoTokenizer.from_pretrained(str(paths[0]))
     if is_adapter(paths[0]):
-        from peft import PeftModel
-
-        base, _ = load_causal_lm(model_config.name_or_path, model_config.dtype, model_config.revision,
-                                 model_config.device_map)
-        model = PeftModel.from_pretrained(base, str(paths[0]), adapter_name="ingredient_0")
-        for index, path in enumerate(paths[1:], start=1):
-            model.load_adapter(str(path), adapter_name=f"ingredient_{index}")
-        names = [f"ingredient_{i}" for i in range(len(paths))]
+        model, names = load_ingredients(paths, model_config)
         model.add_weighted_adapter(names, [float(w) for w in weights], adapter_name="combined",
                                    combination_type="cat")
         model.set_adapter("combined")

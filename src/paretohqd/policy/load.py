@@ -9,8 +9,6 @@ plain safetensors in a cache folder and later loads take a fraction of a second.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +58,10 @@ def _convert_embedded(target: Path) -> None:
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
         quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True))
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # Writing into a temporary sibling folder then renaming keeps a crash from leaving a half-saved model.
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    io.write_text(staging / ".complete", "ok\n")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    with io.replaced_folder(target) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        io.write_text(staging / ".complete", "ok\n")
 
 
 def model_identity(name_or_path: str, revision: str | None = None, dtype: str = "float32") -> dict[str, Any]:

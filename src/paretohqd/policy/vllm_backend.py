@@ -26,16 +26,15 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import io
 from ..errors import UserError
-from .adapters import combine, is_adapter
+from .adapters import combine, is_adapter, load_ingredients
 from .generation import clean_response
-from .load import load_causal_lm, resolve_model_path
+from .load import resolve_model_path
 from .policy import Policy
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -116,7 +115,7 @@ def prepare_models(members: Sequence[tuple[Sequence[Path], Sequence[float] | Non
             served.append(ServedModel(base, str(combination), folders[0], revision))
         else:
             merged, tokenizer = combine(folders, list(mix), model_config)
-            with _replacing(Path(combination)) as staging:
+            with io.replaced_folder(Path(combination)) as staging:
                 merged.save_pretrained(staging)
                 tokenizer.save_pretrained(staging)
             served.append(ServedModel(str(combination), None, str(combination)))
@@ -130,47 +129,20 @@ def _write_lora_combinations(combinations: list[tuple[list[str], list[float], Pa
     (Rewarded Soups: every preference mixes the same M models)."""
     if not combinations:
         return
-    from peft import PeftModel
-
     by_ingredients: dict[tuple[str, ...], list[tuple[list[float], Path]]] = {}
     for folders, weights, target in combinations:
         by_ingredients.setdefault(tuple(folders), []).append((weights, target))
     for folders, mixes in by_ingredients.items():
-        base, _ = load_causal_lm(model_config.name_or_path, model_config.dtype, model_config.revision)
-        model = PeftModel.from_pretrained(base, folders[0], adapter_name="ingredient_0")
-        for index, folder in enumerate(folders[1:], start=1):
-            model.load_adapter(folder, adapter_name=f"ingredient_{index}")
-        names = [f"ingredient_{i}" for i in range(len(folders))]
+        model, names = load_ingredients(folders, model_config)
         for weights, target in mixes:
             model.add_weighted_adapter(names, weights, adapter_name=COMBINED_ADAPTER, combination_type="cat")
-            with _replacing(target) as staging:
+            with io.replaced_folder(target) as staging:
                 model.save_pretrained(str(staging), selected_adapters=[COMBINED_ADAPTER])
                 # peft writes an adapter not named "default" into a subfolder of that name
                 for item in (staging / COMBINED_ADAPTER).iterdir():
                     os.replace(item, staging / item.name)
                 (staging / COMBINED_ADAPTER).rmdir()
             model.delete_adapter(COMBINED_ADAPTER)
-
-
-class _replacing:
-    """A staging folder beside ``target`` that replaces it when complete: a crash never leaves half a model."""
-
-    def __init__(self, target: Path):
-        self.target = target
-        self.staging = target.with_name(target.name + f".partial{os.getpid()}")
-
-    def __enter__(self) -> Path:
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(parents=True)
-        return self.staging
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            return
-        if self.target.exists():
-            shutil.rmtree(self.target)
-        os.replace(self.staging, self.target)
 
 
 def adapter_rank(folder: str | Path) -> int:
@@ -294,8 +266,7 @@ def _adapter_request(lora_request_class, engine: _Engine, folder: str):
 
 def import_vllm():
     """(LLM, SamplingParams, TokensPrompt, LoRARequest), imported only when the vLLM backend runs."""
-    if importlib.util.find_spec("vllm") is None:
-        raise UserError(NOT_INSTALLED)
+    check_vllm_available()
     try:
         from vllm import LLM, SamplingParams
         from vllm.inputs import TokensPrompt
