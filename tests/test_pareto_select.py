@@ -52,6 +52,14 @@ def test_ray_reaches_the_middle_of_a_concave_front_where_a_weighted_sum_cannot()
     ray_pick = selection[0].indices
     pool = selection.pool_indices
     weighted_sum_pick = pool[np.argsort(-(z[pool] @ [0.5, 0.5]), kind="stable")[:40]]
+    # select.metric: weighted_sum is that scalarisation, on the same pool
+    ablation = select_for_preferences(X, [0.5, 0.5], k=40, min_pool=400, metric="weighted_sum")[0]
+    np.testing.assert_array_equal(ablation.indices, weighted_sum_pick)
+    np.testing.assert_allclose(ablation.distances, -(z[weighted_sum_pick] @ [0.5, 0.5]))
+    three = np.random.default_rng(5).random((500, 3))
+    picked = select_for_preferences(three, [0.2, 0.3, 0.5], k=7, min_pool=500, metric="weighted_sum")[0]
+    z3 = select_for_preferences(three, [0.2, 0.3, 0.5], k=7, min_pool=500).stats.apply(three)
+    np.testing.assert_array_equal(picked.indices, np.argsort(-(z3 @ [0.2, 0.3, 0.5]), kind="stable")[:7])
     ray_gap = np.abs(z[ray_pick, 0] - z[ray_pick, 1]).mean()
     sum_gap = np.abs(z[weighted_sum_pick, 0] - z[weighted_sum_pick, 1]).mean()
     assert ray_gap < 0.1  # balanced samples from the middle of the front

@@ -89,13 +89,20 @@ def test_run_produces_every_artifact(finished_run):
     assert (run / "generations" / "base.jsonl").exists()
     assert (run / "stage2" / "selection" / "summary.json").exists()
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    for key in ("method", "objectives", "preferences", "hypervolume", "reference_point", "normalisation",
-                "collapse_rate", "wall_seconds", "num_test_prompts", "seed"):
+    for key in ("method", "objectives", "preferences", "hypervolume_minmax_run_worst", "hypervolume_minmax_run_base",
+                "hypervolume_definitions", "collapse_rate", "cost", "wall_seconds", "gpu_seconds", "num_test_prompts",
+                "seed"):
         assert key in metrics
     assert metrics["num_test_prompts"] == 3 and len(metrics["preferences"]) == 3
-    assert 0.0 <= metrics["hypervolume"] <= 1.0 and 0.0 <= metrics["collapse_rate"] <= 1.0
+    assert 0.0 <= metrics["hypervolume_minmax_run_worst"] <= 1.0 and 0.0 <= metrics["collapse_rate"] <= 1.0
     for stage in ("score", "select", "train_stage1", "stage2", "generate", "evaluate", "total"):
         assert stage in metrics["wall_seconds"]
+    cost = metrics["cost"]
+    assert cost["scoring"]["units"] >= 3 and cost["scoring"]["unrecorded_units"] == 0 and cost["scoring"]["key"]
+    assert cost["training"]["wall_seconds"] > 0 and set(cost["generation"]["stages"]) == {"stage2", "generate"}
+    assert cost["method"]["wall_seconds"] == pytest.approx(cost["training"]["wall_seconds"]
+                                                           + cost["generation"]["wall_seconds"])
+    assert metrics["wall_seconds"]["total"] == pytest.approx(cost["total"]["wall_seconds"])
     assert (run / "eval" / "front.png").stat().st_size > 1000
     report = (run / "eval" / "report.md").read_text()
     assert "hypervolume" in report and "front.png" in report and "pref_00" in report

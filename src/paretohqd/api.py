@@ -16,7 +16,7 @@ from . import io
 from .config import RunConfig, load_config
 from .evaluate.compare import compare_runs
 from .methods import get_method
-from .pipeline import Execution, Plan, build_plan, execute, read_metrics
+from .pipeline import Execution, Plan, build_plan, execute, read_eval_scores, read_metrics
 
 __all__ = ["compare", "load_config", "plan", "run", "run_stage"]
 
@@ -39,6 +39,9 @@ def run(config: RunConfig, log=print) -> dict:
     return io.read_json(Path(config.output_dir) / "eval" / "metrics.json")
 
 
-def compare(run_dirs: list[str], output_dir: str | Path, reference_point: list[float] | None = None) -> dict:
-    """Several finished runs on one shared normalisation and reference point -> compare.json/.csv/.png/.md."""
-    return compare_runs([read_metrics(d) for d in run_dirs], output_dir, reference_point)
+def compare(run_dirs: list[str], output_dir: str | Path, reference_point: list[float] | None = None,
+            bootstrap: int = 1000, bootstrap_seed: int = 0, labels: list[str] | None = None) -> dict:
+    """Several finished runs on one shared normalisation and reference point, with bootstrap intervals over test
+    prompts (``bootstrap`` replicates) -> compare.json/.csv/.md/.png; ``labels`` name the runs in the table."""
+    return compare_runs([read_metrics(d) for d in run_dirs], [read_eval_scores(d) for d in run_dirs], output_dir,
+                        reference_point, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, labels=labels)

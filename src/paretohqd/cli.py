@@ -41,8 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="several runs' fronts in one table and plot, one shared reference")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
     compare.add_argument("--output", default="compare", help="folder for compare.json/.csv/.png/.md")
-    compare.add_argument("--reference-point", type=float, nargs="+", default=None,
-                         help="raw reward reference point (default: worst corner of the union, normalised)")
+    compare.add_argument("--reference_point", "--reference-point", dest="reference_point", type=float, nargs="+",
+                         default=None, help="a raw reward reference point: hypervolume in raw units above it "
+                                            "(default: min-max over the union of the runs' points, worst corner)")
+    compare.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                         help="bootstrap replicates over test prompts for the 95%% intervals (default 1000)")
+    compare.add_argument("--bootstrap_seed", "--bootstrap-seed", dest="bootstrap_seed", type=int, default=0,
+                         metavar="S", help="seed of the bootstrap draws (default 0)")
+    compare.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                         help="one name per run for the table (default: the method, qualified by the run folder)")
     demo = commands.add_parser("demo",
                                help="the main job on the embedded default model, data and rewards (CPU, no hub)")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
@@ -96,10 +103,11 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
     if args.command == "demo":
         return _demo(args)
     if args.command == "compare":
-        from . import api
+        from .api import compare
         from .evaluate.compare import format_comparison
 
-        result = api.compare(args.run_dirs, args.output, args.reference_point)
+        result = compare(args.run_dirs, args.output, args.reference_point, bootstrap=args.bootstrap,
+                         bootstrap_seed=args.bootstrap_seed, labels=args.labels)
         print(format_comparison(result))
         print(f"wrote {args.output}/compare.json, compare.csv, compare.png, compare.md")
         return 0
@@ -141,7 +149,7 @@ def _relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> in
 
 def _demo(args: argparse.Namespace) -> int:
     from . import api
-    from .evaluate.metrics import format_front_table
+    from .evaluate.metrics import BASE_HV_RUN_WORST, HV_RUN_BASE, HV_RUN_WORST, format_front_table
     from .tables import format_vector
 
     config = api.load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
@@ -150,15 +158,20 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(f"report: {run / 'eval' / 'report.md'}  (plot: {run / 'eval' / 'front.png'})")
     print(format_front_table(metrics))
-    print(f"hypervolume of the aligned models: {metrics['hypervolume']:.4f} (normalised over the aligned and base "
-          f"points; reference {format_vector(metrics['reference_point']['raw'], '.3f')}); base model alone: "
-          f"{metrics.get('base_hypervolume', float('nan')):.4f}")
-    if "hypervolume_vs_base" in metrics:
-        print(f"hypervolume with the base model's point as the reference: {metrics['hypervolume_vs_base']:.4f} "
+    definition = metrics["hypervolume_definitions"][HV_RUN_WORST]
+    print(f"hypervolume of the aligned models, {HV_RUN_WORST}: {metrics[HV_RUN_WORST]:.4f} (min-max over the "
+          f"aligned and base points; reference the worst corner "
+          f"{format_vector(definition['reference_point']['raw'], '.3f')}); base model alone: "
+          f"{metrics.get(BASE_HV_RUN_WORST, float('nan')):.4f}")
+    if HV_RUN_BASE in metrics:
+        print(f"with the base model's point as the reference, {HV_RUN_BASE}: {metrics[HV_RUN_BASE]:.4f} "
               "(0 when no aligned model beats the base on every objective at once)")
+    cost = metrics["cost"]
     print(f"collapse rate: {metrics['collapse_rate']:.2%} (aligned), "
           f"{metrics['base']['collapse_rate']:.2%} (base); {metrics['elapsed_seconds']:.0f} s elapsed, "
-          f"{metrics['wall_seconds']['total']:.0f} s of work over all units")
+          f"{metrics['wall_seconds']['total']:.0f} s of work over all units: training "
+          f"{cost['training']['wall_seconds']:.0f} s, generation {cost['generation']['wall_seconds']:.0f} s, "
+          f"scoring {cost['scoring']['wall_seconds']:.0f} s")
     return 0
 
 

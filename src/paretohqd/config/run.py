@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .base import Section, require
-from .methods import RiCConfig, SoupsConfig, Stage2Config
+from .methods import ModpoConfig, MorlhfConfig, RiCConfig, SoupsConfig, Stage2Config
 from .sections import (DataConfig, EvaluateConfig, ExecutionConfig, GenerationConfig, ModelConfig, ObjectiveConfig,
                        PreferencesConfig, ScoreConfig, SelectConfig, TrainConfig)
 
@@ -14,10 +14,12 @@ from .sections import (DataConfig, EvaluateConfig, ExecutionConfig, GenerationCo
 @dataclass
 class RunConfig(Section):
     output_dir: str = "runs/default"
-    method: Literal["paretohqd", "ric", "sft", "soups"] = "paretohqd"
+    method: Literal["paretohqd", "ric", "sft", "soups", "morlhf", "modpo"] = "paretohqd"
     """paretohqd: one model per preference from Pareto-selected data; sft: the one-model SFT baseline; soups:
     Rewarded Soups (one model per objective, weight-averaged per preference); ric: Rewards-in-Context (one model
-    conditioned on target rewards in the prompt)."""
+    conditioned on target rewards in the prompt); morlhf: MORLHF with RLOO instead of PPO (one model per
+    preference, online RL on the weighted reward); modpo: MODPO (one model per preference, DPO with the other
+    objectives' rewards as a margin)."""
     seed: int = 0
     report_to: str = "none"
     """Where training logs go (trl/transformers report_to: none, tensorboard, wandb, ...); not part of any key."""
@@ -32,6 +34,8 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     ric: RiCConfig = field(default_factory=RiCConfig)
     soups: SoupsConfig = field(default_factory=SoupsConfig)
+    morlhf: MorlhfConfig = field(default_factory=MorlhfConfig)
+    modpo: ModpoConfig = field(default_factory=ModpoConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 

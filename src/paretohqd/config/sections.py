@@ -138,8 +138,9 @@ class SelectConfig(Section):
     normalisation: Literal["minmax", "robust"] = "minmax"
     """Per-objective scaling over all scored samples before distances: min-max, or robust quantiles."""
     robust_quantiles: list[float] = field(default_factory=lambda: [0.001, 0.999])
-    metric: Literal["perpendicular", "angle"] = "perpendicular"
-    """Distance to a preference ray: perpendicular distance (paper) or angle."""
+    metric: Literal["perpendicular", "angle", "weighted_sum"] = "perpendicular"
+    """Distance to a preference ray: perpendicular distance (paper) or angle; weighted_sum is the ablation that
+    takes the k pool samples with the highest w . z instead of a ray (what the ray buys on concave fronts)."""
     plot: bool = True
     """Draw selection.png (no unit reruns when this changes)."""
 
@@ -276,7 +277,8 @@ class EvaluateConfig(Section):
 
 
 UNIT_KINDS = ("input", "score_check", "score_shard", "score", "select_pool", "select_ray", "select_summary",
-              "select_plot", "sft", "generate", "score_generated", "ric_normalisation", "evaluate", "report")
+              "select_plot", "sft", "dpo", "rloo", "generate", "score_generated", "ric_normalisation", "evaluate",
+              "report")
 
 
 @dataclass

@@ -18,7 +18,8 @@ from .loaders import read_table
 ADAPTERS = ("columns", "hh_rlhf", "scitldr")
 
 __all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "LoadedData", "heldout_mask",
-           "distinct_prompts", "fingerprint", "load_data", "load_pairs", "load_prompts", "prompt_to_messages"]
+           "distinct_prompts", "fingerprint", "load_data", "load_pairs", "load_prompts", "prompt_columns",
+           "prompt_to_messages"]
 
 
 @dataclass
@@ -100,8 +101,12 @@ PER_RESPONSE_COLUMNS = ("id", "response", "label", "pair_id", "source")
 def distinct_prompts(samples: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per distinct prompt (first occurrence), keeping its context columns (e.g. a summary's ``post``)
     so that objectives reading them can score new responses to it; per-response columns are dropped."""
-    kept = samples.drop_duplicates("prompt").reset_index(drop=True)
-    return kept.drop(columns=[c for c in (*PER_RESPONSE_COLUMNS, *drop) if c in kept.columns])
+    return prompt_columns(samples.drop_duplicates("prompt").reset_index(drop=True), drop)
+
+
+def prompt_columns(samples: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The prompt and its context columns of every row: per-response columns (and ``drop``) left out."""
+    return samples.drop(columns=[c for c in (*PER_RESPONSE_COLUMNS, *drop) if c in samples.columns])
 
 
 def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_column: str = "prompt",

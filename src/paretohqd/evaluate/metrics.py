@@ -8,30 +8,68 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ..pareto import hypervolume, normalised_hypervolume
+from ..pareto.indicators import HypervolumeFrame, minmax_frame, raw_frame
 from ..tables import format_table, format_vector
 from .collapse import CollapseDetector
 
 BASE = "base"
 
+# Every hypervolume number is named by its normalisation and reference point: numbers under one name are measured
+# the same way. ``minmax_run``: min-max over one run's points (its aligned models and its base model), so not
+# comparable across runs; ``minmax_union``: over the union of every compared run's points (``paretohqd compare``);
+# ``raw``: raw reward units. ``worst``: the worst corner of the points normalised over; ``base``: the base model's
+# point; ``ref``: a given raw reference point (``evaluate.reference_point``, ``compare --reference_point``): the
+# only numbers comparable between runs evaluated apart, when they use the same reference point.
+HV_RUN_WORST = "hypervolume_minmax_run_worst"
+HV_RUN_BASE = "hypervolume_minmax_run_base"
+BASE_HV_RUN_WORST = "base_hypervolume_minmax_run_worst"
+HV_RAW_REF = "hypervolume_raw_ref"
+HV_UNION_WORST = "hypervolume_minmax_union_worst"
+RUN_SCOPE = "this run's aligned models' and base model's points (mean raw reward vectors)"
+UNION_SCOPE = "the union of every compared run's aligned models' points (mean raw reward vectors)"
+
+
+def definition(frame: HypervolumeFrame, over: str | None) -> dict:
+    """What to record with a hypervolume number: normalisation (with the points it was fitted ``over``) and
+    reference point."""
+    record = frame.to_dict()
+    if over is not None:
+        record["normalisation"]["over"] = over
+    return record
+
+
+def comparison_frame(union: np.ndarray, reference: list[float] | None = None) -> tuple[str, HypervolumeFrame]:
+    """(field name, frame) of the hypervolume that compares several fronts: min-max over their union with the
+    worst corner as reference, or raw units above a given reference point."""
+    if reference is None:
+        return HV_UNION_WORST, minmax_frame(union)
+    return HV_RAW_REF, raw_frame(reference, union.shape[1])
+
 
 def front_hypervolume(points: np.ndarray, base: np.ndarray | None, reference: list[float] | None = None) -> dict:
-    """Hypervolume of the aligned models' points, METHOD.md's DEFAULT: each objective min-max normalised over the
-    union of the compared points (here the aligned models and the base model), reference = the worst corner.
-    Also the hypervolume with the base model's own point as the reference: the region the aligned front gains
-    over the model it started from."""
-    sets = {"aligned": points}
+    """Hypervolumes of one run's aligned models' points: ``hypervolume_minmax_run_worst`` (METHOD.md's DEFAULT
+    with this run's aligned and base points as the union: min-max over them, reference = their worst corner); with
+    a base model also its own point's volume on that frame (``base_hypervolume_minmax_run_worst``) and the aligned
+    front's volume with the base point as reference (``hypervolume_minmax_run_base``: the region gained over the
+    model it started from); with a raw ``reference`` point ``hypervolume_raw_ref`` (raw units). Each name's
+    normalisation and reference point are in ``hypervolume_definitions``."""
+    union = points if base is None else np.vstack([points, base[None, :]])
+    frame = minmax_frame(union)
+    out: dict = {HV_RUN_WORST: frame.hypervolume(points)}
+    definitions = {HV_RUN_WORST: definition(frame, RUN_SCOPE)}
     if base is not None:
-        sets[BASE] = base[None, :]
-    result = normalised_hypervolume(sets, reference=reference)
-    out = {"hypervolume": result["hypervolume"]["aligned"], "reference_point": result["reference_point"],
-           "normalisation": result["normalisation"]}
-    if base is not None:
-        out["base_hypervolume"] = result["hypervolume"][BASE]
-        low = np.asarray(result["normalisation"]["low"], dtype=float)
-        high = np.asarray(result["normalisation"]["high"], dtype=float)
-        span = np.where(high > low, high - low, 1.0)
-        out["hypervolume_vs_base"] = hypervolume((points - low) / span, (base - low) / span, maximise=True)
+        out[BASE_HV_RUN_WORST] = frame.hypervolume(base[None, :])
+        definitions[BASE_HV_RUN_WORST] = definitions[HV_RUN_WORST]
+        on_base = dataclasses.replace(frame, reference_raw=np.asarray(base, dtype=float),
+                                      reference=frame.transform(base[None, :])[0],
+                                      reference_rule="the base model's point")
+        out[HV_RUN_BASE] = on_base.hypervolume(points)
+        definitions[HV_RUN_BASE] = definition(on_base, RUN_SCOPE)
+    if reference is not None:
+        raw = raw_frame(reference, points.shape[1])
+        out[HV_RAW_REF] = raw.hypervolume(points)
+        definitions[HV_RAW_REF] = definition(raw, None)
+    out["hypervolume_definitions"] = definitions
     return out
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import io
 from ..plots import plot_front
 from ..tables import format_vector
-from .metrics import BASE, format_front_table, weights_label
+from .metrics import BASE, HV_RAW_REF, HV_RUN_BASE, HV_RUN_WORST, format_front_table, weights_label
 
 
 def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.DataFrame,
@@ -24,18 +24,29 @@ def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.Da
     plot_front(aligned[columns].to_numpy(dtype=np.float64), labels, names, Path(folder) / "front.png",
                title=f"{metrics['method']}: held-out front",
                base=base[columns].to_numpy(dtype=np.float64)[0] if len(base) else None)
-    norm = metrics["normalisation"]
+    definitions = metrics["hypervolume_definitions"]
+    norm = definitions[HV_RUN_WORST]["normalisation"]
     lines = [f"# {metrics['method']} on {', '.join(names)}", "",
              f"- test prompts: {metrics['num_test_prompts']}, seed {metrics['seed']}",
-             f"- hypervolume: **{metrics['hypervolume']:.4f}** (objectives min-max normalised over the union of the "
-             f"compared points: low {format_vector(norm['low'], '.3g')}, high {format_vector(norm['high'], '.3g')}; "
-             f"reference point {format_vector(metrics['reference_point']['raw'], '.3g')} raw = "
-             f"{format_vector(metrics['reference_point']['normalised'], '.3g')} normalised)"]
-    if metrics.get("base"):
-        lines.append(f"- hypervolume with the base model's point as reference: "
-                     f"{metrics['hypervolume_vs_base']:.4f} (normalised units)")
+             f"- hypervolume `{HV_RUN_WORST}`: **{metrics[HV_RUN_WORST]:.4f}** (objectives min-max normalised over "
+             f"this run's aligned and base points: low {format_vector(norm['low'], '.3g')}, high "
+             f"{format_vector(norm['high'], '.3g')}; reference point the worst corner "
+             f"{format_vector(definitions[HV_RUN_WORST]['reference_point']['raw'], '.3g')} raw; not comparable with "
+             "another run's: `paretohqd compare` puts runs on one normalisation)"]
+    if HV_RUN_BASE in metrics:
+        lines.append(f"- hypervolume `{HV_RUN_BASE}` (the same normalisation, the base model's point as reference): "
+                     f"{metrics[HV_RUN_BASE]:.4f}")
+    if HV_RAW_REF in metrics:
+        lines.append(f"- hypervolume `{HV_RAW_REF}` (raw reward units above the reference point "
+                     f"{format_vector(definitions[HV_RAW_REF]['reference_point']['raw'], '.3g')}): "
+                     f"{metrics[HV_RAW_REF]:.4g}")
+    cost = metrics["cost"]
     lines += [f"- collapse rate (aligned models): {metrics['collapse_rate']:.2%}",
-              "- wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["wall_seconds"].items()), "",
+              f"- cost, wall seconds (GPU-seconds): training {_cost(cost['training'])}, generation "
+              f"{_cost(cost['generation'])}; scoring of the offline data (shared by every method on these data, "
+              f"not in the method's cost) {_cost(cost['scoring'])}; evaluation {_cost(cost['evaluation'])}",
+              "- wall seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["wall_seconds"].items()),
+              "",
               "![front](front.png)", "", "## Front", "", "```", format_front_table(metrics), "```", "",
               "## Sample outputs", ""]
     for model in table["model"]:
@@ -49,3 +60,7 @@ def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.Da
             lines += [f"- **prompt** …{question}", f"  **response** {answer or '(empty)'}  ", f"  _{rewards}_"]
         lines.append("")
     io.write_text(Path(folder) / "report.md", "\n".join(lines))
+
+
+def _cost(line: dict) -> str:
+    return f"{line['wall_seconds']:.0f} s ({line['gpu_seconds']:.0f})"

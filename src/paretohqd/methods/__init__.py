@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from ..errors import UserError
 from .base import EvaluatedModel, Method
+from .modpo import MODPO
+from .morlhf import MORLHF
 from .paretohqd import ParetoHqD
 from .ric import RiC
 from .sft import SFT
 from .soups import RewardedSoups
 
-METHODS: dict[str, Method] = {m.key: m for m in (ParetoHqD(), RiC(), SFT(), RewardedSoups())}
+METHODS: dict[str, Method] = {m.key: m for m in (ParetoHqD(), RiC(), SFT(), RewardedSoups(), MORLHF(), MODPO())}
 
 
 def get_method(key: str) -> Method:
@@ -19,4 +21,4 @@ def get_method(key: str) -> Method:
     return METHODS[key]
 
 
-__all__ = ["METHODS", "EvaluatedModel", "Method", "ParetoHqD", "RewardedSoups", "RiC", "SFT", "get_method"]
+__all__ = ["METHODS", "MODPO", "EvaluatedModel", "Method", "ParetoHqD", "RewardedSoups", "RiC", "SFT", "get_method"]

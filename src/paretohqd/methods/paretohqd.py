@@ -1,7 +1,8 @@
 """ParetoHqD (Gu et al., AAAI 2026): preferences as rays, Pareto high-quality data per ray, two-stage SFT.
 
 Stage 1: per preference, the ``select.k`` samples of the first Pareto layers nearest its ray train a model from the
-base. Stage 2: the grid preferences nearest the M one-hots and the balanced preference generate for
+base. Stage 2: the stage-1 models of the M one-hots and the balanced preference (``stage2.generators``; one not
+in the grid is trained as a generator only) generate for
 ``stage2.num_prompts`` training prompts; the new samples are scored, the layers rebuilt on them, ``stage2.k`` chosen
 per preference by the same rule, and each stage-1 model trains further.
 """
@@ -12,11 +13,13 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..pareto import default_min_pool, nearest_preferences, representative_preferences
+from ..errors import UserError
+from ..pareto import (default_min_pool, nearest_preferences, representative_preferences,
+                      validate_preferences)
 from ..pipeline import Shared, Unit
 from ..pipeline.generate import generation_unit
 from ..pipeline.score import scoring_unit
-from ..pipeline.select import selection_units
+from ..pipeline.select import ray_unit, selection_units
 from ..tables import format_vector
 from ..pipeline.train import fit, training_unit
 from ..train import ModelCard
@@ -47,10 +50,11 @@ class ParetoHqD(Method):
         if not c.stage2.enabled:
             return units
         generators = {}
-        for index in nearest_preferences(weights, representative_preferences(len(names))):
-            generators[f"stage1 w={format_vector(weights[index], '.3g')}"] = generation_unit(
-                f"stage2/generate/pref_{index:02d}", "stage2", "train", f"stage2/generations/pref_{index:02d}.jsonl",
-                shared.scores, c.model, c.stage2.sampling, c.seed + STAGE2_SEED_OFFSET, adapters=[stage1[index]],
+        for label, model, w, own_units in stage2_generators(shared, stage1, declared[0]):
+            units += own_units
+            generators[f"stage1 w={format_vector(w, '.3g')}"] = generation_unit(
+                f"stage2/generate/{label}", "stage2", "train", f"stage2/generations/{label}.jsonl",
+                shared.scores, c.model, c.stage2.sampling, c.seed + STAGE2_SEED_OFFSET, adapters=[model],
                 prompt_sample={"count": c.stage2.num_prompts, "seed": c.seed, "drop": names},
                 progress=shared.progress, generation=c.generation)
         pooled = scoring_unit("stage2/score", "stage2", "stage2", generators, shared.scoring,
@@ -68,9 +72,40 @@ class ParetoHqD(Method):
         return units + list(generators.values()) + [pooled] + declared2 + stage2
 
     def evaluated_models(self, shared: Shared, training: list[Unit]) -> list[EvaluatedModel]:
-        final = by_name(training, "train/stage2/" if shared.config.stage2.enabled else "train/stage1/")
+        final = by_name(training, "train/stage2/" if shared.config.stage2.enabled else "train/stage1/pref_")
         return [EvaluatedModel(f"pref_{i:02d}", [float(w) for w in weights], adapters=[unit])
                 for i, (weights, unit) in enumerate(zip(shared.weights, final))]
+
+
+def stage2_generators(shared: Shared, stage1: list[Unit], pool: Unit) -> list[tuple[str, Unit, np.ndarray, list]]:
+    """(label, stage-1 model unit, preference, the units it adds) of each stage-2 generator, as
+    ``stage2.generators`` names them (default: the M+1 representatives). A preference in the grid uses its model;
+    one that is not is selected and trained at stage 1 as a generator only (``generator_NN``), or with
+    ``missing_generators: nearest`` replaced by the nearest grid preference (each model generating once)."""
+    c, weights = shared.config, shared.weights
+    wanted = representative_preferences(len(c.objective_names)) if c.stage2.generators is None \
+        else c.stage2.generators
+    try:
+        wanted = validate_preferences(wanted, len(c.objective_names))
+    except ValueError as exc:
+        raise UserError(f"stage2.generators: {exc}") from None
+    chosen: dict[str, tuple[str, Unit, np.ndarray, list]] = {}
+    for j, w in enumerate(wanted):
+        match = np.flatnonzero(np.isclose(weights, w, atol=1e-9).all(axis=1))
+        if match.size == 0 and c.stage2.missing_generators == "nearest":
+            match = np.array(nearest_preferences(weights, w[None, :]))
+        if match.size:
+            index = int(match[0])
+            chosen.setdefault(f"pref_{index:02d}", (f"pref_{index:02d}", stage1[index], weights[index], []))
+            continue
+        label = f"generator_{j:02d}"
+        selection = ray_unit(pool, label, w, c.select.k, c.select.metric)
+        model = training_unit(f"train/stage1/{label}", "train_stage1", f"models/{label}/stage1", train_preference,
+                              c, {"selection": selection, "scores": shared.scores}, seed=c.seed,
+                              options={"stage": "stage1"}, progress=shared.progress)
+        chosen[label] = (label, model, w, [selection, model])
+    # grid models in grid order, then generator-only ones: the order (and so the keys) of runs made before
+    return sorted(chosen.values(), key=lambda entry: (entry[0].startswith("generator_"), entry[0]))
 
 
 def train_preference(ctx) -> None:

@@ -2,6 +2,10 @@
 w-weighted average of their weights. With LoRA the soup is built exactly as the weighted sum of the adapters' weight
 updates (peft's "cat" combination: W0 + sum_i w_i B_i A_i); with full fine-tuning, as the weighted average of the
 weights. M trainings; every preference is free at test time.
+
+Ingredients (``soups.ingredient``): SFT on each objective's top-k samples, or plain DPO (sigmoid, no margin) on the
+data's preference pairs ordered by each objective's scores (``data.pairs``), with MODPO's DPO recipe under
+``soups.dpo``. The ingredient is in each unit's key (its kind), so switching retrains; SFT units are keyed as before.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.pairs import preference_pairs, require_pairs
 from ..errors import UserError
 from ..pipeline import Shared, Unit
-from ..pipeline.train import fit, training_unit
+from ..pipeline.train import dpo_training_unit, fit, fit_pairs, training_unit
 from ..train import ModelCard
 from .base import EvaluatedModel, Method, sample_frame
 
@@ -22,6 +27,15 @@ class RewardedSoups(Method):
 
     def training_units(self, shared: Shared) -> list[Unit]:
         c = shared.config
+        if c.soups.ingredient == "dpo":
+            require_pairs(shared.inputs.samples, "Rewarded Soups with DPO ingredients")
+            return [dpo_training_unit(f"train/soups/objective_{j:02d}", "train_soups",
+                                      f"models/objective_{j:02d}/stage1", train_dpo_ingredient, c,
+                                      {"scores": shared.scores}, seed=c.seed + j,
+                                      dpo_layers=[("modpo.dpo", c.modpo.dpo), ("soups.dpo", c.soups.dpo)],
+                                      lora_layers=[("modpo.lora", c.modpo.lora)], settings={"objective": name},
+                                      progress=shared.progress)
+                    for j, name in enumerate(c.objective_names)]
         return [training_unit(f"train/soups/objective_{j:02d}", "train_soups", f"models/objective_{j:02d}/stage1",
                               train_ingredient, c, {"scores": shared.scores}, seed=c.seed + j,
                               settings={"objective": name, "k": c.soups.k}, progress=shared.progress)
@@ -45,3 +59,11 @@ def train_ingredient(ctx) -> None:
     samples = best_for(pd.read_parquet(ctx.input("scores")), name, ctx.settings["k"])
     fit(ctx, samples, ModelCard(f"Rewarded Soups ingredient: {name}", ["rewarded-soups"],
                                 [f"trained on the {len(samples)} samples with the highest {name} reward"]))
+
+
+def train_dpo_ingredient(ctx) -> None:
+    name = ctx.settings["objective"]
+    pairs = preference_pairs(pd.read_parquet(ctx.input("scores")), name)
+    fit_pairs(ctx, pairs[["prompt", "chosen", "rejected"]],
+              ModelCard(f"Rewarded Soups DPO ingredient: {name}", ["rewarded-soups", "dpo"],
+                        [f"trained by DPO on {len(pairs)} preference pairs, each ordered by its {name} scores"]))

@@ -18,7 +18,11 @@ from .layers import layers_validated
 from .normalise import METHODS, NormalisationStats, check_quantiles, fit_validated
 
 __all__ = ["SelectionResult", "Selection", "CandidatePool", "candidate_pool", "select_from_pool",
-           "select_for_preferences", "default_min_pool"]
+           "select_for_preferences", "default_min_pool", "SELECTION_METRICS"]
+
+SELECTION_METRICS = (*METRICS, "weighted_sum")
+"""The ray metrics, and ``weighted_sum``: the k pool samples with the highest w . z (the scalarisation the ray
+replaces; its "distance" is -w . z). The ablation that shows what the ray buys on concave fronts."""
 
 
 def default_min_pool(n_objectives: int) -> int:
@@ -128,7 +132,7 @@ def select_for_preferences(
             least this many samples. Default ``default_min_pool(M)`` (2,000 for M=2, 5,000 for M>=3), capped at n.
         normalisation: ``'minmax'`` or ``'robust'`` (``quantiles``); ignored when ``stats`` is given.
         quantiles: lower/upper quantiles for ``'robust'``.
-        metric: ``'perpendicular'`` distance to the ray (default) or ``'angle'``.
+        metric: ``'perpendicular'`` distance to the ray (default), ``'angle'``, or ``'weighted_sum'`` (the ablation).
         stats: normalisation statistics to use (a ``NormalisationStats`` or its ``to_dict()``). By default they
             are fitted over ALL ``points`` (the candidate pool of METHOD.md 1.2), not just the first layers, so
             that the ideal point and the scale reflect the whole scored dataset.
@@ -221,8 +225,8 @@ def select_from_pool(
     n, m = X.shape
     W = validate_preferences(weights, m)
     k = as_count(k, "k")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(SELECTION_METRICS)}, got {metric!r}")
     if k > n:
         raise ValueError(f"k={k} is larger than the candidate pool of {n} samples")
     if pool.indices.size < k:
@@ -232,7 +236,7 @@ def select_from_pool(
         )
     z = pool.stats.apply(X[pool.indices], maximise=pool.maximise)
     directions = preference_direction(W)
-    distances = ray_distance(z, directions, metric=metric)
+    distances = -(z @ W.T) if metric == "weighted_sum" else ray_distance(z, directions, metric=metric)
     results = []
     for p in range(W.shape[0]):  # loop over preferences; each step is vectorised over the pool
         chosen = _k_nearest(distances[:, p], k)

@@ -26,7 +26,7 @@ from ..errors import UserError
 from .executors import Finish, ReadyGraph, Start, perform
 from .units import Unit, UnitContext
 
-SHARED_KINDS = frozenset({"sft", "score_shard", "generate", "score_generated"})
+SHARED_KINDS = frozenset({"sft", "dpo", "rloo", "score_shard", "generate", "score_generated"})
 """Unit kinds whose actions share their work by ``UnitContext.rank`` (and write only on rank 0). A unit that runs
 as a group (one vLLM engine for several adapters) runs on rank 0 alone: the engine shares the GPUs its own way."""
 CONTROL_TIMEOUT = timedelta(hours=24)

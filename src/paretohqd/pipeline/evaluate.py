@@ -1,40 +1,84 @@
 """The evaluate and report units: score every model's held-out generations with raw rewards, the front and its
 metrics (``eval/metrics.json``, ``per_preference.csv``, ``scores.parquet``); then the plot and the Markdown report,
-whose settings change nothing else."""
+whose settings change nothing else.
+
+Cost (``metrics["cost"]``), over the units the evaluation depends on, by what they do:
+
+- ``scoring``: scoring of the offline data (kinds score_check, score_shard, score), on its own line and in no
+  method's cost. A check or shard lives in a content-addressed cache that several runs may share; its seconds are
+  read from the record the computing run left beside it (``<output>.cost.json``), so every run on the same data and
+  objectives reports the same scoring cost (``key`` names that scoring), whichever computed it first. A shard with
+  no record (a cache filled by an older version) counts 0 and is counted in ``unrecorded_units``. The merge is this
+  run's own unit.
+- ``training``: the method's own work other than generation (selection, SFT, scoring of generated text, ...).
+- ``generation``: every generation unit (stage-2 / online rounds' data, held-out answers).
+- ``evaluation``: this evaluation (its own scoring of the held-out answers included); ``inputs``: reading the data.
+- ``method`` = training + generation: what the method costs on top of the shared scoring; ``total``: everything.
+
+Each with wall seconds (every recorded attempt of a unit) and GPU-seconds (wall x the CUDA devices it held), and per
+stage. ``wall_seconds`` / ``gpu_seconds``: the same per stage, scoring as attributed above, plus ``total``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from .. import io
 from ..config import CollapseConfig, EvaluateConfig, from_dict
 from ..evaluate.collapse import CollapseDetector
-from ..evaluate.metrics import BASE, summarise
+from ..evaluate.metrics import BASE, HV_RUN_WORST, summarise
 from ..evaluate.report import write_report
-from .rundir import MANIFEST
+from .distributed import launched_world
+from .rundir import COST_SIDECAR, MANIFEST, cuda_devices_in_use
+from .runner import closure as units_needed
 from .score import score_generations
 from .units import Unit, UnitContext
 
 METRICS = "eval/metrics.json"
+METRICS_FORMAT = 2
+"""In the evaluation's key: a new format of metrics.json (named hypervolumes, cost) re-evaluates older runs."""
+SCORING_KINDS = frozenset({"score_check", "score_shard", "score"})
+GENERATION_KINDS = frozenset({"generate"})
+EVALUATION_KINDS = frozenset({"evaluate", "report"})
+INPUT_KINDS = frozenset({"input"})
+CATEGORIES = ("scoring", "training", "generation", "evaluation", "inputs")
+
+
+def cost_category(kind: str) -> str:
+    """Which line of the cost a unit of ``kind`` is counted on; anything a method declares itself is training."""
+    if kind in SCORING_KINDS:
+        return "scoring"
+    if kind in GENERATION_KINDS:
+        return "generation"
+    if kind in EVALUATION_KINDS:
+        return "evaluation"
+    if kind in INPUT_KINDS:
+        return "inputs"
+    return "training"
 
 
 def evaluation_units(method: str, models: list[dict], generations: list[Unit], evaluate: EvaluateConfig,
                      scoring: tuple[dict, dict], seed: int, closure: list[str]) -> tuple[Unit, Unit]:
     """``models``: ``{"name", "weights"}`` in the order of ``generations``; ``closure``: the names of every unit
-    the evaluation depends on, whose wall seconds its metrics report."""
+    the evaluation depends on, whose cost its metrics report."""
     settings, options = scoring
+    names = set(closure)
+    cost_units = [{"name": u.name, "kind": u.kind, "stage": u.stage, "key": u.key,
+                   "outputs": list(u.output_paths) if u.content_addressed else []}
+                  for u in units_needed(generations) if u.name in names]
     unit = Unit(name="evaluate", kind="evaluate", stage="evaluate", command="evaluate", action=run_evaluation,
                 outputs=(METRICS, "eval/per_preference.csv", "eval/scores.parquet"),
                 upstream={f"model:{i:03d}": g for i, g in enumerate(generations)},
                 settings={**settings, "method": method, "models": models,
                           "collapse": dataclasses.asdict(evaluate.collapse),
-                          "reference_point": evaluate.reference_point},
-                options={**options, "closure": closure, "sampling": dataclasses.asdict(evaluate.sampling),
-                         "seed": seed})
+                          "reference_point": evaluate.reference_point, "metrics_format": METRICS_FORMAT},
+                options={**options, "closure": list(closure), "cost_units": cost_units,
+                         "sampling": dataclasses.asdict(evaluate.sampling), "seed": seed})
     report = Unit(name="report", kind="report", stage="evaluate", command="evaluate", action=run_report,
                   outputs=("eval/front.png", "eval/report.md"), upstream={"evaluation": unit},
                   settings={"sample_outputs": evaluate.sample_outputs})
@@ -50,10 +94,13 @@ def run_evaluation(ctx: UnitContext) -> None:
     scored["degenerate"] = detector.is_degenerate(scored["response"].tolist())
     names = [entry["name"] for entry in s["objectives"]]
     table, metrics = summarise(scored, s["models"], names, detector, s["reference_point"])
-    wall, span = stage_seconds(ctx.outputs[0].parents[1] / MANIFEST, o["closure"])
-    wall["evaluate"] = wall.get("evaluate", 0.0) + time.perf_counter() - started
-    wall["total"] = float(sum(wall.values()))
-    metrics = {"method": s["method"], **metrics, "wall_seconds": wall,
+    run_dir = ctx.outputs[0].parents[1]
+    seconds = time.perf_counter() - started
+    itself = {"name": ctx.name, "kind": "evaluate", "stage": "evaluate", "wall_seconds": seconds,
+              "gpu_seconds": seconds * cuda_devices_in_use(launched_world()[1])}
+    cost, wall, gpu = cost_summary(run_dir, o.get("cost_units", [{"name": n} for n in o["closure"]]), [itself])
+    span = elapsed_span(run_dir / MANIFEST, o["closure"])
+    metrics = {"method": s["method"], **metrics, "cost": cost, "wall_seconds": wall, "gpu_seconds": gpu,
                "elapsed_seconds": span + time.perf_counter() - started, "sampling": o["sampling"], "seed": o["seed"]}
     table_out = table.copy()
     table_out["weights"] = table_out["weights"].map(lambda w: "" if w is None else " ".join(f"{x:.3g}" for x in w))
@@ -61,25 +108,73 @@ def run_evaluation(ctx: UnitContext) -> None:
     with io.atomic_path(ctx.outputs[1]) as tmp:
         table_out.to_csv(tmp, index=False)
     io.write_json(ctx.outputs[0], metrics)
-    ctx.log(f"evaluate: hypervolume {metrics['hypervolume']:.4f}, collapse rate {metrics['collapse_rate']:.2%} "
-            f"-> {ctx.outputs[0].parent}")
+    ctx.log(f"evaluate: hypervolume {metrics[HV_RUN_WORST]:.4f} (min-max over this run's points, worst corner), "
+            f"collapse rate {metrics['collapse_rate']:.2%}; cost {cost['method']['wall_seconds']:.0f} s training + "
+            f"generation, {cost['scoring']['wall_seconds']:.0f} s scoring -> {ctx.outputs[0].parent}")
 
 
-def stage_seconds(manifest: Path, names: list[str]) -> tuple[dict[str, float], float]:
-    """(wall seconds per stage summed over the named units, those the evaluation depends on: the cost, whatever
-    ran at the same time; seconds from the first of them starting to the last finishing: the elapsed time, shorter
-    when units ran at once), from the manifest."""
+def cost_summary(run_dir: Path, units: Sequence[dict], extra: Sequence[dict] = ()) -> tuple[dict, dict, dict]:
+    """(``cost`` by category, wall seconds per stage, GPU-seconds per stage) over ``units`` (``{"name", "kind",
+    "stage", "key", "outputs"}``: the units the evaluation depends on; ``outputs`` of content-addressed ones, whose
+    cost records lie beside them) from the manifest and those records, plus ``extra`` units measured by the caller
+    (``{"name", "kind", "stage", "wall_seconds", "gpu_seconds"}``: the evaluation itself). See the module's text."""
+    manifest = Path(run_dir) / MANIFEST
+    entries = io.read_json(manifest).get("units", {}) if manifest.exists() else {}
+    cost = {c: {"wall_seconds": 0.0, "gpu_seconds": 0.0, "stages": {}} for c in CATEGORIES}
+    scoring = cost["scoring"]
+    scoring.update(units=0, recorded_units=0, unrecorded_units=0, computed_here=0, merge_wall_seconds=0.0, key=None)
+    measured = []
+    for unit in units:
+        entry = entries.get(unit["name"]) or {}
+        kind, stage = unit.get("kind") or entry.get("kind", ""), unit.get("stage") or entry.get("stage", "other")
+        wall, gpu = entry.get("wall_seconds", 0.0), entry.get("gpu_seconds", 0.0)
+        if unit.get("outputs"):  # content-addressed: a cache's unit, perhaps computed by another run
+            record = _cost_record(Path(run_dir), unit["outputs"][0])
+            scoring["recorded_units" if record or entry else "unrecorded_units"] += kind in SCORING_KINDS
+            if record:
+                wall, gpu = record.get("wall_seconds", 0.0), record.get("gpu_seconds", 0.0)
+        if kind in SCORING_KINDS:
+            scoring["units"] += 1
+            scoring["computed_here"] += bool(entry) and "reused_from" not in entry
+            if kind == "score":
+                scoring["key"] = unit.get("key")
+                scoring["merge_wall_seconds"] = wall
+        measured.append((kind, stage, wall, gpu))
+    measured += [(u["kind"], u["stage"], u["wall_seconds"], u["gpu_seconds"]) for u in extra]
+    wall_by_stage: dict[str, float] = {}
+    gpu_by_stage: dict[str, float] = {}
+    for kind, stage, wall, gpu in measured:
+        line = cost[cost_category(kind)]
+        line["wall_seconds"] += wall
+        line["gpu_seconds"] += gpu
+        by_stage = line["stages"].setdefault(stage, {"wall_seconds": 0.0, "gpu_seconds": 0.0})
+        by_stage["wall_seconds"] += wall
+        by_stage["gpu_seconds"] += gpu
+        wall_by_stage[stage] = wall_by_stage.get(stage, 0.0) + wall
+        gpu_by_stage[stage] = gpu_by_stage.get(stage, 0.0) + gpu
+    cost["method"] = {k: cost["training"][k] + cost["generation"][k] for k in ("wall_seconds", "gpu_seconds")}
+    cost["total"] = {k: sum(cost[c][k] for c in CATEGORIES) for k in ("wall_seconds", "gpu_seconds")}
+    wall_by_stage["total"] = cost["total"]["wall_seconds"]
+    gpu_by_stage["total"] = cost["total"]["gpu_seconds"]
+    return cost, wall_by_stage, gpu_by_stage
+
+
+def _cost_record(run_dir: Path, output: str) -> dict | None:
+    path = Path(output) if Path(output).is_absolute() else run_dir / output
+    record = path.with_name(path.name + COST_SIDECAR)
+    try:
+        return io.read_json(record)
+    except (OSError, ValueError):
+        return None
+
+
+def elapsed_span(manifest: Path, names: list[str]) -> float:
+    """Seconds from the first of the named units starting to the last finishing (the elapsed time: shorter than
+    the summed cost when units ran at once, longer across a pause between a run and its resumption)."""
     units = io.read_json(manifest)["units"] if manifest.exists() else {}
-    wall: dict[str, float] = {}
-    began, ended = [], []
-    for name in names:
-        entry = units.get(name)
-        if entry:
-            wall[entry["stage"]] = wall.get(entry["stage"], 0.0) + entry.get("wall_seconds", 0.0)
-            if "started" in entry and "finished" in entry:
-                began.append(entry["started"])
-                ended.append(entry["finished"])
-    return wall, (max(ended) - min(began)) if began else 0.0
+    began = [units[n]["started"] for n in names if n in units and "started" in units[n] and "finished" in units[n]]
+    ended = [units[n]["finished"] for n in names if n in units and "started" in units[n] and "finished" in units[n]]
+    return (max(ended) - min(began)) if began else 0.0
 
 
 def run_report(ctx: UnitContext) -> None:

@@ -17,11 +17,14 @@ import dataclasses
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import ExecutionConfig, UnitResources
 from ..errors import UserError
 from .units import Unit, UnitContext
+
+RAY_TOKEN = Path.home() / ".ray" / "auth_token"
 
 Start = Callable[[Unit], bool]
 Finish = Callable[[Unit, float, "BaseException | None"], None]
@@ -146,15 +149,21 @@ class RayExecutor:
             e = self.execution
             if e.ray_address:
                 _check_reachable(e.ray_address)
+                if "RAY_AUTH_MODE" not in os.environ and RAY_TOKEN.exists():
+                    # `ray start` turns token authentication on when this token exists, and a client that does not
+                    # present it is refused (for minutes of retries) as if no cluster were there.
+                    os.environ["RAY_AUTH_MODE"] = "token"
                 try:
                     ray.init(address=e.ray_address, log_to_driver=True)
                 except ConnectionError as exc:
-                    raise UserError(f"execution.ray_address {e.ray_address!r}: no Ray cluster there ({exc})") \
-                        from None
+                    raise UserError(f"execution.ray_address {e.ray_address!r}: no Ray cluster there ({exc}; a cluster "
+                                    "with token authentication needs RAY_AUTH_MODE=token and its token)") from None
             else:
                 # A local cluster's workers import what this process imports (tests, user objectives).
                 path = os.pathsep.join(p for p in sys.path if p)
-                ray.init(num_cpus=e.ray_num_cpus, num_gpus=e.ray_num_gpus, include_dashboard=False,
+                # "local": a new cluster of this run's own, even where `ray start` runs one that ray.init() would
+                # otherwise join (and refuse num_cpus for).
+                ray.init(address="local", num_cpus=e.ray_num_cpus, num_gpus=e.ray_num_gpus, include_dashboard=False,
                          log_to_driver=True, object_store_memory=256 * 2**20,
                          runtime_env={"env_vars": {"PYTHONPATH": path}})
         return ray

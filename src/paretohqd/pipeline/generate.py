@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import io
 from ..config import GenerationConfig, SamplingConfig, from_dict
-from ..data import distinct_prompts
+from ..data import distinct_prompts, prompt_columns
 from ..policy import generate_responses, load_policy, sampling_record
 from ..policy.generation import merge_responses
 from .train import model_settings, rebuild_model_config
@@ -71,9 +71,15 @@ def _qualified(function: Callable) -> str:
 
 def sample_prompts(frame: pd.DataFrame, spec: Mapping | None) -> pd.DataFrame:
     """The prompts a unit answers: all rows of a prompt table, or ``count`` distinct prompts drawn at random (in
-    their original order) from a table of samples."""
+    their original order) from a table of samples; with ``replace``, ``count`` samples' prompts drawn with
+    replacement, in draw order (RiC's online rounds: a prompt with more samples is drawn more often)."""
     if not spec:
         return frame
+    if spec.get("replace"):
+        rows = np.random.default_rng(spec["seed"]).integers(0, len(frame), size=spec["count"])
+        drawn = prompt_columns(frame.iloc[rows].reset_index(drop=True), tuple(spec.get("drop", ())))
+        drawn.insert(0, "prompt_id", [f"d{i}" for i in range(len(drawn))])
+        return drawn
     prompts = distinct_prompts(frame, drop=tuple(spec.get("drop", ())))
     prompts.insert(0, "prompt_id", [f"p{i}" for i in range(len(prompts))])
     rng = np.random.default_rng(spec["seed"])

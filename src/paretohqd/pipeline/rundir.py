@@ -1,9 +1,11 @@
 """The run directory, the contract between units: the resolved config, the environment, the manifest, and every
-unit's outputs. The manifest records, per unit, its key, status, outputs and wall seconds, and per stage the sums.
+unit's outputs. The manifest records, per unit, its key, status, outputs, wall seconds (every recorded attempt),
+attempts, the CUDA devices it held and its GPU-seconds, and per stage the sums.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,24 @@ from ..env import environment
 from ..errors import UserError
 
 MANIFEST = "manifest.json"
+COST_SIDECAR = ".cost.json"
+"""Suffix of the record beside a content-addressed unit's first output (a cached score shard): its wall seconds,
+GPU-seconds and CUDA devices, written by the run that computed it and read by every run that finds it cached."""
+EVAL_SCORES = "eval/scores.parquet"
+
+
+def cuda_devices_in_use(world_size: int = 1) -> int:
+    """The CUDA devices this process holds: ``torch.cuda.device_count()`` once CUDA is initialised here (a unit
+    ran on cuda: the process holds them from then on), 0 before that or without torch or CUDA; in a launch of
+    ``world_size`` > 1 processes, one device per process once CUDA is in use. Never initialises CUDA itself."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    try:
+        count = int(torch.cuda.device_count()) if torch.cuda.is_initialized() else 0
+    except Exception:  # noqa: BLE001 - a broken driver is no reason to lose a finished unit's record
+        return 0
+    return world_size if world_size > 1 and count else count
 
 
 class RunDir:
@@ -44,13 +64,16 @@ class RunDir:
 
 
 def stage_summary(units: dict) -> dict:
-    """Per stage: how many units, how many done, and their wall seconds."""
+    """Per stage: how many units, how many done, and their wall seconds and GPU-seconds (as this run directory's
+    units recorded them: a shard found in a shared cache is not a unit of this run)."""
     stages: dict[str, dict] = {}
     for entry in units.values():
-        stage = stages.setdefault(entry.get("stage", "other"), {"units": 0, "done": 0, "wall_seconds": 0.0})
+        stage = stages.setdefault(entry.get("stage", "other"),
+                                  {"units": 0, "done": 0, "wall_seconds": 0.0, "gpu_seconds": 0.0})
         stage["units"] += 1
         stage["done"] += entry.get("status") == "done"
         stage["wall_seconds"] += entry.get("wall_seconds", 0.0)
+        stage["gpu_seconds"] += entry.get("gpu_seconds", 0.0)
     for stage in stages.values():
         stage["status"] = "done" if stage["done"] == stage["units"] else "incomplete"
     return stages
@@ -64,3 +87,14 @@ def read_metrics(run_dir: str | Path) -> dict:
     metrics = io.read_json(path)
     metrics["run_dir"] = str(run_dir)
     return metrics
+
+
+def read_eval_scores(run_dir: str | Path):
+    """A finished run's per-(model, prompt) scores, ``eval/scores.parquet``."""
+    import pandas as pd
+
+    path = Path(run_dir) / EVAL_SCORES
+    if not path.is_file():
+        raise UserError(f"{path} is missing (a run evaluated by an older version of paretohqd, or whose evaluation "
+                        "did not finish): run `paretohqd evaluate CONFIG` for that run first")
+    return pd.read_parquet(path)

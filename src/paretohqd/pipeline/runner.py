@@ -5,6 +5,12 @@ skipped without looking further upstream; otherwise its dependencies are produce
 produced under another name in this run directory (a preference that moved in the grid) gets those outputs by hard
 links instead of being recomputed. Before any work starts every needed unit's own checks run, so bad settings fail
 in seconds rather than after hours. The manifest is written atomically after every change.
+
+Cost: each unit's entry keeps its wall seconds over every recorded attempt (a failed attempt's seconds carry over
+to the next; an attempt killed outright, kill -9, is lost), the CUDA devices it held and its GPU-seconds (wall x
+devices). A content-addressed unit (a score shard in a cache several runs share) also gets those numbers in a
+sidecar beside its first output, ``<output>.cost.json``, so that a run finding it cached can still count what it
+cost, the same for every run.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .. import io
-from .executors import LocalExecutor
-from .rundir import RunDir
+from .executors import LocalExecutor, RayExecutor
+from .rundir import COST_SIDECAR, RunDir, cuda_devices_in_use
 from .units import Unit, UnitContext
 
 
@@ -118,21 +124,28 @@ class Runner:
                 execution.reused.append(unit.name)
                 return False
             previous = self.manifest["units"].get(unit.name, {})
-            spent = previous.get("wall_seconds", 0.0) if previous.get("key") == unit.key \
-                and previous.get("status") != "done" else 0.0
+            resumed = previous.get("key") == unit.key and previous.get("status") != "done"
             self.manifest["units"][unit.name] = {
                 "key": unit.key, "kind": unit.kind, "stage": unit.stage, "status": "running", "started": time.time(),
-                "outputs": list(unit.output_paths), "wall_seconds": spent}
+                "outputs": list(unit.output_paths),
+                "wall_seconds": previous.get("wall_seconds", 0.0) if resumed else 0.0,
+                "gpu_seconds": previous.get("gpu_seconds", 0.0) if resumed else 0.0,
+                "attempts": previous.get("attempts", 1) + 1 if resumed else 1}
             self._write_manifest()
             return True
 
         def finish(unit: Unit, seconds: float, error: BaseException | None) -> None:
             entry = self.manifest["units"][unit.name]
+            devices = self.devices(unit)
             entry["wall_seconds"] = entry.get("wall_seconds", 0.0) + seconds
+            entry["cuda_devices"] = devices
+            entry["gpu_seconds"] = entry.get("gpu_seconds", 0.0) + seconds * devices
             entry["finished"] = time.time()
             if error is None:
                 entry["status"] = "done"
                 execution.ran.append(unit.name)
+                if unit.content_addressed and self.main_process:
+                    self._write_cost_sidecar(unit, entry)
             else:
                 entry["status"] = "failed"
                 entry["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
@@ -140,6 +153,21 @@ class Runner:
 
         self.executor.run(order, self.context, start, finish)
         return execution
+
+    def devices(self, unit: Unit) -> float:
+        """The CUDA devices ``unit`` held while it ran: on Ray the GPUs its kind reserves (Ray hides the others
+        from it); in a multi-process launch one per process once CUDA is in use; in this process
+        ``torch.cuda.device_count()`` once CUDA is in use here (a unit ran on cuda), 0 on the CPU."""
+        if isinstance(self.executor, RayExecutor):
+            return float(self.executor.execution.resources_for(unit.kind).num_gpus)
+        return float(cuda_devices_in_use(getattr(self.executor, "world_size", 1)))
+
+    def _write_cost_sidecar(self, unit: Unit, entry: dict) -> None:
+        path = self.run.resolve(unit.output_paths[0])
+        io.write_json(path.with_name(path.name + COST_SIDECAR),
+                      {"unit": unit.name, "kind": unit.kind, "key": unit.key, "wall_seconds": entry["wall_seconds"],
+                       "gpu_seconds": entry["gpu_seconds"], "cuda_devices": entry["cuda_devices"],
+                       "attempts": entry.get("attempts", 1), "finished": entry["finished"]})
 
     def _write_manifest(self) -> None:
         if self.main_process:

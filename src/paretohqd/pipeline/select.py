@@ -26,11 +26,7 @@ def selection_units(prefix: str, folder: str, stage: str, command: str, scores: 
                 settings={"objectives": names, "normalisation": normalisation,
                           "quantiles": list(quantiles) if normalisation == "robust" else None,
                           "min_pool": min_pool or default_min_pool(len(names)), "cap_to_pool": cap_to_pool})
-    prefs = [Unit(name=f"{prefix}/pref_{i:02d}", kind="select_ray", stage=stage, command=command, action=run_ray,
-                  outputs=(f"{folder}/pref_{i:02d}.json",), upstream={"pool": pool, "scores": scores},
-                  settings={"objectives": names, "weights": [float(x) for x in w], "k": k, "metric": metric,
-                            "cap_to_pool": cap_to_pool})
-             for i, w in enumerate(weights)]
+    prefs = [ray_unit(pool, f"pref_{i:02d}", w, k, metric, cap_to_pool) for i, w in enumerate(weights)]
     roles = {f"pref:{i:02d}": unit for i, unit in enumerate(prefs)}
     summary = Unit(name=f"{prefix}/summary", kind="select_summary", stage=stage, command=command,
                    action=run_summary, outputs=(f"{folder}/summary.json",),
@@ -41,6 +37,16 @@ def selection_units(prefix: str, folder: str, stage: str, command: str, scores: 
                              action=run_plot, outputs=(f"{folder}/selection.png",),
                              upstream={"pool": pool, "scores": scores, **roles}, settings={"objectives": names}))
     return prefs, declared
+
+
+def ray_unit(pool: Unit, label: str, weights, k: int, metric: str, cap_to_pool: bool = False) -> Unit:
+    """The ``k`` samples of ``pool``'s candidates nearest one preference's ray, into ``{folder}/{label}.json``
+    beside the pool's file."""
+    prefix, folder = pool.name.removesuffix("/pool"), pool.outputs[0].rsplit("/", 1)[0]
+    return Unit(name=f"{prefix}/{label}", kind="select_ray", stage=pool.stage, command=pool.command, action=run_ray,
+                outputs=(f"{folder}/{label}.json",), upstream={"pool": pool, "scores": pool.upstream["scores"]},
+                settings={"objectives": pool.settings["objectives"], "weights": [float(x) for x in weights], "k": k,
+                          "metric": metric, "cap_to_pool": cap_to_pool})
 
 
 def _points(ctx: UnitContext) -> tuple[pd.DataFrame, np.ndarray]:

@@ -1,0 +1,211 @@
+"""What every training run shares, whichever trl trainer it uses (SFT, RLOO, DPO): its settings checked against the
+trainer's config class and peft.LoraConfig before any work, and how a finished model is written.
+
+A run writes into a staging folder that is renamed into place when complete, with a ``.complete`` marker: a crash
+never leaves a model that looks finished. Beside the weights go the tokenizer, a generation config whose eos is the
+chat template's end-of-turn token (so the model stops where it learned to), ``training.json`` and a model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .. import io
+from ..config import did_you_mean
+from ..errors import UserError
+from ..policy import Policy, load_causal_lm, resolve_device
+from .cards import ModelCard
+
+COMPLETE_MARKER = ".complete"
+TRAINING_ARGS_FILE = "training_args.bin"  # what Trainer.save_model adds beside the weights
+
+Layers = Sequence[tuple[str, Mapping]]
+
+
+def check_fields(cls, values: Mapping, where: str, owner: str) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            raise UserError(f"{where}.{key} is not a {owner} field{did_you_mean(key, names)}")
+
+
+def check_trainer_settings(config_class, layers: Layers, owned: Mapping[str, str], use_cpu: bool = True) -> dict:
+    """The merged ``layers`` ((config key, mapping) in the order they are merged, so that a bad name points at its
+    key), checked against the trl config class itself before any work; ``owned``: the fields the run sets itself,
+    each with where its value comes from."""
+    owner = f"trl.{config_class.__name__}"
+    for where, layer in layers:
+        check_fields(config_class, layer, where, owner)
+        taken = [key for key in layer if key in owned]
+        if taken:
+            raise UserError(f"{where}.{taken[0]} is set by the run itself ({owned[taken[0]]}); remove it")
+    settings = {key: value for _, layer in layers for key, value in layer.items()}
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            config_class(**settings, output_dir=scratch, use_cpu=use_cpu, report_to="none")
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{' + '.join(w for w, _ in layers)} is not a valid {owner}: "
+                            f"{str(exc).splitlines()[0]}") from None
+    return settings
+
+
+def check_lora_settings(lora_layers: Layers | None) -> None:
+    """``lora_layers`` (None: full fine-tuning) checked against peft.LoraConfig itself."""
+    if lora_layers is None:
+        return
+    from peft import LoraConfig
+
+    for where, layer in lora_layers:
+        check_fields(LoraConfig, layer, where, "peft.LoraConfig")
+    lora = {key: value for _, layer in lora_layers for key, value in layer.items()}
+    try:
+        LoraConfig(**lora, task_type="CAUSAL_LM")
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{' + '.join(w for w, _ in lora_layers)} is not a valid peft.LoraConfig: "
+                        f"{str(exc).splitlines()[0]}") from None
+
+
+def staging_folder(output_dir: Path) -> Path:
+    return Path(output_dir).with_name(Path(output_dir).name + ".partial")
+
+
+def clear_leftovers(staging: Path, main_process: bool) -> None:
+    if main_process and staging.exists():
+        shutil.rmtree(staging)  # leftovers of an interrupted run: that unit starts over
+
+
+def trainer_arguments(config_class, settings: dict, staging: Path, seed: int, report_to: str, model_config,
+                      progress: bool):
+    """The trainer's config: ``settings`` and what the run sets itself. Made before the model is loaded, as in
+    trl's scripts: it sets up the processes of a launch (the Trainer then trains data-parallel over all of them:
+    DDP, DeepSpeed or FSDP, as the accelerate config says; only the main process writes files), and under ZeRO-3
+    the model must be loaded after it to be sharded as it loads."""
+    return config_class(**settings, output_dir=str(staging / "trainer"), seed=seed, data_seed=seed,
+                        report_to=report_to, use_cpu=resolve_device(model_config.device) == "cpu",
+                        disable_tqdm=not progress)
+
+
+def load_trainable(model_config, lora: dict | None, init_from: Path | None = None):
+    """(model, tokenizer, policy, peft_config) a trainer starts from: the base with a new LoRA adapter (``lora``,
+    given to the trainer as ``peft_config``), a previous stage's adapter continued (``init_from`` and ``lora``),
+    or full weights (``lora`` None; from ``init_from`` when given)."""
+    # Full fine-tuning continues from the previous stage's weights; LoRA stages always start from the base.
+    full_continuation = init_from is not None and lora is None
+    model, tokenizer = load_causal_lm(str(init_from) if full_continuation else model_config.name_or_path,
+                                      model_config.dtype, None if full_continuation else model_config.revision,
+                                      model_config.device_map)
+    policy = Policy(model, tokenizer, model_config.system_prompt, model_config.max_prompt_length)
+    peft_config = None
+    if init_from is not None and lora is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_from), is_trainable=True)
+    elif lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**lora, task_type="CAUSAL_LM")
+    return model, tokenizer, policy, peft_config
+
+
+class BatchCounter:
+    """Counts the micro-batches and sequences this process's model is given during training (a forward pre-hook:
+    one call per micro-batch, whatever wraps the model for DDP, DeepSpeed or FSDP). Forwards without gradients
+    (DPO's reference log-probs, taken from the same model with its adapter off) are not training batches."""
+
+    def __init__(self, model):
+        import torch
+
+        self.batches = 0
+        self.sequences = 0
+        self.training = torch.is_grad_enabled
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs) -> None:
+        if not self.training():
+            return
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        self.batches += 1
+        self.sequences += int(input_ids.shape[0]) if input_ids is not None else 0
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def train_and_record(trainer, plan, seed: int, lora: dict | None, init_from: Path | None,
+                     facts: dict | None = None) -> dict:
+    """Train; what ``training.json`` records: the plan, the loss, the time, ``facts``, and what each process of a
+    launch trained on."""
+    from accelerate.utils import gather_object
+
+    args = trainer.args
+    seen = BatchCounter(trainer.model)
+    started = time.perf_counter()
+    try:
+        result = trainer.train()
+    finally:
+        seen.remove()
+    seconds = time.perf_counter() - started
+    # What each process trained on, in rank order: the evidence that every process of a launch took part.
+    ranks = gather_object([{"rank": args.process_index, "steps": trainer.state.global_step,
+                            "micro_batches": seen.batches, "sequences": seen.sequences}])
+    return {"num_samples": plan.num_samples, "global_batch_size": plan.global_batch_size, "steps": plan.steps,
+            "epochs": plan.epochs, "learning_rate": args.learning_rate, "train_loss": float(result.training_loss),
+            "seconds": seconds, "seed": seed, "lora": lora is not None,
+            "init_from": str(init_from) if init_from else None, "world_size": args.world_size, **(facts or {}),
+            "ranks": ranks, "log_history": trainer.state.log_history}
+
+
+def save_trained_model(trainer, policy, staging: Path, output_dir: Path, stats: dict, card: ModelCard | None,
+                       base_model: str, lora: bool) -> None:
+    """Write the trained model, tokenizer, generation config (end-of-turn eos), ``training.json`` and card into
+    ``staging``, then rename it onto ``output_dir``; every process of a launch calls it."""
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    tokenizer = policy.tokenizer
+    generation_config = trainer.model.generation_config
+    generation_config.eos_token_id = policy.end_of_turn_ids
+    generation_config.pad_token_id = tokenizer.pad_token_id
+    # Every process takes part in saving (ZeRO-3 and FSDP gather the sharded weights); only the main one writes.
+    trainer.save_model(str(staging))
+    if trainer.args.process_index == 0:
+        (staging / TRAINING_ARGS_FILE).unlink(missing_ok=True)  # the Trainer's pickle: training.json says it all
+        tokenizer.save_pretrained(str(staging))
+        generation_config.save_pretrained(str(staging))
+        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        io.write_json(staging / "training.json", stats)
+        if card is not None:
+            io.write_text(staging / "README.md", card.render(base_model, lora, stats))
+        io.write_text(staging / COMPLETE_MARKER, "ok\n")
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(staging, output_dir)
+    trainer.accelerator.wait_for_everyone()  # no process reads the model before it is in place
+    # Under ZeRO-3 the launch's DeepSpeed config outlives the Trainer and would make every later from_pretrained
+    # (generation, reward models) load sharded weights, which each process's own batches cannot run on.
+    unset_hf_deepspeed_config()
+
+
+# The train.sft fields a DPO or RLOO run does not take from it: the ones its trl config lacks, and loss_type, which
+# names another loss there. Listed rather than computed so that planning a run does not import torch; tests hold
+# the lists to trl's configs.
+SFT_ONLY_FIELDS = {
+    "dpo": ("assistant_only_loss", "chat_template_path", "completion_only_loss", "dataset_kwargs",
+            "dataset_text_field", "eos_token", "eval_packing", "loss_type", "packing", "packing_strategy",
+            "shuffle_dataset"),
+    "rloo": ("activation_offloading", "assistant_only_loss", "chat_template_path", "completion_only_loss",
+             "dataset_kwargs", "dataset_num_proc", "dataset_text_field", "eos_token", "eval_packing", "loss_type",
+             "max_length", "packing", "packing_strategy", "pad_token", "padding_free", "truncation_mode"),
+}
+
+
+def shared_sft_fields(sft: dict, trainer: str) -> dict:
+    """The train.sft fields a ``trainer`` ('dpo', 'rloo') run shares with SFT ones (batch size, precision,
+    optimiser, schedule, ...), under its own layers."""
+    return {key: value for key, value in sft.items() if key not in SFT_ONLY_FIELDS[trainer]}
+
