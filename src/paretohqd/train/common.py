@@ -91,6 +91,20 @@ def trainer_arguments(config_class, settings: dict, staging: Path, seed: int, re
                         disable_tqdm=not progress)
 
 
+def start_run(config_class, settings: dict, output_dir: Path, seed: int, report_to: str, model_config,
+              lora: dict | None, init_from: Path | None, progress: bool):
+    """How every training run starts: (staging folder, trainer arguments, model, tokenizer, policy, peft config).
+    The arguments come first (see :func:`trainer_arguments`), an interrupted run's leftovers go, the seed is set,
+    then the model is loaded (:func:`load_trainable`)."""
+    from transformers import set_seed
+
+    staging = staging_folder(output_dir)
+    args = trainer_arguments(config_class, settings, staging, seed, report_to, model_config, progress)
+    clear_leftovers(staging, args.process_index == 0)
+    set_seed(seed)
+    return (staging, args, *load_trainable(model_config, lora, init_from))
+
+
 def load_trainable(model_config, lora: dict | None, init_from: Path | None = None):
     """(model, tokenizer, policy, peft_config) a trainer starts from: the base with a new LoRA adapter (``lora``,
     given to the trainer as ``peft_config``), a previous stage's adapter continued (``init_from`` and ``lora``),

@@ -33,8 +33,8 @@ import pandas as pd
 
 from ..errors import UserError
 from .cards import ModelCard
-from .common import (Layers, check_lora_settings, check_trainer_settings, clear_leftovers, load_trainable,
-                     save_trained_model, staging_folder, train_and_record, trainer_arguments)
+from .common import (Layers, check_lora_settings, check_trainer_settings, save_trained_model, start_run,
+                     train_and_record)
 from .sft import OWNED_SFT_FIELDS, RUN_OWNED_SOURCE, plan_training
 
 MARGIN_COLUMNS = ("chosen_margin", "rejected_margin")
@@ -198,15 +198,11 @@ def train_dpo(pairs: pd.DataFrame, output_dir: Path, model_config, dpo: dict, lo
     """Train on ``pairs`` (prompt, chosen, rejected; optional ``chosen_margin``, ``rejected_margin``) and save to
     ``output_dir`` (adapter or full weights, tokenizer, generation config, card). ``lora`` None is full
     fine-tuning; ``init_from`` continues a previous stage's model, which is then also the reference."""
-    from transformers import set_seed
     from trl import DPOConfig
 
     output_dir = Path(output_dir)
-    staging = staging_folder(output_dir)
-    args = trainer_arguments(DPOConfig, dpo, staging, seed, report_to, model_config, progress)
-    clear_leftovers(staging, args.process_index == 0)
-    set_seed(seed)
-    model, tokenizer, policy, peft_config = load_trainable(model_config, lora, init_from)
+    staging, args, model, tokenizer, policy, peft_config = start_run(
+        DPOConfig, dpo, output_dir, seed, report_to, model_config, lora, init_from, progress)
     dataset = pair_dataset(policy, pairs, args.max_length)
     if args.precompute_ref_log_probs:
         dataset = _on_disk(dataset, staging / "trainer" / "pairs", args)

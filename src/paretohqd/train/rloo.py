@@ -25,8 +25,7 @@ from ..errors import UserError
 from ..policy import Policy
 from ..policy.generation import clean_response
 from .cards import ModelCard
-from .common import (check_lora_settings, check_trainer_settings, clear_leftovers, load_trainable,
-                     save_trained_model, staging_folder, train_and_record, trainer_arguments)
+from .common import check_lora_settings, check_trainer_settings, save_trained_model, start_run, train_and_record
 from .sft import COSMETIC_SFT_FIELDS, OWNED_SFT_FIELDS, RUN_OWNED_SOURCE, plan_training, split_settings
 
 # RLOOConfig fields the run decides itself, and where each value comes from.
@@ -127,18 +126,13 @@ def train_rloo(prompts: pd.DataFrame, output_dir: Path, model_config, rloo: dict
     """Train one model from the base on ``prompts`` (columns prompt, prompt_id and context columns) and save it to
     ``output_dir``; ``rewards``: one per objective, weighted by ``weights``; ``lora`` None is full fine-tuning.
     ``facts``: what the caller adds to ``training.json`` (e.g. the reward normalisation)."""
-    from transformers import set_seed
     from trl import RLOOConfig, RLOOTrainer
 
     if len(rewards) != len(weights):
         raise ValueError(f"{len(rewards)} reward functions but {len(weights)} weights")
     output_dir = Path(output_dir)
-    staging = staging_folder(output_dir)
-    args = trainer_arguments(RLOOConfig, rloo_run_settings(rloo, weights), staging, seed, report_to, model_config,
-                             progress)
-    clear_leftovers(staging, args.process_index == 0)
-    set_seed(seed)
-    model, tokenizer, policy, peft_config = load_trainable(model_config, lora)
+    staging, args, model, tokenizer, policy, peft_config = start_run(
+        RLOOConfig, rloo_run_settings(rloo, weights), output_dir, seed, report_to, model_config, lora, None, progress)
     # TRL stops a completion at every eos id the model's generation config declares: the end-of-turn token too.
     model.generation_config.eos_token_id = policy.end_of_turn_ids
     dataset = prompt_dataset(prompts, policy)

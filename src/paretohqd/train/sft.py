@@ -19,8 +19,7 @@ import pandas as pd
 
 from .cards import ModelCard
 from .common import (COMPLETE_MARKER, TRAINING_ARGS_FILE, check_lora_settings, check_trainer_settings,  # noqa: F401
-                     clear_leftovers, load_trainable, save_trained_model, staging_folder, train_and_record,
-                     trainer_arguments)
+                     save_trained_model, start_run, train_and_record)
 
 # SFTConfig fields the run decides itself (every trainer's config has them), and where their values come from.
 OWNED_SFT_FIELDS = ("output_dir", "seed", "data_seed", "report_to", "use_cpu", "disable_tqdm")
@@ -89,15 +88,11 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
     ``lora`` None is full fine-tuning; ``init_from`` continues a previous stage's model (its adapter, or its full
     weights)."""
     import datasets
-    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
     output_dir = Path(output_dir)
-    staging = staging_folder(output_dir)
-    args = trainer_arguments(SFTConfig, sft, staging, seed, report_to, model_config, progress)
-    clear_leftovers(staging, args.process_index == 0)
-    set_seed(seed)
-    model, tokenizer, policy, peft_config = load_trainable(model_config, lora, init_from)
+    staging, args, model, tokenizer, policy, peft_config = start_run(
+        SFTConfig, sft, output_dir, seed, report_to, model_config, lora, init_from, progress)
     max_length = sft.get("max_length", 1024)
     dataset = datasets.Dataset.from_list([policy.encode_for_training(p, r, max_length)
                                           for p, r in zip(samples["prompt"], samples["response"])])
