@@ -72,9 +72,13 @@ def test_missing_file_unknown_adapter_and_not_hh(tmp_path):
 def test_real_hh_rlhf(shared_data):
     files = [str(shared_data / "hh-rlhf" / "harmless.jsonl"), str(shared_data / "hh-rlhf" / "helpful.jsonl")]
     loaded = load_data(files, adapter="hh_rlhf")
-    assert len(loaded.samples) == 2 * (1851 + 925)
+    # Two of the harmless chosen replies are empty: left out, and named.
+    assert len(loaded.samples) == 2 * (1851 + 925) - 2 and len(loaded.dropped) == 2
+    assert all(sample_id.endswith(":chosen") for sample_id in loaded.dropped)
     assert loaded.samples["prompt"].str.endswith("\n\nAssistant:").all()
-    assert (loaded.samples["response"].str.len() > 0).mean() > 0.99
+    assert (loaded.samples["response"].str.strip().str.len() > 0).all()
+    with pytest.raises(UserError, match="has an empty response"):
+        load_data(files, adapter="hh_rlhf", empty_text="error")
     assert not loaded.samples["response"].str.startswith(" ").any()
     # A few public rows have chosen/rejected that differ before the last reply: samples, but no clean pairs.
     pairs = load_pairs(files[0])

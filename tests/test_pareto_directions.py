@@ -43,7 +43,8 @@ def test_weights_are_normalised_before_the_direction():
 def test_one_objective_direction_is_minus_one():
     np.testing.assert_array_equal(preference_direction([[1.0]]), [[-1.0]])
     dist = ray_distance(np.array([[1.0], [0.2]]), preference_direction([[3.0]]))
-    np.testing.assert_allclose(dist[:, 0], [0.0, 0.0])
+    # Every point lies on the only ray: the distance is the shortfall from the best, so the best rank first.
+    np.testing.assert_allclose(dist[:, 0], [0.0, 0.8])
 
 
 def brute_perpendicular(z, d):

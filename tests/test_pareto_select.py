@@ -192,3 +192,14 @@ def scores_with_nan():
 def test_bad_input(points, weights, kwargs, message):
     with pytest.raises(ValueError, match=message):
         select_for_preferences(points, weights, **kwargs)
+
+
+@pytest.mark.parametrize("metric", ["perpendicular", "angle", "weighted_sum"])
+def test_one_objective_selects_the_best_samples(metric):
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(500, 1))
+    scores[7] = scores[8]  # a tie, broken by index
+    selection = select_for_preferences(scores, [[1.0]], k=25, min_pool=100, metric=metric, maximise=True)
+    best = np.lexsort((np.arange(500), -scores[:, 0]))[:25]
+    np.testing.assert_array_equal(selection[0].indices, best)
+    assert np.all(np.diff(selection[0].distances) >= 0)

@@ -142,3 +142,19 @@ def test_sft_is_not_touched_by_the_preference_grid(finished, tmp_path):
 def test_baselines_held_out_sampling_reruns_generation_only(finished, tmp_path, method):
     ran, _ = rerun(finished, tmp_path, method, ("--evaluate.sampling.top_p", "0.5"))
     assert ran == HELD_OUT
+
+
+def test_an_edited_output_is_redone_and_what_read_it_reruns(finished, tmp_path):
+    """A generation file changed after its unit finished: the unit makes it again and the evaluation that read it
+    runs again; the model's weights edited in place retrain that model and everything after it."""
+    root, runs = finished
+    generations = root / "paretohqd" / "generations" / "pref_01.jsonl"
+    original = generations.read_bytes()
+
+    def edit_generations(data):
+        target = tmp_path / "run" / "generations" / "pref_01.jsonl"
+        target.write_bytes(original.replace(b'"response"', b'"response"', 1) + b"\n")
+
+    ran, _ = rerun(finished, tmp_path, "paretohqd", edit=edit_generations)
+    assert ran == {"generate/pref_01", "evaluate", "report"}
+    assert (tmp_path / "run" / "generations" / "pref_01.jsonl").read_bytes() == original

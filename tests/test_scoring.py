@@ -177,3 +177,23 @@ def test_self_check_really_encodes_twice_for_cached_embeddings(monkeypatch):
     objective = build_objective(ObjectiveConfig(name="relevance"))
     check_batch_invariance(objective, make_samples(3), 3, 3, 1e-3)
     assert len(calls) >= 2 + 2 * 3  # one batched pass (context + response), then each sample alone
+
+
+def test_embeddings_do_not_depend_on_batch_composition_or_threads():
+    import torch
+
+    from paretohqd.rewards.embeddings import embed, embedding_cache_disabled
+
+    texts = [f"a reply about topic {i}, " * (1 + i % 4) for i in range(12)]
+    threads = torch.get_num_threads()
+    try:
+        with embedding_cache_disabled():
+            torch.set_num_threads(2)
+            together = embed(texts)
+            torch.set_num_threads(1)
+            others = embed(["something else entirely", *texts[6:], "and a long " * 30])[1:7]
+    finally:
+        torch.set_num_threads(threads)
+    assert together.dtype == np.float32 and together.shape == (12, 384)
+    np.testing.assert_array_equal(together[6:], others)  # to the bit
+    assert torch.get_num_threads() == threads

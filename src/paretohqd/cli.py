@@ -20,11 +20,20 @@ EPILOG = """Configuration: a YAML file with sections (data, objectives, score, p
 stage2, evaluate, ric, soups); any key can be overridden on the command line with --section.key value (e.g.
 --select.k 64 --train.sft.learning_rate 5e-4 --output_dir runs/try). A stage command runs whatever its units need
 first; finished units are skipped.
-Exit codes: 0 done, 2 bad input or configuration (one sentence says what and where)."""
+Exit codes: 0 done, 2 bad input or configuration (one sentence says what and where), 1 the file system refused
+(a full disk, a read-only folder: one sentence names the file), 130 interrupted."""
+
+
+class OneSentenceParser(argparse.ArgumentParser):
+    """argparse's errors as every other error here: one line, exit code 2 (not a usage block and a second line)."""
+
+    def error(self, message: str):
+        print(f"paretohqd: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paretohqd", epilog=EPILOG,
+    parser = OneSentenceParser(prog="paretohqd", epilog=EPILOG,
                                      description="Offline multi-objective alignment of LLMs with ParetoHqD.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -73,14 +82,51 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     from .errors import UserError
 
+    previous = _stop_on_sigterm()
+    import warnings
+
+    # The libraries' notes to their own callers (deprecations inside trl -> transformers) are not the user's to act
+    # on; on stderr they would bury the one sentence that is.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft|accelerate)(\.|$)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(transformers|trl|peft|accelerate)(\.|$)")
     try:
         return _dispatch(parser, args, rest, argv)
     except UserError as exc:
         print(f"paretohqd: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("paretohqd: interrupted; finished units are kept and the next run resumes from them", file=sys.stderr)
-        return 130
+    except OSError as exc:  # the file system refused (full, read-only, no permission): not a bug to trace back
+        from .errors import describe_os_error
+
+        print(f"paretohqd: error: {describe_os_error(exc)}; finished units are kept and the next run resumes from "
+              "them", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        print(f"paretohqd: {'terminated' if code == 143 else 'interrupted'}; finished units are kept and the next run "
+              "resumes from them", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`): unwinds like Ctrl-C, so that no temporary file is left behind."""
+
+
+def _stop_on_sigterm():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str], argv: list[str]) -> int:

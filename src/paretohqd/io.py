@@ -35,6 +35,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno is None or exc.filename == str(path):
+            raise
+        # The temporary name means nothing to the user: name the file that could not be written.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

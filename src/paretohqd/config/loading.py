@@ -51,19 +51,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def read_yaml(path: str | Path) -> dict:
+    import yaml
     from omegaconf import OmegaConf
     from yaml import YAMLError
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file '{path}' is a folder: give a YAML file")
     if not path.is_file():
         raise UserError(f"config file '{path}' does not exist")
     try:
+        if isinstance(yaml.safe_load(path.read_text(encoding="utf-8")), str):
+            raise UserError(f"config file '{path}' must hold a mapping of sections, not a line of text")
         loaded = OmegaConf.to_container(OmegaConf.load(path))
     except UnicodeDecodeError:
         raise UserError(f"config file '{path}' is not UTF-8 text") from None
     except YAMLError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise UserError(f"config file '{path}' is not valid YAML: {' '.join(lines[:3])}") from None
+    except UserError:
+        raise
+    except OSError as exc:
+        raise UserError(f"config file '{path}' cannot be read: {exc.strerror or exc}") from None
     except Exception as exc:  # OmegaConf refuses a top-level list or scalar with its own error types
         raise UserError(f"config file '{path}' must hold a mapping of sections: {str(exc).splitlines()[0]}") from None
     if loaded is None:
@@ -179,6 +188,8 @@ def _check_keys(node, layer: Any, where: str) -> None:
         path = f"{where}.{key}" if where else str(key)
         if typed and key not in [f.name for f in dataclasses.fields(schema)]:
             raise UserError(_unknown(path, [f.name for f in dataclasses.fields(schema)]))
+        child = node._get_node(key) if typed else None
+        _check_shape(child, value, path)
         child = node.get(key) if typed else None
         if isinstance(value, dict) and isinstance(child, DictConfig):
             _check_keys(child, value, path)
@@ -187,6 +198,23 @@ def _check_keys(node, layer: Any, where: str) -> None:
             if dataclasses.is_dataclass(element):
                 for index, item in enumerate(value):
                     _check_keys(OmegaConf.structured(element), item, f"{path}.{index}")
+
+
+def _check_shape(child, value: Any, path: str) -> None:
+    """A section given as a value or a list, a list given as a mapping: one sentence naming the key."""
+    from omegaconf import DictConfig, ListConfig
+
+    if value is None or child is None:
+        return
+    if isinstance(child, DictConfig) and not isinstance(value, dict):
+        raise UserError(f"{path} must be a mapping of settings, not {_shown(value)}")
+    if isinstance(child, ListConfig) and not isinstance(value, list):
+        raise UserError(f"{path} must be a list, not {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    kind = {dict: "the mapping ", list: "the list "}.get(type(value), "")
+    return f"{kind}{value!r}"[:80]
 
 
 def _unknown(path: str, valid: list[str]) -> str:
@@ -203,7 +231,7 @@ def did_you_mean(key: str, valid: list[str]) -> str:
 
 def _translate(call):
     """Run an OmegaConf call; its validation errors become one sentence naming the key."""
-    from omegaconf.errors import ConfigKeyError, ValidationError
+    from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseException, ValidationError
 
     try:
         return call()
@@ -211,6 +239,9 @@ def _translate(call):
         raise UserError(f"unknown key '{_key_of(exc)}'") from None
     except ValidationError as exc:
         raise UserError(_type_sentence(exc)) from None
+    except (ConfigTypeError, OmegaConfBaseException) as exc:
+        key = _key_of(exc)
+        raise UserError(f"{key + ': ' if key else ''}{str(exc).splitlines()[0]}") from None
 
 
 def _key_of(exc) -> str:

@@ -10,6 +10,9 @@ from .methods import ModpoConfig, MorlhfConfig, RiCConfig, SoupsConfig, Stage2Co
 from .sections import (DataConfig, EvaluateConfig, ExecutionConfig, GenerationConfig, ModelConfig, ObjectiveConfig,
                        PreferencesConfig, ScoreConfig, SelectConfig, TrainConfig)
 
+SEED_HEADROOM = 10_000
+"""Stage seeds are ``seed`` plus an offset below this (stage 2, held-out generation, RiC's online rounds)."""
+
 
 @dataclass
 class RunConfig(Section):
@@ -21,6 +24,7 @@ class RunConfig(Section):
     preference, online RL on the weighted reward); modpo: MODPO (one model per preference, DPO with the other
     objectives' rewards as a margin)."""
     seed: int = 0
+    """Every random draw of the run derives from it; stages add offsets below ``SEED_HEADROOM``."""
     report_to: str = "none"
     """Where training logs go (trl/transformers report_to: none, tensorboard, wandb, ...); not part of any key."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -46,6 +50,9 @@ class RunConfig(Section):
     def check(self) -> None:
         """What needs more than one section; each failure names the key."""
         require(bool(self.output_dir), "output_dir is empty: give a folder for the run")
+        require(0 <= self.seed < 2**32 - SEED_HEADROOM,
+                f"seed must be in [0, {2**32 - SEED_HEADROOM}), not {self.seed}: numpy and torch take seeds below "
+                f"2**32 and the stages add offsets up to {SEED_HEADROOM}")
         require(self.data.source is not None,
                 "data.source is not set: give a file, a saved dataset folder or a Hub id")
         require(bool(self.objectives),

@@ -15,6 +15,9 @@ from typing import Any, Literal, Optional
 from .base import Section, SettingError, require
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 @dataclass
 class DataConfig(Section):
     """Where the offline (prompt, response) samples come from."""
@@ -30,6 +33,9 @@ class DataConfig(Section):
     id_column: Optional[str] = None
     max_samples: Optional[int] = None
     """Keep only the first N samples (HH-RLHF keeps whole pairs: chosen and rejected are adjacent)."""
+    empty_text: Literal["drop", "error"] = "drop"
+    """Samples whose prompt or response is empty or only whitespace: left out (the run says how many) or refused.
+    A few exist in public data (2 of HH-RLHF's harmless chosen replies)."""
     heldout_fraction: float = 0.0
     """Share of distinct prompts held out of training for evaluation (chosen by a hash of the prompt text, so the
     split is stable); used when ``evaluate.source`` is not set."""
@@ -81,6 +87,10 @@ class ObjectiveConfig(Section):
 
     def check(self) -> None:
         require(bool(self.name), "name is missing: every objective needs one")
+        # The name becomes file and folder names (score shards, columns): only characters safe in a path.
+        require(bool(SAFE_NAME.fullmatch(self.name)) and ".." not in self.name,
+                f"name {self.name!r} may hold only letters, digits, '_', '-' and '.' (at most 64, starting with a "
+                "letter or digit, no '..'): it names files in the run directory")
         needed = {"hf": "model", "callable": "callable", "column": "column"}.get(self.type)
         require(not needed or bool(getattr(self, needed)), f"('{self.name}') has type {self.type} but no '{needed}'")
         require(not (self.type == "hf" and self.input_format == "template" and not self.template),

@@ -4,15 +4,15 @@ preference-pair datasets, a pairs table (pair_id, prompt, chosen, rejected)."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import UserError
-from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, clean_pairs, column_samples,
+from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, blank_text, clean_pairs, column_samples,
                        heldout_mask, hh_rlhf_pairs, pairs_to_samples, prompt_to_messages, require_columns,
-                       scitldr_samples)
+                       require_text, scitldr_samples)
 from .loaders import read_table
 
 ADAPTERS = ("columns", "hh_rlhf", "scitldr")
@@ -22,10 +22,15 @@ __all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPL
            "prompt_to_messages"]
 
 
+EMPTY_TEXT = ("drop", "error")
+
+
 @dataclass
 class LoadedData:
     samples: pd.DataFrame
     pairs: pd.DataFrame | None  # only for preference-pair adapters
+    dropped: list[str] = field(default_factory=list)
+    """Ids of the samples left out because their prompt or response is empty or only whitespace."""
 
 
 EMBEDDED_DATASETS = {
@@ -49,8 +54,13 @@ def _source_name(source: str) -> str:
 
 def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "auto", split: str = "train",
               prompt_column: str = "prompt", response_column: str = "response", id_column: str | None = None,
-              max_samples: int | None = None, prompt_template: str = SUMMARY_PROMPT_TEMPLATE) -> LoadedData:
-    """Load one or several sources with one adapter into the sample schema; ids are unique across sources."""
+              max_samples: int | None = None, prompt_template: str = SUMMARY_PROMPT_TEMPLATE,
+              empty_text: str = "drop") -> LoadedData:
+    """Load one or several sources with one adapter into the sample schema; ids are unique across sources.
+    Samples whose prompt or response is empty or only whitespace are left out (``empty_text='drop'``, their ids in
+    ``dropped``) or refused (``'error'``)."""
+    if empty_text not in EMPTY_TEXT:
+        raise UserError(f"data.empty_text must be one of {', '.join(EMPTY_TEXT)}, not {empty_text!r}")
     sources = [sources] if isinstance(sources, str) else list(sources)
     if not sources:
         raise UserError("data.source is empty: give a file path, a saved dataset folder or a Hub id")
@@ -77,14 +87,24 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
     samples = pd.concat(sample_parts, ignore_index=True)
     if max_samples is not None:
         samples = samples.iloc[:max_samples].reset_index(drop=True)
+    blank = blank_text(samples)
+    dropped = samples["id"][blank].tolist()
+    if dropped and empty_text == "error":
+        first = samples[blank].iloc[0]
+        column = "prompt" if not first["prompt"].strip() else "response"
+        raise UserError(f"sample '{first['id']}' of {', '.join(sources)} has an empty {column} ({len(dropped)} "
+                        "samples have an empty prompt or response; data.empty_text: drop leaves them out)")
+    if dropped:
+        samples = samples[~blank].reset_index(drop=True)
     if samples.empty:
-        raise UserError(f"the dataset {', '.join(sources)} has no samples")
+        raise UserError(f"the dataset {', '.join(sources)} has no samples"
+                        + (" with a non-empty prompt and response" if dropped else ""))
     duplicated = samples["id"].duplicated()
     if duplicated.any():
         raise UserError(f"sample id '{samples['id'][duplicated.idxmax()]}' appears more than once; ids must be unique "
                         "(check data.id_column)")
     pairs = pd.concat(pair_parts, ignore_index=True) if pair_parts else None
-    return LoadedData(samples=samples, pairs=pairs)
+    return LoadedData(samples=samples, pairs=pairs, dropped=dropped)
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -119,8 +139,11 @@ def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_colu
         table = read_table(source, fmt, split)
         require_columns(table, [prompt_column], source, "; set evaluate.prompt_column")
         table = table.drop(columns=[c for c in ("prompt",) if c != prompt_column and c in table.columns])
-        parts.append(table.rename(columns={prompt_column: "prompt"}).astype({"prompt": str}))
+        table = table.rename(columns={prompt_column: "prompt"})
+        require_text(table["prompt"].dropna(), source, prompt_column)
+        parts.append(table.astype({"prompt": str}))
     prompts = distinct_prompts(pd.concat(parts, ignore_index=True))
+    prompts = prompts[~blank_text(prompts, ("prompt",))].reset_index(drop=True)
     if prompts.empty:
         raise UserError(f"no prompts in {sources}")
     return prompts

@@ -63,6 +63,26 @@ def require_columns(table: pd.DataFrame, columns: list[str], where: str, hint: s
         raise UserError(f"{where} has no column {', '.join(repr(c) for c in missing)} (columns: {have}){hint}")
 
 
+def require_text(values: pd.Series, where: str, column: str) -> None:
+    """Every value is a string: a dict, list, number or bool would otherwise be trained on as its ``str()``."""
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return
+    text = values.map(lambda value: isinstance(value, str)).to_numpy()  # only on the way to the error
+    row = int(np.flatnonzero(~text)[0])
+    value = values.iloc[row]
+    kind = {bool: "true/false", dict: "a mapping", list: "a list"}.get(type(value), f"a {type(value).__name__}")
+    raise UserError(f"{where} row {row + 1} has {kind} as its '{column}' value ({str(value)[:60]!r}); prompts and "
+                    "responses must be text")
+
+
+def blank_text(samples: pd.DataFrame, columns: tuple[str, ...] = ("prompt", "response")) -> np.ndarray:
+    """Rows where any of ``columns`` is empty or only whitespace: nothing to learn from, or to answer."""
+    mask = np.zeros(len(samples), dtype=bool)
+    for column in columns:
+        mask |= samples[column].str.strip().eq("").to_numpy()
+    return mask
+
+
 def split_dialogue(dialogues: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Split HH-RLHF dialogues into prompt (through the last "\\n\\nAssistant:") and stripped final reply.
 
@@ -141,6 +161,11 @@ def column_samples(table: pd.DataFrame, where: str, prompt_column: str, response
     """Generic tables: pick the prompt/response (and optional id) columns, keep everything else."""
     hint = "; set data.prompt_column / data.response_column"
     require_columns(table, [prompt_column, response_column] + ([id_column] if id_column else []), where, hint)
+    if id_column:
+        null = table[id_column].isna().to_numpy()
+        if null.any():
+            raise UserError(f"{where} row {int(np.flatnonzero(null)[0]) + 1} has no '{id_column}' value "
+                            "(data.id_column): every sample needs an id")
     ids = table[id_column].astype(str).to_numpy() if id_column else None
     samples = table.rename(columns={prompt_column: "prompt", response_column: "response"}).copy()
     if id_column:
@@ -153,6 +178,6 @@ def column_samples(table: pd.DataFrame, where: str, prompt_column: str, response
         null = samples[column].isna().to_numpy()
         if null.any():
             raise UserError(f"{where} row {int(np.flatnonzero(null)[0]) + 1} has an empty '{column}' value")
-        samples[column] = samples[column].astype(str)
+        require_text(samples[column], where, column)
     front = ["id", "prompt", "response"]
     return samples[front + [c for c in samples.columns if c not in front]]

@@ -18,7 +18,7 @@ from ..pipeline.distributed import launched_world
 from ..pipeline.generate import sample_prompts
 from ..pipeline.score import built_objective
 from ..pipeline.train import model_settings, rebuild_model_config
-from ..policy import resolve_device
+from ..policy import check_model, resolve_device
 from ..rewards.scoring import score_rows
 from ..tables import format_vector
 from ..train import ModelCard
@@ -76,7 +76,8 @@ def morlhf_unit(shared: Shared, index: int) -> Unit:
                 upstream={"scores": shared.scores}, settings=settings,
                 options={"rloo_cosmetic": cosmetic, "report_to": c.report_to, "progress": shared.progress,
                          "objective_configs": scoring_options["configs"], **placement},
-                check=lambda: check_rloo_settings(rloo_layers, lora_layers, use_cpu))
+                check=lambda: (check_rloo_settings(rloo_layers, lora_layers, use_cpu),
+                               check_model(c.model.name_or_path, c.model.revision, lora, c.model.device)))
 
 
 def reward_functions(settings: dict, configs: list[dict], stats: dict) -> tuple[list[ObjectiveReward], dict]:

@@ -62,3 +62,8 @@ __all__ = [
     "normalised_hypervolume",
     "is_nondominated",
 ]
+
+# Selection over score chunks (bounded memory, identical result): appended so as not to reorder the list above.
+from .chunked import ChunkedPool, chunked_candidate_pool, select_for_preferences_chunked  # noqa: E402
+
+__all__ += ["ChunkedPool", "chunked_candidate_pool", "select_for_preferences_chunked"]

@@ -65,7 +65,7 @@ def preference_direction(weights: object, n_objectives: int | None = None) -> np
 
     ``weights`` are validated and normalised to sum 1 first (the direction depends on that scale). With one
     objective ``w - 1`` is zero; the direction is then defined as ``(-1,)``: the ray runs from the ideal straight
-    down the only axis, so the distance to it ranks samples by how far they fall short of the best reward.
+    down the only axis (every point lies on it, so :func:`ray_distance` ranks by the distance to the ideal).
     """
     if n_objectives is None:
         rows = _preference_rows(weights)
@@ -87,6 +87,9 @@ def ray_distance(z: object, directions: object, metric: str = "perpendicular") -
     * ``'angle'``: the angle between ``v`` and ``d`` in radians (0 on the ray, pi opposite); a point exactly at
       the ideal has angle 0.
 
+    With one objective every point lies on the only ray, so both metrics would be 0 for all of them; the distance
+    is then ``1 - z``, how far the point falls short of the best reward, and the nearest are the best.
+
     ``directions`` are rescaled to unit length (rows must be non-zero). The loop runs over preferences; each step
     is one vectorised pass over the points.
     """
@@ -106,6 +109,8 @@ def ray_distance(z: object, directions: object, metric: str = "perpendicular") -
         raise ValueError(f"direction {int(zero[0])} has zero length (or is not finite)")
     d = d / norms[:, None]
     v = zz - 1.0
+    if zz.shape[1] == 1:
+        return np.repeat(-v, d.shape[0], axis=1)  # a point beyond the fitted best is nearer still
     proj = v @ d.T  # (n, P)
     out = np.empty_like(proj)
     for p in range(d.shape[0]):

@@ -96,8 +96,10 @@ def run_evaluation(ctx: UnitContext) -> None:
     table, metrics = summarise(scored, s["models"], names, detector, s["reference_point"])
     run_dir = ctx.outputs[0].parents[1]
     seconds = time.perf_counter() - started
-    itself = {"name": ctx.name, "kind": "evaluate", "stage": "evaluate", "wall_seconds": seconds,
-              "gpu_seconds": seconds * cuda_devices_in_use(launched_world()[1])}
+    earlier = _earlier_attempts(run_dir / MANIFEST, ctx.name)  # failed or killed attempts count too
+    itself = {"name": ctx.name, "kind": "evaluate", "stage": "evaluate",
+              "wall_seconds": earlier["wall_seconds"] + seconds,
+              "gpu_seconds": earlier["gpu_seconds"] + seconds * cuda_devices_in_use(launched_world()[1])}
     cost, wall, gpu = cost_summary(run_dir, o.get("cost_units", [{"name": n} for n in o["closure"]]), [itself])
     span = elapsed_span(run_dir / MANIFEST, o["closure"])
     metrics = {"method": s["method"], **metrics, "cost": cost, "wall_seconds": wall, "gpu_seconds": gpu,
@@ -111,6 +113,12 @@ def run_evaluation(ctx: UnitContext) -> None:
     ctx.log(f"evaluate: hypervolume {metrics[HV_RUN_WORST]:.4f} (min-max over this run's points, worst corner), "
             f"collapse rate {metrics['collapse_rate']:.2%}; cost {cost['method']['wall_seconds']:.0f} s training + "
             f"generation, {cost['scoring']['wall_seconds']:.0f} s scoring -> {ctx.outputs[0].parent}")
+
+
+def _earlier_attempts(manifest: Path, name: str) -> dict:
+    """The seconds the runner carried over into this attempt's entry from the attempts before it."""
+    entry = io.read_json(manifest).get("units", {}).get(name, {}) if manifest.is_file() else {}
+    return {key: float(entry.get(key, 0.0)) for key in ("wall_seconds", "gpu_seconds")}
 
 
 def cost_summary(run_dir: Path, units: Sequence[dict], extra: Sequence[dict] = ()) -> tuple[dict, dict, dict]:

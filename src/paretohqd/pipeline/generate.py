@@ -18,7 +18,7 @@ import pandas as pd
 from .. import io
 from ..config import GenerationConfig, SamplingConfig, from_dict
 from ..data import distinct_prompts, prompt_columns
-from ..policy import generate_responses, load_policy, sampling_record
+from ..policy import check_model, generate_responses, load_policy, sampling_record
 from ..policy.generation import merge_responses
 from .train import model_settings, rebuild_model_config
 from .units import Unit, UnitContext
@@ -52,9 +52,11 @@ def generation_unit(name: str, stage: str, command: str, output: str, prompts: U
         group = "vllm:" + io.digest({"model": model_values, "engine": options["vllm"]})
         group_action = run_generation_group
         check = functools.partial(_check_vllm_unit, sampling, name)
+    model_check = functools.partial(check_model, model.name_or_path, model.revision, device=model.device)
     return Unit(name=name, kind="generate", stage=stage, command=command, action=run_generation,
                 outputs=(output, output.removesuffix(".jsonl") + ".meta.json"), upstream=upstream,
-                settings=settings, options=options, group=group, group_action=group_action, check=check)
+                settings=settings, options=options, group=group, group_action=group_action,
+                check=model_check if check is None else lambda: (check(), model_check()))
 
 
 def _check_vllm_unit(sampling: SamplingConfig, name: str) -> None:

@@ -11,6 +11,7 @@ from .. import io
 from ..config import DataConfig, EvaluateConfig
 from ..data import distinct_prompts, fingerprint, heldout_mask, load_data, load_prompts
 from ..errors import UserError
+from .distributed import is_main_process
 from .units import Unit, UnitContext
 
 RESERVED_COLUMNS = ("id", "prompt", "response")
@@ -22,9 +23,13 @@ _LOADED: dict[str, pd.DataFrame] = {}
 
 
 def load_all_samples(data: DataConfig) -> pd.DataFrame:
-    return load_data(data.source, adapter=data.adapter, fmt=data.format, split=data.split,
-                     prompt_column=data.prompt_column, response_column=data.response_column,
-                     id_column=data.id_column, max_samples=data.max_samples).samples
+    loaded = load_data(data.source, adapter=data.adapter, fmt=data.format, split=data.split,
+                       prompt_column=data.prompt_column, response_column=data.response_column,
+                       id_column=data.id_column, max_samples=data.max_samples, empty_text=data.empty_text)
+    if loaded.dropped and is_main_process():
+        print(f"data: left out {len(loaded.dropped)} samples with an empty prompt or response (first: "
+              f"'{loaded.dropped[0]}'; data.empty_text: error refuses them instead)")
+    return loaded.samples
 
 
 def training_samples(data: DataConfig) -> pd.DataFrame:

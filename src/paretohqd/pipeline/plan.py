@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,7 +19,7 @@ from .evaluate import evaluation_units
 from .executors import make_executor
 from .generate import generation_unit
 from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
-from .rundir import RunDir
+from .rundir import RunDir, check_writable_folder
 from .runner import Execution, Runner, closure
 from .score import scoring_settings, score_units
 from .units import Unit
@@ -59,7 +60,8 @@ class Plan:
     stages: dict[str, list[str]]
     execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
 
-    def execute(self, command: str = "run", force: bool = False, log=print, executor=None) -> Execution:
+    def execute(self, command: str = "run", force: bool = False, log=print, executor=None,
+                prepare=None) -> Execution:
         targets = self.targets[command]
         # Inside a multi-process launch every process runs this plan together; only rank 0 writes and speaks.
         executor = executor or distributed_executor(self.units, self.execution.executor) \
@@ -67,7 +69,7 @@ class Plan:
         main_process = getattr(executor, "main_process", True)
         runner = Runner(self.run, log=log if main_process else _quiet, executor=executor, main_process=main_process)
         execution = runner.execute(targets, force=[u.name for u in targets] if force else (),
-                                   stages=self.stages[command], declared=self.units)
+                                   stages=self.stages[command], declared=self.units, prepare=prepare)
         if command == "run":
             runner.prune(self.units)
         return execution
@@ -78,8 +80,20 @@ def _quiet(message: str) -> None:
 
 
 def progress_enabled() -> bool:
-    """Progress bars, unless PARETOHQD_PROGRESS=0 (tests, logs); ``score.progress`` turns off scoring's alone."""
-    return os.environ.get("PARETOHQD_PROGRESS", "1") != "0"
+    """Progress bars, unless PARETOHQD_PROGRESS=0 (tests, logs); ``score.progress`` turns off scoring's alone.
+    Off, it turns off the libraries' bars too (transformers' weight loading, datasets' maps and filters), here and
+    in the worker processes this one starts."""
+    enabled = os.environ.get("PARETOHQD_PROGRESS", "1") != "0"
+    if not enabled:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+        if "huggingface_hub" in sys.modules:
+            sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
+    return enabled
 
 
 def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> Plan:
@@ -158,7 +172,9 @@ def execute(method: MethodLike, config: RunConfig, command: str = "run", force: 
     if command not in method.commands:
         raise UserError(f"'{command}' is not a stage of method '{config.method}' (its stages: "
                         f"{', '.join(method.commands)})")
+    RunDir(config.output_dir).check_writable()
+    if config.score.cache_dir:
+        check_writable_folder(config.score.cache_dir, "score.cache_dir")
     plan = build_plan(method, config, command)
-    if is_main_process():
-        plan.run.init(dump_yaml(config))
-    return plan.execute(command, force=force, log=log)
+    prepare = (lambda: plan.run.init(dump_yaml(config))) if is_main_process() else None
+    return plan.execute(command, force=force, log=log, prepare=prepare)

@@ -5,7 +5,9 @@ attempts, the CUDA devices it held and its GPU-seconds, and per stage the sums.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +40,11 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    def check_writable(self) -> None:
+        """Fail in one sentence, before any work, when the run directory cannot be written: it is a file, it lies
+        under a file, or the file system refuses a new file in it (read-only, no permission, full)."""
+        check_writable_folder(self.path, "output_dir")
+
     def init(self, config_yaml: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         io.write_text(self.path / "config.resolved.yaml", config_yaml)
@@ -61,6 +68,29 @@ class RunDir:
         manifest["stages"] = stage_summary(manifest["units"])
         manifest["updated"] = time.time()
         io.write_json(self.manifest_path, manifest)
+
+
+def check_writable_folder(path: Path, setting: str) -> None:
+    """``path`` is, or can become, a folder this process can write a file into; else one sentence naming
+    ``setting`` and the reason."""
+    path = Path(path)
+    for folder in [path, *path.parents]:
+        if folder.is_symlink() and not folder.exists():
+            raise UserError(f"{setting} '{path}'{'' if folder == path else f' lies under {folder!s}, which'} is a "
+                            "symbolic link to nothing (dangling, or a link loop): give a folder")
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"lies under '{folder}', which is a file"
+                raise UserError(f"{setting} '{path}' {where}: give a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check.") as probe:
+            probe.write(b"ok\n")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise UserError(f"{setting} '{path}' cannot be written: {exc.strerror or exc}") from None
 
 
 def stage_summary(units: dict) -> dict:

@@ -6,10 +6,10 @@ produced under another name in this run directory (a preference that moved in th
 links instead of being recomputed. Before any work starts every needed unit's own checks run, so bad settings fail
 in seconds rather than after hours. The manifest is written atomically after every change.
 
-Cost: each unit's entry keeps its wall seconds over every recorded attempt (a failed attempt's seconds carry over
-to the next; an attempt killed outright, kill -9, is lost), the CUDA devices it held and its GPU-seconds (wall x
-devices). A content-addressed unit (a score shard in a cache several runs share) also gets those numbers in a
-sidecar beside its first output, ``<output>.cost.json``, so that a run finding it cached can still count what it
+Cost: each unit's entry keeps its wall seconds over every attempt (a failed attempt's seconds carry over to the
+next; an attempt killed outright, kill -9, counts up to its last heartbeat, see :class:`Heartbeat`), the CUDA
+devices it held and its GPU-seconds (wall x devices). A content-addressed unit (a score shard in a cache several
+runs share) also gets those numbers in a sidecar beside its first output, ``<output>.cost.json``, so that a run finding it cached can still count what it
 cost, the same for every run.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import os
 import shutil
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,11 +53,73 @@ class Runner:
         return all(self.run.resolve(path).exists() for path in paths)
 
     def is_done(self, unit: Unit) -> bool:
+        """Its key is recorded as done, its outputs are there as it left them, and what it read is as it was: an
+        output edited or replaced since (a generation file, a model) makes the unit run again, and so does an input
+        that changed under a finished unit (see :meth:`stamp`)."""
         if unit.content_addressed:
             return self.outputs_exist(unit.output_paths)
         entry = self.manifest["units"].get(unit.name)
-        return bool(entry) and entry.get("status") == "done" and entry.get("key") == unit.key \
-            and self.outputs_exist(unit.output_paths)
+        if not (entry and entry.get("status") == "done" and entry.get("key") == unit.key
+                and self.outputs_exist(unit.output_paths)):
+            return False
+        if "stamp" in entry and not self._unchanged(entry["stamp"], unit.output_paths, all_there=True):
+            return False
+        # An input deleted since is no change (pull semantics: a finished unit needs no upstream), nor is one whose
+        # unit is not in place under its name yet (it moved in the grid: the same key, reused from its donor).
+        in_place = {name: path for name, path in self.input_paths(unit).items()
+                    if self._in_place(self._upstream_of(unit, name))}
+        recorded = {name: stamp for name, stamp in entry.get("input_stamp", {}).items()
+                    if name.split("/", 1)[0] in in_place}
+        return self._unchanged(recorded, in_place, all_there=False)
+
+    def _upstream_of(self, unit: Unit, input_name: str) -> Unit:
+        return {**unit.after, **unit.upstream}[input_name.split("[", 1)[0]]
+
+    def _in_place(self, unit: Unit) -> bool:
+        entry = self.manifest["units"].get(unit.name, {})
+        return unit.content_addressed or entry.get("key") == unit.key
+
+    def input_paths(self, unit: Unit) -> dict[str, str]:
+        """What ``unit`` reads, named by role (a unit reused under another name reads the same content from other
+        paths)."""
+        return {f"{role}[{index}]": path for role, up in sorted({**unit.after, **unit.upstream}.items())
+                for index, path in enumerate(up.output_paths)}
+
+    def _files(self, paths: Iterable[str] | dict[str, str]) -> dict[str, Path]:
+        named = paths if isinstance(paths, dict) else {path: path for path in paths}
+        files: dict[str, Path] = {}
+        for name, path in named.items():
+            resolved = self.run.resolve(path)
+            if resolved.is_dir():
+                for file in sorted(f for f in resolved.rglob("*") if f.is_file()):
+                    files[f"{name}/{file.relative_to(resolved).as_posix()}"] = file
+            elif resolved.is_file():
+                files[name] = resolved
+        return files
+
+    def stamp(self, paths: Iterable[str] | dict[str, str]) -> dict[str, list]:
+        """Every file of ``paths`` (folders walked), by path: [size, modification time in ns, sha256 of its bytes
+        for files up to ``STAMP_DIGEST_BYTES``]. A file whose time moved but whose bytes are the same (made again
+        identically, re-copied) is unchanged; a large one (full weights) is compared by size and time alone."""
+        stamps = {}
+        for name, file in self._files(paths).items():
+            info = file.stat()
+            stamps[name] = [info.st_size, info.st_mtime_ns,
+                            io.file_sha256(file) if info.st_size <= STAMP_DIGEST_BYTES else None]
+        return stamps
+
+    def _unchanged(self, recorded: dict[str, list], paths: Iterable[str] | dict[str, str], all_there: bool) -> bool:
+        now = self._files(paths)
+        if set(now) - set(recorded) or (all_there and set(recorded) - set(now)):
+            return False
+        for name, file in now.items():
+            size, mtime, digest = (list(recorded[name]) + [None])[:3]
+            info = file.stat()
+            if info.st_size != size:
+                return False
+            if info.st_mtime_ns != mtime and (digest is None or io.file_sha256(file) != digest):
+                return False
+        return True
 
     def donor(self, unit: Unit) -> tuple[str, dict] | None:
         """A finished entry of another name with this unit's key and all its outputs."""
@@ -101,7 +164,9 @@ class Runner:
     # ---------------------------------------------------------------------------------------------------- run
 
     def execute(self, targets: Sequence[Unit], force: Iterable[str] = (), stages: Sequence[str] = (),
-                declared: Sequence[Unit] = ()) -> Execution:
+                declared: Sequence[Unit] = (), prepare: Callable[[], None] | None = None) -> Execution:
+        """Run what ``targets`` need; ``prepare`` is called once every unit's check has passed, before any work
+        (it writes the run directory's resolved config: a run refused by a check leaves nothing behind)."""
         everything = closure(targets)
         duplicates = sorted(name for name, count in Counter(u.name for u in everything).items() if count > 1)
         if duplicates:
@@ -110,6 +175,10 @@ class Runner:
         for unit in order:
             if unit.check is not None:
                 unit.check()
+        if prepare is not None:
+            prepare()
+        heartbeat = Heartbeat(self.run.path / HEARTBEAT_FOLDER, self.main_process)
+        self._settle_killed(everything, heartbeat)
         execution = Execution(reused=[unit.name for unit, _ in reuse])
         self._reuse(reuse)
         running = {unit.stage for unit in order}
@@ -125,13 +194,18 @@ class Runner:
                 return False
             previous = self.manifest["units"].get(unit.name, {})
             resumed = previous.get("key") == unit.key and previous.get("status") != "done"
+            killed = heartbeat.lost_seconds(unit.name, previous) if resumed else 0.0
+            started = time.time()
             self.manifest["units"][unit.name] = {
-                "key": unit.key, "kind": unit.kind, "stage": unit.stage, "status": "running", "started": time.time(),
+                "key": unit.key, "kind": unit.kind, "stage": unit.stage, "status": "running", "started": started,
                 "outputs": list(unit.output_paths),
-                "wall_seconds": previous.get("wall_seconds", 0.0) if resumed else 0.0,
-                "gpu_seconds": previous.get("gpu_seconds", 0.0) if resumed else 0.0,
+                "wall_seconds": previous.get("wall_seconds", 0.0) + killed if resumed else 0.0,
+                "gpu_seconds": previous.get("gpu_seconds", 0.0) + killed * previous.get("cuda_devices", 0.0)
+                if resumed else 0.0,
                 "attempts": previous.get("attempts", 1) + 1 if resumed else 1}
             self._write_manifest()
+            self._clear_leftovers(unit)
+            heartbeat.begin(unit.name, started)
             return True
 
         def finish(unit: Unit, seconds: float, error: BaseException | None) -> None:
@@ -141,17 +215,38 @@ class Runner:
             entry["cuda_devices"] = devices
             entry["gpu_seconds"] = entry.get("gpu_seconds", 0.0) + seconds * devices
             entry["finished"] = time.time()
+            heartbeat.end(unit.name)
             if error is None:
                 entry["status"] = "done"
+                if self.main_process:
+                    entry["stamp"] = self.stamp(unit.output_paths)
+                    entry["input_stamp"] = self.stamp(self.input_paths(unit))
                 execution.ran.append(unit.name)
                 if unit.content_addressed and self.main_process:
                     self._write_cost_sidecar(unit, entry)
             else:
                 entry["status"] = "failed"
                 entry["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+                self._clear_leftovers(unit)
             self._write_manifest()
 
-        self.executor.run(order, self.context, start, finish)
+        with heartbeat:
+            self.executor.run(order, self.context, start, finish)
+            # A finished unit whose inputs the units just run made with other bytes (an evaluation's timings, a
+            # regenerated file that had been edited) is out of date now: run those too, until none is. (In a launch
+            # of several processes only rank 0 keeps the stamps, so the ranks could not agree on such a round: there
+            # the next invocation runs them.)
+            rounds = len(everything) if getattr(self.executor, "world_size", 1) == 1 else 0
+            for _ in range(rounds):
+                order, reuse = self.plan(targets, (), declared)
+                if not order and not reuse:
+                    break
+                for unit in order:
+                    if unit.check is not None:
+                        unit.check()
+                self._reuse(reuse)
+                execution.reused.extend(unit.name for unit, _ in reuse)
+                self.executor.run(order, self.context, start, finish)
         return execution
 
     def devices(self, unit: Unit) -> float:
@@ -168,6 +263,41 @@ class Runner:
                       {"unit": unit.name, "kind": unit.kind, "key": unit.key, "wall_seconds": entry["wall_seconds"],
                        "gpu_seconds": entry["gpu_seconds"], "cuda_devices": entry["cuda_devices"],
                        "attempts": entry.get("attempts", 1), "finished": entry["finished"]})
+
+    def _settle_killed(self, units: Sequence[Unit], heartbeat: "Heartbeat") -> None:
+        """A content-addressed unit killed after its outputs were in place but before it was recorded done is done
+        (its outputs are named by its key): record it so, with the seconds it ran and its cost sidecar."""
+        if not self.main_process:
+            return
+        for unit in units:
+            entry = self.manifest["units"].get(unit.name)
+            if not (unit.content_addressed and entry and entry.get("status") == "running"
+                    and entry.get("key") == unit.key and self.outputs_exist(unit.output_paths)):
+                continue
+            lost = heartbeat.lost_seconds(unit.name, entry)
+            entry["wall_seconds"] = entry.get("wall_seconds", 0.0) + lost
+            # No attempt finished it: it ended when it was killed, and says so.
+            entry.update(status="done", finished=float(entry["started"]) + lost, settled_after_kill=True,
+                         cuda_devices=entry.get("cuda_devices", 0.0))
+            entry.setdefault("gpu_seconds", 0.0)
+            path = self.run.resolve(unit.output_paths[0])
+            if not path.with_name(path.name + COST_SIDECAR).exists():
+                self._write_cost_sidecar(unit, entry)
+            heartbeat.end(unit.name)
+            self._write_manifest()
+
+    def _clear_leftovers(self, unit: Unit) -> None:
+        """What an interrupted or failed attempt of ``unit`` left beside its outputs: the temporary files of atomic
+        writes (``.<name>.*.tmp``) and staging folders (``<name>.partial*``). A kill -9 runs no cleanup; the next
+        attempt does it, and a failed attempt does it at once."""
+        if not self.main_process or unit.content_addressed:
+            return  # a shared cache's files may be another run's work in progress
+        for output in unit.output_paths:
+            path = self.run.resolve(output)
+            if not path.parent.is_dir():
+                continue
+            for leftover in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f"{path.name}.partial*")]:
+                _remove(leftover)
 
     def _write_manifest(self) -> None:
         if self.main_process:
@@ -200,7 +330,8 @@ class Runner:
             for temporary, target in copies:
                 _remove(target)
                 os.replace(temporary, target)
-            entry.update(outputs=list(unit.output_paths), reused_from=donor, stage=unit.stage)
+            entry.update(outputs=list(unit.output_paths), reused_from=donor, stage=unit.stage,
+                         stamp=self.stamp(unit.output_paths), input_stamp=self.stamp(self.input_paths(unit)))
             self.manifest["units"][unit.name] = entry
             self._write_manifest()
             self.log(f"{unit.name}: the same as {donor}, reused")
@@ -222,6 +353,69 @@ class Runner:
         if removed:
             self._write_manifest()
         return removed
+
+
+STAMP_DIGEST_BYTES = 64 << 20
+HEARTBEAT_FOLDER = ".heartbeat"
+HEARTBEAT_SECONDS = 0.5
+
+
+class Heartbeat:
+    """A file per running unit whose modification time is renewed every ``HEARTBEAT_SECONDS`` by a thread: when
+    an attempt is killed outright (kill -9, a lost machine) the next run counts its seconds up to the last beat,
+    so that a unit's wall seconds cover every attempt (to within half a second)."""
+
+    def __init__(self, folder: Path, active: bool = True):
+        self.folder = folder
+        self.active = active
+        self.running: set[Path] = set()
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def path(self, name: str) -> Path:
+        return self.folder / io.digest(name)
+
+    def lost_seconds(self, name: str, previous: dict) -> float:
+        """The seconds the killed attempt recorded in ``previous`` ran, up to its last beat (0 without one)."""
+        beat = self.path(name)
+        if previous.get("status") != "running" or "started" not in previous or not beat.exists():
+            return 0.0
+        return max(0.0, beat.stat().st_mtime - float(previous["started"]))
+
+    def begin(self, name: str, started: float) -> None:
+        if not self.active:
+            return
+        beat = self.path(name)
+        beat.parent.mkdir(parents=True, exist_ok=True)
+        beat.write_text(name + "\n")
+        os.utime(beat, (started, started))
+        self.running.add(beat)
+
+    def end(self, name: str) -> None:
+        beat = self.path(name)
+        self.running.discard(beat)
+        if self.active:
+            beat.unlink(missing_ok=True)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_SECONDS):
+            now = time.time()
+            for beat in list(self.running):
+                try:
+                    os.utime(beat, (now, now))
+                except OSError:  # ended meanwhile
+                    pass
+
+    def __enter__(self) -> "Heartbeat":
+        if self.active:
+            self.thread = threading.Thread(target=self._beat, name="paretohqd-heartbeat", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _declaration_order(units: list[Unit], declared: Sequence[Unit]) -> list[Unit]:

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Callable, Mapping, Sequence
 
 from ..config import ModelConfig, RunConfig, from_dict
-from ..policy import model_identity, resolve_device
+from ..policy import check_model, model_identity, resolve_device
 from ..train import ModelCard, check_training_settings, split_settings, train_model
 from ..train.common import shared_sft_fields
 from ..train.dpo import check_dpo_settings, train_dpo
@@ -79,7 +79,8 @@ def _trainer_unit(kind: str, sources, lora_sources, check, name, stage, output, 
         settings={kind: result, "lora": lora, "model": model, "seed": seed, **(settings or {})},
         options={f"{kind}_cosmetic": cosmetic, "report_to": config.report_to, "progress": progress, **placement,
                  **(options or {})},
-        check=check)
+        check=lambda: (check(), check_model(config.model.name_or_path, config.model.revision, lora,
+                                                       config.model.device)))
 
 
 def fit(ctx: UnitContext, samples, card: ModelCard) -> dict:

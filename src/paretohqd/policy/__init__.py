@@ -3,9 +3,9 @@ adapters (one, or a weighted combination), the chat template, prompt truncation 
 generation backend (Hugging Face ``generate``)."""
 
 from .generation import clean_response, generate_responses, sampling_record
-from .load import EMBEDDED_DEFAULT, load_causal_lm, model_identity, resolve_device, resolve_model_path
+from .load import EMBEDDED_DEFAULT, check_model, load_causal_lm, model_identity, resolve_device, resolve_model_path
 from .policy import Policy, end_of_turn_ids, load_policy
 
-__all__ = ["EMBEDDED_DEFAULT", "Policy", "clean_response", "end_of_turn_ids", "generate_responses",
+__all__ = ["EMBEDDED_DEFAULT", "Policy", "check_model", "clean_response", "end_of_turn_ids", "generate_responses",
            "load_causal_lm", "load_policy", "model_identity", "resolve_device", "resolve_model_path",
            "sampling_record"]

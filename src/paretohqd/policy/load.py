@@ -9,6 +9,8 @@ plain safetensors in a cache folder and later loads take a fraction of a second.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,110 @@ def resolve_model_path(name: str) -> str:
     # the lock and then find its result, so none renames or deletes a folder another is writing or reading.
     with io.file_lock(target.with_name(target.name + ".lock")):
         if not (target / ".complete").exists():
+            # A conversion killed outright left its staging folder (half a GB); holding the lock, none is in use.
+            for leftover in target.parent.glob(f"{target.name}.partial*"):
+                shutil.rmtree(leftover, ignore_errors=True)
             _convert_embedded(target)
     return str(target)
+
+
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "*.gguf")
+_checked: dict[str, None] = {}
+
+
+def check_device(device: str, where: str = "model.device") -> None:
+    """A device this machine has: asking for CUDA where torch sees none would otherwise train on the CPU or fail
+    hours in."""
+    if not device.startswith(("cuda", "mps", "xpu", "npu")):
+        return
+    import torch
+
+    kind, _, index = device.partition(":")
+    backend = getattr(torch, kind, None) if kind != "mps" else getattr(torch.backends, "mps", None)
+    available = bool(backend is not None and backend.is_available())
+    count = int(backend.device_count()) if available and hasattr(backend, "device_count") else int(available)
+    if not available:
+        raise UserError(f"{where} is '{device}' but torch {torch.__version__} sees no {kind} device on this machine "
+                        "(use auto or cpu)")
+    if index and int(index) >= count:
+        raise UserError(f"{where} is '{device}' but this machine has {count} {kind} device(s), numbered from 0")
+
+
+def check_model(name: str, revision: str | None = None, lora: dict | None = None, device: str = "cpu") -> None:
+    """Fail fast, before any scoring, on a model that cannot load: a folder that does not exist or holds no model
+    (no config, no weights, no tokenizer, or a LoRA adapter instead of a model), a Hub id that is not cached while
+    the Hub is offline or that the Hub does not have, and LoRA settings the model refuses (``target_modules`` it
+    does not have). The LoRA settings are tried by peft itself on the model built on the meta device (no
+    weights). Each distinct check runs once per process."""
+    memo = io.digest({"name": name, "revision": revision, "lora": lora, "device": device})
+    if memo in _checked:
+        return
+    check_device(device)
+    config = _model_config(name, revision)
+    if lora is not None:
+        _check_lora_targets(name, config, lora)
+    _checked[memo] = None
+
+
+def _model_config(name: str, revision: str | None):
+    from transformers import AutoConfig
+
+    if name == EMBEDDED_DEFAULT:
+        gguf = embedded_gguf()
+        converted = io.cache_root() / "models" / "smollm2-135m-instruct"
+        if (converted / ".complete").exists():
+            return AutoConfig.from_pretrained(str(converted))
+        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        _check_model_folder(name, path)
+        return AutoConfig.from_pretrained(str(path))
+    try:
+        return AutoConfig.from_pretrained(name, **({"revision": revision} if revision else {}))
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        where = ("it is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no cached copy"
+                 if offline else "it is not a local folder, and the Hub has no such model or cannot be reached")
+        raise UserError(f"model.name_or_path '{name}' cannot be loaded: {where} "
+                        f"({_first_line(exc)})") from None
+
+
+def _check_model_folder(name: str, path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"model.name_or_path '{name}': no such folder")
+    if not path.is_dir():
+        raise UserError(f"model.name_or_path '{name}' is a file; give the folder that holds the model")
+    if not (path / "config.json").is_file():
+        if (path / "adapter_config.json").is_file():
+            raise UserError(f"model.name_or_path '{name}' holds a LoRA adapter, not a model: give its base model "
+                            "(the adapter's base_model_name_or_path)")
+        raise UserError(f"model.name_or_path '{name}' holds no model: it has no config.json")
+    if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
+        raise UserError(f"model.name_or_path '{name}' holds no weights (no .safetensors or pytorch_model .bin)")
+    if not any((path / file).is_file() for file in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise UserError(f"model.name_or_path '{name}' has no tokenizer (tokenizer.json or tokenizer_config.json)")
+
+
+def _check_lora_targets(name: str, config, lora: dict) -> None:
+    from accelerate import init_empty_weights
+    from peft import LoraConfig, inject_adapter_in_model
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"model.name_or_path '{name}' is not a causal language model transformers knows "
+                        f"({_first_line(exc)})") from None
+    try:
+        inject_adapter_in_model(LoraConfig(**lora, task_type="CAUSAL_LM"), model, low_cpu_mem_usage=True)
+    except (TypeError, ValueError) as exc:  # peft's NoMatchingPeftModuleError is a ValueError
+        raise UserError(f"train.lora does not fit model '{name}': {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _convert_embedded(target: Path) -> None:
@@ -103,7 +207,7 @@ def load_causal_lm(name: str, dtype: str = "float32", revision: str | None = Non
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **({"revision": revision} if revision else {}))
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise UserError(f"cannot load model '{name}' (not a local folder, and the Hub is unreachable or has no "
-                        f"such id): {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model '{name}' (not a loadable local folder, and the Hub is unreachable or "
+                        f"has no such id): {_first_line(exc)}") from None
     return model, tokenizer

@@ -48,8 +48,13 @@ def build_objective(config) -> Objective:
         kwargs = dict(config.kwargs)
 
         def call(batch: pd.DataFrame) -> np.ndarray:
-            return as_scores(function(batch["prompt"].tolist(), batch["response"].tolist(), **kwargs),
-                             len(batch), config.name)
+            try:
+                values = function(batch["prompt"].tolist(), batch["response"].tolist(), **kwargs)
+            except Exception as exc:  # the user's code: whatever it raises is named, with where it happened
+                raise UserError(f"objective '{config.name}': callable '{config.callable}' raised "
+                                f"{type(exc).__name__}: {_one_line(exc)} (on a batch of {len(batch)} samples from "
+                                f"'{batch['id'].iloc[0]}')") from None
+            return as_scores(values, len(batch), config.name)
 
         return FunctionObjective(config.name, call)
     if config.type == "column":
@@ -131,7 +136,15 @@ def resolve_callable(path: str, objective: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"objective '{objective}': cannot import module '{module_name}' ({exc})") from None
+    except Exception as exc:  # the user's module fails as it is imported (a syntax error, an exception)
+        raise UserError(f"objective '{objective}': importing module '{module_name}' raised "
+                        f"{type(exc).__name__}: {_one_line(exc)}") from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise UserError(f"objective '{objective}': '{module_name}' has no function '{attribute}'")
     return function
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines)[:300] or "(no message)"

@@ -27,6 +27,9 @@ class Objective(Protocol):
 
 def as_scores(values: Any, expected: int, objective: str) -> np.ndarray:
     """Check an objective's output: one float per sample (NaN is caught later, with its row)."""
+    if values is None or np.ndim(values) == 0:
+        raise UserError(f"objective '{objective}' returned {values!r} for a batch of {expected} samples; it must "
+                        "return one score per sample (a list or array)")
     try:
         array = np.asarray(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):

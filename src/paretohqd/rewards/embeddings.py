@@ -58,37 +58,56 @@ def load_minilm() -> Any:
 def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Unit-normalised MiniLM embeddings, shape ``(len(texts), 384)``, float32.
 
-    Duplicate texts are encoded once (a prompt's context usually appears for several responses). The result is a
-    function of this call's texts alone, to the bit: float results depend on which texts share a padded batch, so
-    the cache answers only a call with exactly the same texts (the next objective scoring the same batch), never a
-    text that was encoded beside others. Scores then do not depend on which shards a process scored before, so a
-    resumed run, a Ray worker and a distributed rank all reproduce them exactly.
+    Each text's vector is a function of that text alone, to the bit. Float results depend on which texts share a
+    padded batch and on the number of torch threads (the kernels split their reductions differently), so every
+    distinct text is encoded on its own (no padding) in one torch thread. Scores then do not depend on the batch
+    size, on which shards a process scored before, on the executor or on a resume: a killed and resumed run, a Ray
+    worker and a distributed rank all reproduce them exactly. On this project's 2-core machine one text at a time
+    is as fast as padded batches (the padding costs what the batching saves). ``batch_size`` is kept for callers
+    and has no effect on the result. Distinct texts are encoded once per process (a bounded memo: a prompt's
+    context appears for several responses, and several objectives read the same texts).
     """
+    del batch_size  # every text is encoded alone; see above
     if isinstance(texts, str):
         raise ValueError("embed() takes a list of texts, not a single string")
     texts = [t if isinstance(t, str) else str(t) for t in texts]
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
     if not texts:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    key = (batch_size, *unique.tolist())
-    vectors = _cache.get(key) if _cache_enabled else None
-    if vectors is None:
-        encoded = load_minilm().encode(unique.tolist(), batch_size=batch_size, show_progress_bar=False,
-                                       convert_to_numpy=True, normalize_embeddings=True)
-        vectors = np.asarray(encoded, dtype=np.float32)
-        _remember(key, vectors)
+    vectors = np.empty((len(unique), EMBEDDING_DIM), dtype=np.float32)
+    missing = []
+    for position, text in enumerate(unique.tolist()):
+        known = _memo.get(text) if _cache_enabled else None
+        if known is None:
+            missing.append(position)
+        else:
+            vectors[position] = known
+    if missing:
+        vectors[missing] = _encode_alone([unique[i] for i in missing])
+        for position in missing:
+            _remember(unique[position], vectors[position])
     return np.ascontiguousarray(vectors[inverse.reshape(-1)])
 
 
-# Several objectives embed the same texts (harmless, helpful and relevance all read the response and the last
-# human turn of the same batch): a small per-process cache of whole calls makes the second and third objective
-# nearly free.
-_CACHE_CALLS = 64
-_cache: dict[tuple, np.ndarray] = {}
+def _encode_alone(texts: list[str]) -> np.ndarray:
+    import torch
+
+    model = load_minilm()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # batch_size=1: sentence-transformers then never pads, so each text's computation has its own shape only.
+        encoded = model.encode(texts, batch_size=1, show_progress_bar=False, convert_to_numpy=True,
+                               normalize_embeddings=True)
+    finally:
+        torch.set_num_threads(threads)
+    return np.asarray(encoded, dtype=np.float32).reshape(len(texts), EMBEDDING_DIM)
 
 
+# A bounded memo of distinct texts (about 30 MB): the second and third objective reading the same texts of a batch
+# (harmless, helpful and relevance all read the response and the last human turn) are then nearly free.
+_MEMO_TEXTS = 20_000
+_memo: dict[str, np.ndarray] = {}
 _cache_enabled = True
 
 
@@ -103,12 +122,12 @@ def embedding_cache_disabled():
         _cache_enabled = previous
 
 
-def _remember(key: tuple, vectors: np.ndarray) -> None:
+def _remember(text: str, vector: np.ndarray) -> None:
     if not _cache_enabled:
         return
-    while len(_cache) >= _CACHE_CALLS:
-        del _cache[next(iter(_cache))]  # oldest call first
-    _cache[key] = vectors
+    while len(_memo) >= _MEMO_TEXTS:
+        del _memo[next(iter(_memo))]  # oldest first
+    _memo[text] = vector.copy()
 
 
 def last_human_turn(prompt: str) -> str:

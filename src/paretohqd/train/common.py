@@ -9,10 +9,13 @@ chat template's end-of-turn token (so the model stops where it learned to), ``tr
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -29,10 +32,38 @@ Layers = Sequence[tuple[str, Mapping]]
 
 
 def check_fields(cls, values: Mapping, where: str, owner: str) -> None:
+    """Every key a field of ``cls``, and every value of the type the field declares where that is a plain number,
+    flag or string (the library's own ``__post_init__`` checks values, not types: text where a number goes fails
+    only once training starts)."""
     names = [f.name for f in dataclasses.fields(cls)]
-    for key in values:
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
         if key not in names:
             raise UserError(f"{where}.{key} is not a {owner} field{did_you_mean(key, names)}")
+        allowed = _plain_types(hints.get(key))
+        if allowed and not _is_instance(value, allowed):
+            names_of = " or ".join(sorted({"none" if t is type(None) else t.__name__ for t in allowed}))
+            raise UserError(f"{where}.{key} must be {names_of} ({owner}), not {value!r}")
+
+
+PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain_types(hint) -> tuple[type, ...] | None:
+    """The types a field takes when each is plain (``int``, ``float | None``, ``bool``); None for anything else
+    (enums, lists, dicts, which the library checks itself)."""
+    if hint is None:
+        return None
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return tuple(members) if all(member in PLAIN for member in members) else None
+
+
+def _is_instance(value, allowed: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int) and float in allowed:
+        return True
+    return isinstance(value, allowed)
 
 
 def check_trainer_settings(config_class, layers: Layers, owned: Mapping[str, str], use_cpu: bool = True) -> dict:
@@ -151,20 +182,62 @@ class BatchCounter:
         self.handle.remove()
 
 
+class DivergedError(UserError):
+    """Training made the loss or the weights non-finite: the model is not saved, nothing is marked complete."""
+
+
+def finite_guard(label: str):
+    """A trainer callback that stops training, with one sentence naming ``label`` (the model: its method and
+    preference) and the step, as soon as a logged loss or a trainable weight is no longer finite: a diverged model
+    must never be saved, marked complete and evaluated. The weights are checked after every optimiser step (one
+    reduction per parameter, summed in float64)."""
+    import torch
+    from transformers import TrainerCallback
+
+    def stop(state, what: str, args) -> None:
+        raise DivergedError(f"{label}: training diverged at step {state.global_step} of {state.max_steps}: {what} "
+                            f"(learning rate {args.learning_rate:g}; lower it, or set max_grad_norm)")
+
+    class FiniteGuard(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            trainable = [p for p in model.parameters() if p.requires_grad] if model is not None else []
+            if trainable:
+                total = torch.stack([p.detach().sum(dtype=torch.float64) for p in trainable]).sum()
+                if not bool(torch.isfinite(total)):
+                    stop(state, "the weights are no longer finite (NaN or inf)", args)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key in ("loss", "train_loss"):
+                value = (logs or {}).get(key)
+                if isinstance(value, (int, float)) and not math.isfinite(value):
+                    stop(state, f"the {key.replace('_', ' ')} is {value}", args)
+
+    return FiniteGuard()
+
+
+def model_label(card: ModelCard | None, output_dir: Path) -> str:
+    """How a sentence about one training run names its model: the card's title (method and preference)."""
+    return card.title if card is not None else f"the model for {output_dir}"
+
+
 def train_and_record(trainer, plan, seed: int, lora: dict | None, init_from: Path | None,
-                     facts: dict | None = None) -> dict:
+                     facts: dict | None = None, label: str = "training") -> dict:
     """Train; what ``training.json`` records: the plan, the loss, the time, ``facts``, and what each process of a
-    launch trained on."""
+    launch trained on. ``label`` names the model in the sentence that stops a diverging run."""
     from accelerate.utils import gather_object
 
     args = trainer.args
     seen = BatchCounter(trainer.model)
+    trainer.add_callback(finite_guard(label))
     started = time.perf_counter()
     try:
         result = trainer.train()
     finally:
         seen.remove()
     seconds = time.perf_counter() - started
+    if not math.isfinite(float(result.training_loss)):
+        raise DivergedError(f"{label}: training diverged: the mean training loss is {result.training_loss} "
+                            f"(learning rate {args.learning_rate:g}; lower it, or set max_grad_norm)")
     # What each process trained on, in rank order: the evidence that every process of a launch took part.
     ranks = gather_object([{"rank": args.process_index, "steps": trainer.state.global_step,
                             "micro_batches": seen.batches, "sequences": seen.sequences}])

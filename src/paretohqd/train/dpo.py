@@ -34,7 +34,7 @@ import pandas as pd
 from ..errors import UserError
 from .cards import ModelCard
 from .common import (Layers, check_lora_settings, check_trainer_settings, save_trained_model, start_run,
-                     train_and_record)
+                     model_label, train_and_record)
 from .sft import OWNED_SFT_FIELDS, RUN_OWNED_SOURCE, plan_training
 
 MARGIN_COLUMNS = ("chosen_margin", "rejected_margin")
@@ -212,6 +212,7 @@ def train_dpo(pairs: pd.DataFrame, output_dir: Path, model_config, dpo: dict, lo
     margins = any(column in pairs.columns for column in MARGIN_COLUMNS)
     stats = train_and_record(trainer, plan, seed, lora, init_from,
                              {"trainer": "dpo", "beta": args.beta, "loss_type": list(args.loss_type),
-                              "margins": margins, "pairs_dropped": len(pairs) - len(dataset)})
+                              "margins": margins, "pairs_dropped": len(pairs) - len(dataset)},
+                             label=model_label(card, output_dir))
     save_trained_model(trainer, policy, staging, output_dir, stats, card, model_config.name_or_path, lora is not None)
     return stats

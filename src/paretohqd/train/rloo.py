@@ -25,7 +25,8 @@ from ..errors import UserError
 from ..policy import Policy
 from ..policy.generation import clean_response
 from .cards import ModelCard
-from .common import check_lora_settings, check_trainer_settings, save_trained_model, start_run, train_and_record
+from .common import (check_lora_settings, check_trainer_settings, model_label, save_trained_model, start_run,
+                     train_and_record)
 from .sft import COSMETIC_SFT_FIELDS, OWNED_SFT_FIELDS, RUN_OWNED_SOURCE, plan_training, split_settings
 
 # RLOOConfig fields the run decides itself, and where each value comes from.
@@ -146,6 +147,6 @@ def train_rloo(prompts: pd.DataFrame, output_dir: Path, model_config, rloo: dict
         "num_prompts": len(dataset), "num_generations": args.num_generations, "beta": args.beta,
         "rewards": [r.__name__ for r in rewards], "reward_weights": list(args.reward_weights),
         "max_completion_length": args.max_completion_length, "temperature": args.temperature, "top_p": args.top_p,
-        "top_k": args.top_k, **(facts or {})})
+        "top_k": args.top_k, **(facts or {})}, label=model_label(card, output_dir))
     save_trained_model(trainer, policy, staging, output_dir, stats, card, model_config.name_or_path, lora is not None)
     return stats

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .cards import ModelCard
 from .common import (COMPLETE_MARKER, TRAINING_ARGS_FILE, check_lora_settings, check_trainer_settings,  # noqa: F401
-                     save_trained_model, start_run, train_and_record)
+                     model_label, save_trained_model, start_run, train_and_record)
 
 # SFTConfig fields the run decides itself (every trainer's config has them), and where their values come from.
 OWNED_SFT_FIELDS = ("output_dir", "seed", "data_seed", "report_to", "use_cpu", "disable_tqdm")
@@ -100,6 +100,6 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
     log(plan.announce(output_dir, args.world_size))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config)
-    stats = train_and_record(trainer, plan, seed, lora, init_from)
+    stats = train_and_record(trainer, plan, seed, lora, init_from, label=model_label(card, output_dir))
     save_trained_model(trainer, policy, staging, output_dir, stats, card, model_config.name_or_path, lora is not None)
     return stats
