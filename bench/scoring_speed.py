@@ -69,13 +69,35 @@ def main() -> int:
                       args.batch_size)
     print(f"harmless + helpful + relevance together (shared embeddings): "
           f"{len(samples) / (time.perf_counter() - start):.1f} samples/s")
+    _encoding_cost(samples, args.batch_size)
     return 0
 
 
 def _cold() -> None:
     from paretohqd.rewards import embeddings
 
-    embeddings._cache.clear()
+    embeddings._memo.clear()
+
+
+def _encoding_cost(samples, batch_size: int) -> None:
+    """What exact scores cost: MiniLM encoding each text alone (what embed() does, so that a text's vector does not
+    depend on the texts beside it or on the thread count) against sentence-transformers' padded batches."""
+    from paretohqd.rewards.embeddings import embed, embedding_cache_disabled, load_minilm
+    from paretohqd.rewards.heads.model import context_texts
+
+    texts = sorted(set(samples["response"].tolist()) | set(context_texts(samples["prompt"].tolist())))
+    model = load_minilm()
+    start = time.perf_counter()
+    padded = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True,
+                          normalize_embeddings=True)
+    padded_rate = len(texts) / (time.perf_counter() - start)
+    with embedding_cache_disabled():
+        start = time.perf_counter()
+        alone = embed(texts)
+        alone_rate = len(texts) / (time.perf_counter() - start)
+    print(f"MiniLM encoding of {len(texts)} distinct texts: one at a time (exact) {alone_rate:.1f} texts/s, padded "
+          f"batches of {batch_size} {padded_rate:.1f} texts/s: exact_vs_padded={alone_rate / padded_rate:.2f} "
+          f"(max |difference| {float(np.max(np.abs(alone - padded))):.1e})")
 
 
 if __name__ == "__main__":

@@ -140,3 +140,30 @@ def test_distinct_prompts_keep_context_columns():
                             "post": ["abstract p", "abstract p", "abstract q"], "score": [1.0, 2.0, 3.0]})
     prompts = distinct_prompts(samples, drop=("score",))
     assert prompts.to_dict("records") == [{"prompt": "p", "post": "abstract p"}, {"prompt": "q", "post": "abstract q"}]
+
+
+def test_fingerprint_is_the_hash_of_the_table_as_text_column_by_column():
+    import hashlib
+
+    from paretohqd.data import fingerprint
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(50)], "prompt": ["p"] * 50, "x": rng.normal(size=50),
+                          "k": rng.integers(0, 5, 50), "none": [None] * 50})
+    whole = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
+    names = "|".join(map(str, frame.columns)).encode()
+    # The keys of the runs made so far:
+    assert fingerprint(frame) == hashlib.sha256(whole.tobytes() + names).hexdigest()[:20]
+    edited = frame.copy()
+    edited.loc[3, "x"] += 1e-9
+    assert fingerprint(edited) != fingerprint(frame)
+
+
+def test_reading_a_slice_of_rows_reads_the_same_rows(tmp_path):
+    from paretohqd import io
+
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(5000)], "x": np.arange(5000.0), "t": ["a b"] * 5000})
+    path = tmp_path / "samples.parquet"
+    io.write_parquet(path, frame, row_group_size=1024)
+    for start, stop in [(0, 10), (1020, 1030), (0, 5000), (4990, 5010), (6000, 6005), (1024, 2048)]:
+        pd.testing.assert_frame_equal(io.read_parquet_rows(path, start, stop), frame.iloc[start:stop])

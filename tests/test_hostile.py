@@ -695,8 +695,39 @@ def _hub_id(tmp, policy):
     return "no-such-org-xyz/no-such-model-xyz"
 
 
+class _RunsCode:
+    """What a malicious pickle does when loaded without weights_only."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pickle-ran",))
+
+
+def _pickled_weights(tmp, policy):
+    import torch
+
+    folder = Path(_config_only(tmp, policy))
+    torch.save({"weight": _RunsCode()}, folder / "pytorch_model.bin")
+    return str(folder)
+
+
+def _adapter_not_model(tmp, policy):
+    folder = tmp / "an_adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    return str(folder)
+
+
+def _model_is_a_file(tmp, policy):
+    path = tmp / "model.safetensors"
+    shutil.copy2(policy / "model.safetensors", path)
+    return str(path)
+
+
 MODELS = [
     ("path-missing", _no_model, [r"no_such_model"]),
+    ("pickled-weights-refused", _pickled_weights, [r"pytorch_model\.bin", "pickle", "safetensors"]),
+    ("an-adapter-not-a-model", _adapter_not_model, [r"an_adapter", "LoRA adapter"]),
+    ("model-path-is-a-file", _model_is_a_file, [r"model\.safetensors", "is a file"]),
     ("empty-folder", _empty_folder, [r"empty_model"]),
     ("config-without-weights", _config_only, [r"config_only", r"weights|safetensors"]),
     ("hub-id-offline", _hub_id, [r"no-such-org-xyz/no-such-model-xyz"]),
@@ -708,6 +739,7 @@ def test_models_fail_before_scoring(tiny_policy, tmp_path, make, patterns):
     config = text_config(tmp_path, tiny_policy, model__name_or_path=make(tmp_path, tiny_policy))
     judge(cli("train", config), *patterns, root=tmp_path, run=tmp_path / "run")
     assert not (tmp_path / "run" / "scores").exists(), "the run scored before finding the model unusable"
+    assert not list(tmp_path.rglob("pickle-ran")) and not Path("pickle-ran").exists(), "a pickle ran code"
 
 
 def test_cuda_device_without_cuda_fails_before_scoring(tiny_policy, tmp_path):
@@ -894,7 +926,7 @@ def test_read_only_finished_run_keeps_its_results(scored, tmp_path):
 def _no_space_writer(real_atomic_path, victim: str):
     """A ``paretohqd.io.write_bytes`` / ``write_parquet`` whose write of ``victim`` fills the disk half way."""
 
-    def write(path, payload) -> None:
+    def write(path, payload, **options) -> None:
         with real_atomic_path(path) as tmp:
             if Path(path).name == victim:
                 with open(tmp, "wb") as handle:
@@ -903,7 +935,7 @@ def _no_space_writer(real_atomic_path, victim: str):
             if isinstance(payload, bytes):
                 tmp.write_bytes(payload)
             else:
-                payload.to_parquet(tmp, index=False)
+                payload.to_parquet(tmp, index=False, **options)
     return write
 
 
@@ -1072,3 +1104,14 @@ def test_signal_during_scoring_then_resume(tmp_path, signum):
     assert rerun.code == 0, rerun.describe()
     assert {p: p.stat().st_mtime_ns for p in kept} == kept, "shards finished before the signal were rescored"
     assert len(pd.read_parquet(tmp_path / "run" / "scores" / "scores.parquet")) == 300
+
+
+def test_a_tampered_score_shard_is_refused_not_unpickled(scored, tmp_path):
+    """A shard in the cache replaced by a pickled object array: one sentence naming it, never a load with pickle."""
+    import numpy as np
+
+    config, run, _ = copy_scored(scored, tmp_path)
+    shard = sorted((run / "scores" / "cache").rglob("*.npy"))[0]
+    np.save(shard, np.array([{"not": "a score"}] * 3, dtype=object), allow_pickle=True)
+    (run / "scores" / "scores.parquet").unlink()  # the merge runs again and reads every shard
+    judge(cli("score", config), re.escape(shard.name), "not a plain array", "delete it", root=tmp_path, run=run)

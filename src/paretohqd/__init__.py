@@ -5,7 +5,7 @@ The Python API (loaded on first use, so that ``import paretohqd`` and ``paretohq
 :mod:`paretohqd.pareto` (numpy only).
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _API = ("load_config", "run", "run_stage", "plan", "compare")
 

@@ -101,10 +101,28 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
-def write_parquet(path: str | os.PathLike, frame) -> None:
-    """Write a pandas DataFrame as Parquet atomically."""
+def write_parquet(path: str | os.PathLike, frame, row_group_size: int | None = None) -> None:
+    """Write a pandas DataFrame as Parquet atomically; ``row_group_size`` rows per row group (a table read back in
+    slices: :func:`read_parquet_rows` reads only the groups a slice needs)."""
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False, **({"row_group_size": row_group_size} if row_group_size else {}))
+
+
+def read_parquet_rows(path: str | os.PathLike, start: int, stop: int):
+    """Rows ``start:stop`` of a Parquet table as pandas (index ``start..stop-1``, as ``iloc`` would give), reading
+    only the row groups that hold them: a score shard of a million-row table reads its own rows, not the table."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path, pre_buffer=False) as parquet:
+        sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        groups = [i for i in range(len(sizes)) if bounds[i] < stop and bounds[i + 1] > start]
+        table = parquet.read_row_groups(groups) if groups else parquet.schema_arrow.empty_table()
+    first = int(bounds[groups[0]]) if groups else start
+    frame = table.slice(start - first, max(0, stop - start)).to_pandas()
+    frame.index = range(start, start + len(frame))
+    return frame
 
 
 def json_default(obj: Any) -> Any:

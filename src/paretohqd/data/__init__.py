@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import UserError
@@ -109,10 +110,19 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
 
 def fingerprint(frame: pd.DataFrame) -> str:
     """The content of a table, every column and the column names (row order counts): equal content, equal print,
-    whatever file it came from or when that file was written."""
-    hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
+    whatever file it came from or when that file was written.
+
+    Each value is hashed as its text (a score 0.5 read from JSON or from Parquet prints the same). Row hashes do not
+    depend on the other rows, so they are made ``FINGERPRINT_ROWS`` rows at a time: the value is that of
+    ``hash_pandas_object(frame.astype(str))``, without turning a whole million-row table into strings at once."""
+    hashed = np.concatenate([np.zeros(0, dtype=np.uint64)] + [
+        pd.util.hash_pandas_object(frame.iloc[start:start + FINGERPRINT_ROWS].astype(str), index=False).to_numpy()
+        for start in range(0, len(frame), FINGERPRINT_ROWS)])
     names = "|".join(map(str, frame.columns)).encode()
     return hashlib.sha256(hashed.tobytes() + names).hexdigest()[:20]
+
+
+FINGERPRINT_ROWS = 65_536
 
 
 PER_RESPONSE_COLUMNS = ("id", "response", "label", "pair_id", "source")

@@ -17,6 +17,8 @@ from .units import Unit, UnitContext
 RESERVED_COLUMNS = ("id", "prompt", "response")
 SAMPLES = "inputs/samples.parquet"
 TEST_PROMPTS = "inputs/test_prompts.parquet"
+ROW_GROUP_ROWS = 16_384
+"""Rows per Parquet row group of the inputs: a score shard reads the groups its rows are in, not the whole table."""
 
 # Frames loaded while planning, by fingerprint: the unit that writes them need not read the data a second time.
 _LOADED: dict[str, pd.DataFrame] = {}
@@ -110,4 +112,4 @@ def write_frame(ctx: UnitContext) -> None:
         frame = ctx.options["loader"](*ctx.options["sections"])
         if fingerprint(frame) != ctx.options["content"]:
             raise UserError(f"the data read for {ctx.name} changed since the run was planned; run it again")
-    io.write_parquet(ctx.output, frame)
+    io.write_parquet(ctx.output, frame, row_group_size=ROW_GROUP_ROWS)

