@@ -21,7 +21,7 @@ stage2, evaluate, ric, soups); any key can be overridden on the command line wit
 --select.k 64 --train.sft.learning_rate 5e-4 --output_dir runs/try). A stage command runs whatever its units need
 first; finished units are skipped.
 Exit codes: 0 done, 2 bad input or configuration (one sentence says what and where), 1 the file system refused
-(a full disk, a read-only folder: one sentence names the file), 130 interrupted."""
+(a full disk, a read-only folder: one sentence names the file), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
 
 class OneSentenceParser(argparse.ArgumentParser):
