@@ -83,12 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import UserError
 
     previous = _stop_on_sigterm()
-    import warnings
+    from .env import quiet_library_warnings
 
-    # The libraries' notes to their own callers (deprecations inside trl -> transformers) are not the user's to act
-    # on; on stderr they would bury the one sentence that is.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft|accelerate)(\.|$)")
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(transformers|trl|peft|accelerate)(\.|$)")
+    quiet_library_warnings()
     try:
         return _dispatch(parser, args, rest, argv)
     except UserError as exc:

@@ -12,6 +12,15 @@ REPORTED_PACKAGES = ("paretohqd", "torch", "transformers", "trl", "peft", "accel
                      "moocore", "pandas", "pyarrow", "omegaconf", "sentence-transformers", "gguf")
 
 
+def quiet_library_warnings() -> None:
+    """Silence the libraries' notes to their own callers (deprecations inside trl -> transformers): not the user's
+    to act on, and on stderr they would bury the one sentence that is. Repeating it adds no filter twice."""
+    import warnings
+
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(transformers|trl|peft|accelerate)(\.|$)")
+
+
 def package_version(name: str) -> str | None:
     """The installed version of a distribution, or None when it is not installed."""
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import ExecutionConfig, UnitResources
+from ..env import quiet_library_warnings
 from ..errors import UserError
 from .units import Unit, UnitContext
 
@@ -71,6 +72,7 @@ def perform(batch_actions: tuple[Callable | None, Callable | None], contexts: li
             torch_threads: int | None = None) -> float:
     """Run one unit (``action(context)``) or a group (``group_action(contexts)``); return the wall seconds."""
     action, group_action = batch_actions
+    quiet_library_warnings()  # a Ray worker never ran the command line's main()
     previous = None
     if torch_threads is not None:
         import torch
