@@ -81,10 +81,9 @@ def run_check(ctx: UnitContext) -> None:
     objective = built_objective(ctx.options["objective"])
     # The spread-out samples the check scores, read alone: not the whole table (a million rows of text).
     texts = pd.read_parquet(ctx.input("samples"), columns=["prompt", "response"])
-    picks = length_spread(text_lengths(texts), ctx.settings["samples"]) if len(texts) else []
-    del texts
+    picks = length_spread(text_lengths(texts), ctx.settings["samples"])
     samples = pd.concat([io.read_parquet_rows(ctx.input("samples"), int(i), int(i) + 1) for i in picks]) \
-        if len(picks) else pd.read_parquet(ctx.input("samples"))
+        if len(picks) else texts
     worst = check_batch_invariance(objective, samples, ctx.settings["samples"], ctx.options["objective"]["batch_size"],
                                    ctx.settings["tolerance"])
     io.write_json(ctx.output, {"samples": ctx.settings["samples"], "max_abs_difference": worst})

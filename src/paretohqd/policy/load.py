@@ -35,11 +35,16 @@ def embedded_gguf() -> Path:
     return path
 
 
+def embedded_cache() -> Path:
+    """Where the embedded default lives once converted to safetensors."""
+    return io.cache_root() / "models" / "smollm2-135m-instruct"
+
+
 def resolve_model_path(name: str) -> str:
     """A loadable folder or Hub id; the embedded default is converted once to a cached safetensors folder."""
     if name != EMBEDDED_DEFAULT:
         return name
-    target = io.cache_root() / "models" / "smollm2-135m-instruct"
+    target = embedded_cache()
     if (target / ".complete").exists():
         return str(target)
     # The ranks of one launch (or several runs) may all find no cache at once: one converts, the others wait on
@@ -54,7 +59,7 @@ def resolve_model_path(name: str) -> str:
 
 
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "*.gguf")
-_checked: dict[str, None] = {}
+_checked: set[str] = set()
 
 
 def check_device(device: str, where: str = "model.device") -> None:
@@ -88,7 +93,7 @@ def check_model(name: str, revision: str | None = None, lora: dict | None = None
     config = _model_config(name, revision)
     if lora is not None:
         _check_lora_targets(name, config, lora)
-    _checked[memo] = None
+    _checked.add(memo)
 
 
 def _model_config(name: str, revision: str | None):
@@ -96,7 +101,7 @@ def _model_config(name: str, revision: str | None):
 
     if name == EMBEDDED_DEFAULT:
         gguf = embedded_gguf()
-        converted = io.cache_root() / "models" / "smollm2-135m-instruct"
+        converted = embedded_cache()
         if (converted / ".complete").exists():
             return AutoConfig.from_pretrained(str(converted))
         return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import io
 from ..data import fingerprint
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..pareto import first_non_finite
 from .base import Objective, as_scores
 
@@ -184,7 +184,7 @@ def load_scores(path: Path, expected: int | None = None) -> np.ndarray:
     try:
         scores = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"score shard '{path}' is not a plain array of scores ({' '.join(str(exc).split())[:200]}); "
+        raise UserError(f"score shard '{path}' is not a plain array of scores ({first_line(exc, 200)}); "
                         "delete it and it is scored again") from None
     if scores.dtype.kind != "f" or scores.ndim != 1 or (expected is not None and len(scores) != expected):
         raise UserError(f"score shard '{path}' holds {scores.dtype} scores of shape {scores.shape}, not "
