@@ -124,7 +124,7 @@ def _normalised(path: Path, run_dir: Path) -> bytes:
     """A result file's bytes with what may differ between equal runs taken out: timings, and the run folder's own
     path (``training.json`` names the model a stage continued from)."""
     data = path.read_bytes()
-    if path.suffix in (".json", ".yaml", ".md", ".jsonl", ".csv"):
+    if path.suffix in (".json", ".yaml", ".md", ".jsonl", ".csv", ".html"):
         text = data.decode("utf-8").replace(str(run_dir), "<RUN>")
         if path.suffix == ".json":
             text = json.dumps(_strip(json.loads(text)), indent=1, sort_keys=True)
@@ -133,6 +133,8 @@ def _normalised(path: Path, run_dir: Path) -> bytes:
         elif path.name == "report.md":
             text = "\n".join(line for line in text.splitlines()
                              if not line.startswith(("- cost, wall seconds", "- wall seconds per stage")))
+        elif path.name == "report.html":  # the same two lines, each alone on a line marked as a timing
+            text = "\n".join(line for line in text.splitlines() if 'class="timing"' not in line)
         data = text.encode("utf-8")
     return data
 

@@ -106,6 +106,8 @@ def test_run_produces_every_artifact(finished_run):
     assert (run / "eval" / "front.png").stat().st_size > 1000
     report = (run / "eval" / "report.md").read_text()
     assert "hypervolume" in report and "front.png" in report and "pref_00" in report
+    page = (run / "eval" / "report.html").read_text()  # the front, both selection stages, the sample outputs
+    assert all(f'id="{div}"' in page for div in ("front", "selection-0", "selection-1")) and "pref_02" in page
     assert list(pd.read_csv(run / "eval" / "per_preference.csv")["model"]) == ["pref_00", "pref_01", "pref_02",
                                                                              "base"]
 

@@ -6,6 +6,8 @@
     paretohqd.run_stage(config, "select")           # one stage (and whatever it needs first)
     paretohqd.plan(config).units                    # every unit: name, key, settings, outputs
     paretohqd.compare(["runs/a", "runs/b"], "runs/compare")
+    model, tokenizer = paretohqd.load_policy("runs/try", [0.3, 0.7])   # any preference of a finished run
+    paretohqd.export("runs/try", [0.3, 0.7], "exported/w03", merge=True)  # a Hugging Face model folder
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 from . import io
 from .config import RunConfig, load_config
 from .evaluate.compare import compare_runs
+from .exporting import export_model
 from .methods import get_method
 from .pipeline import Execution, Plan, build_plan, execute, read_eval_scores, read_metrics
+from .serving import ServedPolicy, load_policy
 
-__all__ = ["compare", "load_config", "plan", "run", "run_stage"]
+__all__ = ["ServedPolicy", "compare", "export", "load_config", "load_policy", "plan", "run", "run_stage"]
 
 
 def plan(config: RunConfig, command: str = "run") -> Plan:
@@ -42,6 +46,16 @@ def run(config: RunConfig, log=print) -> dict:
 def compare(run_dirs: list[str], output_dir: str | Path, reference_point: list[float] | None = None,
             bootstrap: int = 1000, bootstrap_seed: int = 0, labels: list[str] | None = None) -> dict:
     """Several finished runs on one shared normalisation and reference point, with bootstrap intervals over test
-    prompts (``bootstrap`` replicates) -> compare.json/.csv/.md/.png; ``labels`` name the runs in the table."""
+    prompts (``bootstrap`` replicates) -> compare.json/.csv/.md/.png/.html; ``labels`` name the runs in the table."""
     return compare_runs([read_metrics(d) for d in run_dirs], [read_eval_scores(d) for d in run_dirs], output_dir,
                         reference_point, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, labels=labels)
+
+
+def export(run_dir: str | Path, weights, output: str | Path, merge: bool = False, mode: str | None = None,
+           overwrite: bool = False) -> Path:
+    """The model a finished run serves for ``weights`` (``mode`` as in :func:`load_policy`) as a Hugging Face
+    folder ``output`` that transformers and peft load as they are: a peft adapter on the run's real base model, or
+    with ``merge`` (always for full fine-tunes) merged full weights; with the tokenizer, a generation config that
+    stops at the end of the assistant's turn, a model card and ``paretohqd.json``. Refuses an existing non-empty
+    ``output`` unless ``overwrite``. Returns the folder's path."""
+    return export_model(run_dir, weights, output, merge=merge, mode=mode, overwrite=overwrite)

@@ -47,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 "or a YAML file; options of accelerate launch (--num_processes N, ...) go along")
         if name in ("score", "select"):
             stage.add_argument("--force", action="store_true", help="rerun the stage even if it finished already")
+        if name == "generate":
+            _serving_arguments(stage)
     compare = commands.add_parser("compare", help="several runs' fronts in one table and plot, one shared reference")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
-    compare.add_argument("--output", default="compare", help="folder for compare.json/.csv/.png/.md")
+    compare.add_argument("--output", default="compare", help="folder for compare.json/.csv/.png/.md/.html")
     compare.add_argument("--reference_point", "--reference-point", dest="reference_point", type=float, nargs="+",
                          default=None, help="a raw reward reference point: hypervolume in raw units above it "
                                             "(default: min-max over the union of the runs' points, worst corner)")
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="S", help="seed of the bootstrap draws (default 0)")
     compare.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                          help="one name per run for the table (default: the method, qualified by the run folder)")
+    _export_parser(commands)
     demo = commands.add_parser("demo",
                                help="the main job on the embedded default model, data and rewards (CPU, no hub)")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
@@ -76,9 +79,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVE_HELP = """With a finished run directory instead of a config (RUN has config.resolved.yaml), serve any
+preference of it: paretohqd generate RUN --weights 0.3,0.7 --prompt "How do I bake bread?" [--mode interpolate]
+[--prompts FILE.jsonl] [--output OUT.jsonl] [--sampling.max_new_tokens 64]."""
+
+
+def _serving_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = f"{parser.description}. {SERVE_HELP}"
+    serve = parser.add_argument_group("serving a finished run (CONFIG is a run directory)")
+    serve.add_argument("--weights", default=None, metavar="W1,W2,...",
+                       help="the preference to serve: one non-negative weight per objective (any scale)")
+    serve.add_argument("--prompt", action="append", default=None, help="a prompt to answer (repeatable)")
+    serve.add_argument("--prompts", default=None, metavar="FILE",
+                       help="prompts to answer: a JSONL/JSON/CSV/Parquet file with a prompt column")
+    serve.add_argument("--prompt_column", "--prompt-column", dest="prompt_column", default="prompt",
+                       help="the column of --prompts that holds the prompts (default: prompt)")
+    serve.add_argument("--mode", default=None, choices=["nearest", "interpolate"],
+                       help="methods with one model per preference (ParetoHqD, MORLHF, MODPO): the nearest trained "
+                            "model (default) or the exact weighted combination of the trained models around it")
+    serve.add_argument("--output", default=None, metavar="FILE.jsonl",
+                       help="write one JSON line per prompt (prompt, response, weights, what served it) here")
+    serve.add_argument("--device", default=None, help="where the model runs (default: the run's model.device)")
+    serve.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the run's model.dtype)")
+    serve.add_argument("--seed", type=int, default=None,
+                       help="serving: the sampling seed (default 0); with a config, the run's seed as ever")
+
+
+EXPORT_HELP = """one preference of a finished run as a Hugging Face model folder: a peft adapter on the run's base
+model (or with --merge the merged full weights), its tokenizer, a generation config that stops at the end of the
+assistant's turn, a model card (README.md) and paretohqd.json; transformers and peft load it as it is."""
+
+
+def _export_parser(commands) -> None:
+    export = commands.add_parser("export", help="one preference of a finished run as a Hugging Face model folder",
+                                 description=EXPORT_HELP, epilog="example: paretohqd export runs/demo --weights "
+                                 "0.3,0.7 --output exported/w03 [--merge] [--mode interpolate]")
+    export.add_argument("run_dir", metavar="RUN", help="a finished run directory (it has config.resolved.yaml)")
+    export.add_argument("--weights", required=True, metavar="W1,W2,...",
+                        help="the preference to export: one non-negative weight per objective (any scale)")
+    export.add_argument("--output", required=True, metavar="DIR", help="the folder to write (new, or empty)")
+    export.add_argument("--merge", action="store_true",
+                        help="merged full weights instead of a LoRA adapter (full fine-tunes are always merged)")
+    export.add_argument("--mode", default=None, choices=["nearest", "interpolate"],
+                        help="methods with one model per preference (ParetoHqD, MORLHF, MODPO): the nearest trained "
+                             "model (default) or the exact weighted combination of the trained models around it")
+    export.add_argument("--overwrite", action="store_true", help="replace DIR when it exists and is not empty")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from . import api, io
+
+    folder = api.export(args.run_dir, _weights(args.weights), args.output, merge=args.merge, mode=args.mode,
+                        overwrite=args.overwrite)
+    record = io.read_json(folder / "paretohqd.json")
+    about = {**record, "model": record["model"] or ""}
+    what = {"adapter": f"a peft LoRA adapter on {record['base_model']['name_or_path']}",
+            "merged": "merged full weights", "full": "full weights"}[record["export"]]
+    print(f"paretohqd: {_serving_line(about, args.run_dir)}", file=sys.stderr)
+    print(f"wrote {args.output}: {what}, tokenizer, generation config, model card (README.md), paretohqd.json")
+    if record["conditioning"]:
+        print(f"every prompt must carry the reward tokens {record['conditioning']['reward_tokens']!r} "
+              f"{record['conditioning']['placement']} (see its README.md)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _negative_values_attached(list(sys.argv[1:] if argv is None else argv))
     args, rest = parser.parse_known_args(argv)
     from .errors import UserError
 
@@ -107,6 +174,18 @@ def main(argv: list[str] | None = None) -> int:
             import signal
 
             signal.signal(signal.SIGTERM, previous)
+
+
+def _negative_values_attached(argv: list[str]) -> list[str]:
+    """``--weights -1,2`` as ``--weights=-1,2``: argparse would take the value for an option and say nothing useful,
+    where the weights' own check names the negative weight."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] == "--weights" and token[:1] == "-" and (token[1:2].isdigit() or token[1:2] == "."):
+            out[-1] = f"--weights={token}"
+        else:
+            out.append(token)
+    return out
 
 
 class Terminated(KeyboardInterrupt):
@@ -138,6 +217,16 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         parser.print_help()
         return 0
     if args.command in STAGE_HELP:
+        if args.command == "generate":
+            from .pipeline.serve import is_run_directory
+
+            if Path(args.config).is_dir() or is_run_directory(args.config):
+                return _serve(args, rest)
+            if args.weights is not None or args.prompt is not None or args.prompts is not None:
+                raise UserError(f"--weights, --prompt and --prompts serve a finished run: '{args.config}' is a config "
+                                "file, not a run directory")
+            if args.seed is not None:  # the config's own top-level setting, which this option shadows
+                rest = ["--seed", str(args.seed), *rest]
         if args.accelerate_config is not None:
             return _relaunch(args, rest, argv)
         return _stage(args, rest)
@@ -145,6 +234,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         raise UserError(f"unexpected arguments for '{args.command}': {' '.join(rest)}")
     if args.command == "demo":
         return _demo(args)
+    if args.command == "export":
+        return _export(args)
     if args.command == "compare":
         from .api import compare
         from .evaluate.compare import format_comparison
@@ -152,7 +243,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         result = compare(args.run_dirs, args.output, args.reference_point, bootstrap=args.bootstrap,
                          bootstrap_seed=args.bootstrap_seed, labels=args.labels)
         print(format_comparison(result))
-        print(f"wrote {args.output}/compare.json, compare.csv, compare.png, compare.md")
+        print(f"wrote {args.output}/compare.json, compare.csv, compare.png, compare.md, compare.html")
         return 0
     if args.command == "env":
         from .env import environment, format_environment
@@ -176,6 +267,79 @@ def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
 
         print(format_selection_table(Path(config.output_dir) / "selection"))
     return 0
+
+
+def _serve(args: argparse.Namespace, rest: list[str]) -> int:
+    """``generate RUN --weights ...``: one response per prompt from the model the run serves for the preference."""
+    import json
+
+    from . import io
+    from .errors import UserError
+    from .serving import load_policy
+
+    if args.weights is None:
+        raise UserError(f"'{args.config}' is a run directory: say which preference to serve with --weights W1,W2,...")
+    if (args.prompt is None) == (args.prompts is None):
+        raise UserError("give the prompts to answer with --prompt TEXT (repeatable) or --prompts FILE, one of them")
+    weights = _weights(args.weights)
+    overrides = _sampling_overrides(rest)
+    if args.accelerate_config is not None:
+        raise UserError("serving a run answers in this process: leave out --accelerate_config")
+    prompts = args.prompt
+    if args.prompts is not None:
+        from .data import load_prompts
+
+        prompts = load_prompts(args.prompts, prompt_column=args.prompt_column)["prompt"].tolist()
+    served = load_policy(args.config, weights, args.mode, device=args.device, dtype=args.dtype, overrides=overrides)
+    about = served.served.describe()
+    print(f"paretohqd: {_serving_line(about, args.config)}", file=sys.stderr)
+    responses = served.generate(prompts, seed=args.seed or 0)
+    records = [{"prompt": p, "response": r, **{k: about[k] for k in ("weights", "method", "mode", "model", "mix")},
+                "made_from": about["made_from"]} for p, r in zip(prompts, responses)]
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    if args.output:
+        io.write_text(Path(args.output), lines)
+        print(f"wrote {len(records)} responses to {args.output}", file=sys.stderr)
+    elif args.prompt is not None and len(prompts) == 1:
+        print(responses[0])
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+def _weights(text: str) -> list[float]:
+    from .errors import UserError
+
+    parts = [part for part in text.replace(" ", ",").split(",") if part]
+    try:
+        return [float(part) for part in parts]
+    except ValueError:
+        raise UserError(f"--weights must be numbers separated by commas (0.3,0.7), not '{text}'") from None
+
+
+def _sampling_overrides(rest: list[str]) -> list[str]:
+    """``--sampling.max_new_tokens 64`` -> the run's ``evaluate.sampling`` (what serving samples with)."""
+    from .errors import UserError
+
+    overrides = []
+    for token in rest:
+        if token.startswith("--") and not token.startswith("--sampling."):
+            raise UserError(f"serving a run takes --sampling.FIELD VALUE settings besides its own options, not "
+                            f"'{token}' (what was trained is the run's; see `paretohqd generate --help`)")
+        overrides.append("--evaluate." + token[2:] if token.startswith("--sampling.") else token)
+    return overrides
+
+
+def _serving_line(about: dict, run: str) -> str:
+    weights = ", ".join(f"{w:.3g}" for w in about["weights"])
+    if about["model"]:
+        source = f"its model {about['model']}"
+    elif about["made_from"]:
+        source = "a mix of " + " + ".join(f"{m['weight']:.3g} x {m['model']}" for m in about["made_from"])
+    else:
+        source = "its model conditioned on the preference"
+    mode = f", {about['mode']}" if about["mode"] else ""
+    return f"serving preference ({weights}) of {run} ({about['method']}{mode}): {source}"
 
 
 def _relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> int:

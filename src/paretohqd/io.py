@@ -20,6 +20,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def give_usual_permissions(path: str | os.PathLike) -> None:
+    """The permissions a new file gets under this process's umask (tools that write owner-only files, mkstemp and
+    safetensors, leave 0600)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
@@ -29,7 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates the file owner-only (0600); artifacts get the usual permissions of new files.
-    os.chmod(tmp_path, 0o666 & ~_UMASK)
+    give_usual_permissions(tmp_path)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as handle:

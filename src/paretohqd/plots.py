@@ -27,11 +27,28 @@ def _pyplot():
     return plt
 
 
+def objective_pairs(n_objectives: int) -> list[tuple[int, int]]:
+    """The panels of a pairwise plot: every pair of objectives, or one objective against itself."""
+    return list(combinations(range(n_objectives), 2)) or [(0, 0)]
+
+
+def background_rows(n: int) -> np.ndarray:
+    """Which of ``n`` scored samples a selection plot draws as its background cloud: at most
+    ``MAX_BACKGROUND_POINTS``, drawn without replacement by a fixed seed, so the same data give the same plot."""
+    return np.random.default_rng(0).choice(n, size=min(n, MAX_BACKGROUND_POINTS), replace=False)
+
+
+def ray_end(direction) -> np.ndarray:
+    """Where a drawn preference ray ends: from the ideal point (1, ..., 1), 1.5 along its unit ``direction``
+    (which points into the unit box), past the box's far side for every direction."""
+    return 1.0 + 1.5 * np.asarray(direction, dtype=np.float64)
+
+
 def pairwise_plot(path: Path, names: Sequence[str], title: str, draw: Callable, units: str = "mean raw reward",
                   panel_size: tuple[float, float] = (5.5, 4.8), legend: str = "panel", equal: bool = False) -> None:
     """One panel per pair of objectives; ``draw(ax, i, j, plt)`` fills a panel. Saved atomically as PNG."""
     plt = _pyplot()
-    pairs = list(combinations(range(len(names)), 2)) or [(0, 0)]
+    pairs = objective_pairs(len(names))
     fig, axes = plt.subplots(1, len(pairs), figsize=(panel_size[0] * len(pairs), panel_size[1]), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
         draw(ax, i, j, plt)
@@ -61,8 +78,7 @@ def plot_selection(z: np.ndarray, pool: np.ndarray, num_layers: int, chosen: Seq
     units (where the rays live: from the ideal point (1, ..., 1) towards the preference).
 
     ``chosen``: per preference ``{"label", "direction", "rows"}`` with rows indexing ``z``."""
-    rng = np.random.default_rng(0)
-    background = rng.choice(len(z), size=min(len(z), MAX_BACKGROUND_POINTS), replace=False)
+    background = background_rows(len(z))
 
     def draw(ax, i, j, plt):
         colours = plt.get_cmap("viridis")(np.linspace(0, 1, len(chosen)))
@@ -72,7 +88,7 @@ def plot_selection(z: np.ndarray, pool: np.ndarray, num_layers: int, chosen: Seq
             picked = z[np.asarray(entry["rows"], dtype=int)]
             ax.scatter(picked[:, i], picked[:, j], s=14, color=colour, edgecolors="black", linewidths=0.3,
                        label=entry["label"])
-            end = 1.0 + 1.5 * np.asarray(entry["direction"])
+            end = ray_end(entry["direction"])
             ax.plot([1.0, end[i]], [1.0, end[j]], color=colour, linewidth=1)
 
     pairwise_plot(path, names, "ParetoHqD selection: rays from the ideal point and the samples nearest each", draw,

@@ -278,8 +278,18 @@ class EvaluateConfig(Section):
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     sample_outputs: int = 3
     """Example outputs per model shown in the report."""
+    served: Any = None
+    """Preferences beyond the trained grid to serve from the trained models (as ``paretohqd generate RUN
+    --weights`` does) and evaluate beside them, marked as served and kept out of the trained front's hypervolume:
+    a list of weight vectors, or ``midpoints`` (the centre of each cell of the grid: with M = 2 the midpoint of each
+    pair of neighbouring preferences). DEFAULT None."""
+    served_mode: Optional[Literal["nearest", "interpolate"]] = "interpolate"
+    """How a method with one model per preference serves them (``generate RUN --mode``); ignored by methods that
+    serve every preference with their own rule (RiC, Rewarded Soups, SFT)."""
 
     def check(self) -> None:
+        require(self.served is None or self.served == "midpoints" or isinstance(self.served, (list, tuple)),
+                f"served must be a list of weight vectors or 'midpoints', not {self.served!r}")
         require(self.every_nth >= 1, f"every_nth must be at least 1, not {self.every_nth}")
         require(self.num_prompts is None or self.num_prompts >= 1,
                 f"num_prompts must be at least 1, not {self.num_prompts}")

@@ -43,11 +43,13 @@ from .. import io
 from ..errors import UserError
 from ..plots import plot_fronts
 from ..tables import format_table, format_vector
+from .html import comparison_page
 from .metrics import BASE, HV_RAW_REF, UNION_SCOPE, comparison_frame, definition
 
 REFERENCE_METHOD = "ParetoHqD"
 INTERVAL = (2.5, 97.5)
 COST_FIELDS = ("training", "generation", "method", "scoring")
+FRONTS_TITLE = "Held-out fronts, one shared reference point"
 
 
 @dataclass
@@ -72,14 +74,16 @@ class RunScores:
 
 
 def run_scores(label: str, run: dict, frame: pd.DataFrame, objectives: list[str]) -> RunScores:
-    """The aligned models' (not the base model's) scores of ``frame`` (the run's ``eval/scores.parquet``), checked:
-    every objective's column present and finite, every model scored once on every test prompt."""
+    """The trained models' (not the base model's, nor served preferences') scores of ``frame`` (the run's
+    ``eval/scores.parquet``), checked: every objective's column present and finite, every model scored once on
+    every test prompt."""
     path = f"{run['run_dir']}/eval/scores.parquet"
     for column in ["model", "prompt_id", "degenerate", *objectives]:
         if column not in frame.columns:
             raise UserError(f"{path} has no column '{column}', which compare needs (its metrics.json measures "
                             f"{', '.join(objectives)})")
-    aligned = frame.loc[frame["model"] != BASE, ["model", "prompt_id", "degenerate", *objectives]].copy()
+    served = [entry["model"] for entry in run.get("served") or ()]
+    aligned = frame.loc[~frame["model"].isin([BASE, *served]), ["model", "prompt_id", "degenerate", *objectives]].copy()
     if aligned.empty:
         raise UserError(f"{path} holds no aligned model's scores")
     aligned["prompt_id"] = aligned["prompt_id"].astype(str)
@@ -237,8 +241,8 @@ def compare_runs(runs: list[dict], frames: list[pd.DataFrame], output_dir: str |
                  reference_point: list[float] | None = None, bootstrap: int = 1000, bootstrap_seed: int = 0,
                  labels: list[str] | None = None) -> dict:
     """``runs``: each run's metrics (``eval/metrics.json``) with its ``run_dir``; ``frames``: each run's
-    per-(model, prompt) scores (``eval/scores.parquet``); writes compare.json/.csv/.png/.md into ``output_dir`` and
-    returns the comparison."""
+    per-(model, prompt) scores (``eval/scores.parquet``); writes compare.json/.csv/.png/.md and compare.html (the
+    fronts and tables on one self-contained page) into ``output_dir`` and returns the comparison."""
     if len(runs) < 1:
         raise UserError("compare needs at least one run directory")
     result, _ = compare_frames(runs, frames, reference_point, bootstrap, bootstrap_seed, labels)
@@ -247,8 +251,11 @@ def compare_runs(runs: list[dict], frames: list[pd.DataFrame], output_dir: str |
     with io.atomic_path(output_dir / "compare.csv") as tmp:
         pd.DataFrame(result["runs"]).to_csv(tmp, index=False)
     plot_fronts({label: np.asarray(points, dtype=np.float64) for label, points in result["fronts"].items()},
-                result["objectives"], output_dir / "compare.png", "Held-out fronts, one shared reference point")
+                result["objectives"], output_dir / "compare.png", FRONTS_TITLE)
     io.write_text(output_dir / "compare.md", format_comparison(result, markdown=True) + "\n\n![fronts](compare.png)\n")
+    io.write_text(output_dir / "compare.html",
+                  comparison_page(FRONTS_TITLE, [(row["label"], run) for row, run in zip(result["runs"], runs)],
+                                  comparison_tables(result), comparison_footer(result)))
     return result
 
 
@@ -349,6 +356,16 @@ def _number(value, digits: str = ".0f") -> str:
 
 def format_comparison(result: dict, markdown: bool = False) -> str:
     """The comparison as text for the terminal, or as Markdown tables (``markdown``) for compare.md."""
+    render = _markdown_table if markdown else format_table
+    parts = [render(header, rows) for header, rows in comparison_tables(result)]
+    parts.append("\n".join(("- " if markdown else "") + line for line in comparison_footer(result)))
+    return "\n\n".join(parts)
+
+
+def comparison_tables(result: dict) -> list[tuple[list[str], list[list[str]]]]:
+    """The comparison's tables as (header, rows) of formatted cells: one row per run, then, when some method has
+    several seeds, one row per method (mean and spread over its seeds). Every rendering (terminal, compare.md,
+    compare.html) draws these."""
     field = result["hypervolume_field"]
     with_ratios = result["reference_method"] is not None
     with_gpu = any((row.get("method_gpu_seconds") or 0) > 0 for row in result["runs"])
@@ -372,10 +389,8 @@ def format_comparison(result: dict, markdown: bool = False) -> str:
         if with_ratios:
             cells.append(_number(row.get("time_vs_paretohqd"), ".3f"))
         rows.append(cells)
-    render = _markdown_table if markdown else format_table
-    parts = [render(header, rows)]
-    aggregated = [m for m in result["methods"] if m["n_runs"] > 1]
-    if aggregated:
+    tables = [(header, rows)]
+    if any(m["n_runs"] > 1 for m in result["methods"]):
         header = ["method", "seeds", "HV mean ± sd", "collapse mean ± sd"]
         header += ([f"P({result['reference_method']} > method)", "pairing"] if with_ratios else [])
         header += ["train s", "gen s", "train+gen s"] + (["time / ParetoHqD"] if with_ratios else [])
@@ -392,12 +407,12 @@ def format_comparison(result: dict, markdown: bool = False) -> str:
             if with_ratios:
                 cells.append(_number(m.get("time_vs_paretohqd"), ".3f"))
             rows.append(cells)
-        parts.append(render(header, rows))
-    parts.append("\n".join(("- " if markdown else "") + line for line in _footer(result)))
-    return "\n\n".join(parts)
+        tables.append((header, rows))
+    return tables
 
 
-def _footer(result: dict) -> list[str]:
+def comparison_footer(result: dict) -> list[str]:
+    """The lines under the tables: the hypervolume's definition, the intervals, the cost, the notes."""
     field, record = result["hypervolume_field"], result["hypervolume_definition"]
     reference = record["reference_point"]
     if field == HV_RAW_REF:

@@ -1,4 +1,5 @@
-"""A readable Markdown report of one run's evaluation, beside its front plot."""
+"""A readable Markdown report of one run's evaluation, beside its front plot; its headline, which the HTML report
+(``evaluate.html``) says too."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 from .. import io
 from ..plots import plot_front
 from ..tables import format_vector
-from .metrics import BASE, HV_RAW_REF, HV_RUN_BASE, HV_RUN_WORST, format_front_table, weights_label
+from .metrics import BASE, HV_RAW_REF, HV_RUN_BASE, HV_RUN_WORST, HV_RUN_WORST_SERVED, format_front_table, weights_label
 
 
 def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.DataFrame,
@@ -24,33 +25,12 @@ def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.Da
     plot_front(aligned[columns].to_numpy(dtype=np.float64), labels, names, Path(folder) / "front.png",
                title=f"{metrics['method']}: held-out front",
                base=base[columns].to_numpy(dtype=np.float64)[0] if len(base) else None)
-    definitions = metrics["hypervolume_definitions"]
-    norm = definitions[HV_RUN_WORST]["normalisation"]
-    lines = [f"# {metrics['method']} on {', '.join(names)}", "",
-             f"- test prompts: {metrics['num_test_prompts']}, seed {metrics['seed']}",
-             f"- hypervolume `{HV_RUN_WORST}`: **{metrics[HV_RUN_WORST]:.4f}** (objectives min-max normalised over "
-             f"this run's aligned and base points: low {format_vector(norm['low'], '.3g')}, high "
-             f"{format_vector(norm['high'], '.3g')}; reference point the worst corner "
-             f"{format_vector(definitions[HV_RUN_WORST]['reference_point']['raw'], '.3g')} raw; not comparable with "
-             "another run's: `paretohqd compare` puts runs on one normalisation)"]
-    if HV_RUN_BASE in metrics:
-        lines.append(f"- hypervolume `{HV_RUN_BASE}` (the same normalisation, the base model's point as reference): "
-                     f"{metrics[HV_RUN_BASE]:.4f}")
-    if HV_RAW_REF in metrics:
-        lines.append(f"- hypervolume `{HV_RAW_REF}` (raw reward units above the reference point "
-                     f"{format_vector(definitions[HV_RAW_REF]['reference_point']['raw'], '.3g')}): "
-                     f"{metrics[HV_RAW_REF]:.4g}")
-    cost = metrics["cost"]
-    lines += [f"- collapse rate (aligned models): {metrics['collapse_rate']:.2%}",
-              f"- cost, wall seconds (GPU-seconds): training {_cost(cost['training'])}, generation "
-              f"{_cost(cost['generation'])}; scoring of the offline data (shared by every method on these data, "
-              f"not in the method's cost) {_cost(cost['scoring'])}; evaluation {_cost(cost['evaluation'])}",
-              "- wall seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["wall_seconds"].items()),
-              "",
+    lines = [f"# {report_title(metrics)}", "", *(f"- {text}" for text, _ in headline(metrics))]
+    lines += ["",
               "![front](front.png)", "", "## Front", "", "```", format_front_table(metrics), "```", "",
               "## Sample outputs", ""]
     for model in table["model"]:
-        part = scored[scored["model"] == model].sort_values("prompt_id", key=lambda s: s.str[1:].astype(int))
+        part = scored[scored["model"] == model].sort_values("prompt_id", key=prompt_number)
         lines.append(f"### {model}")
         lines.append("")
         for _, row in part.head(samples_per_model).iterrows():
@@ -60,6 +40,53 @@ def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.Da
             lines += [f"- **prompt** …{question}", f"  **response** {answer or '(empty)'}  ", f"  _{rewards}_"]
         lines.append("")
     io.write_text(Path(folder) / "report.md", "\n".join(lines))
+
+
+def report_title(metrics: dict) -> str:
+    return f"{metrics['method']} on {', '.join(metrics['objectives'])}"
+
+
+TIMING = "timing"
+"""The kind of a headline line that measures seconds: runs with equal results differ there (and only there)."""
+
+
+def headline(metrics: dict) -> list[tuple[str, str]]:
+    """The report's headline numbers, each ``(line, kind)``: the line in Markdown (bold and code spans only),
+    kind ``"timing"`` (``TIMING``) for the lines that measure seconds, ``"result"`` for the others. Both
+    reports (report.md, report.html) say exactly these."""
+    definitions = metrics["hypervolume_definitions"]
+    norm = definitions[HV_RUN_WORST]["normalisation"]
+    lines = [f"test prompts: {metrics['num_test_prompts']}, seed {metrics['seed']}",
+             f"hypervolume `{HV_RUN_WORST}`: **{metrics[HV_RUN_WORST]:.4f}** (objectives min-max normalised over "
+             f"this run's aligned and base points: low {format_vector(norm['low'], '.3g')}, high "
+             f"{format_vector(norm['high'], '.3g')}; reference point the worst corner "
+             f"{format_vector(definitions[HV_RUN_WORST]['reference_point']['raw'], '.3g')} raw; not comparable with "
+             "another run's: `paretohqd compare` puts runs on one normalisation)"]
+    if HV_RUN_BASE in metrics:
+        lines.append(f"hypervolume `{HV_RUN_BASE}` (the same normalisation, the base model's point as reference): "
+                     f"{metrics[HV_RUN_BASE]:.4f}")
+    if HV_RAW_REF in metrics:
+        lines.append(f"hypervolume `{HV_RAW_REF}` (raw reward units above the reference point "
+                     f"{format_vector(definitions[HV_RAW_REF]['reference_point']['raw'], '.3g')}): "
+                     f"{metrics[HV_RAW_REF]:.4g}")
+    if HV_RUN_WORST_SERVED in metrics:
+        served = metrics["served"]
+        lines.append(f"hypervolume `{HV_RUN_WORST_SERVED}` (the same frame, the {len(served)} served preferences "
+                     f"added to the trained front): {metrics[HV_RUN_WORST_SERVED]:.4f}; served points between their "
+                     f"neighbours on every objective: {sum(e['between_neighbours'] for e in served)} of {len(served)}, "
+                     f"dominated by a trained point: {sum(e['dominated_by_trained'] for e in served)}")
+    lines.append(f"collapse rate (aligned models): {metrics['collapse_rate']:.2%}")
+    cost = metrics["cost"]
+    timings = [f"cost, wall seconds (GPU-seconds): training {_cost(cost['training'])}, generation "
+               f"{_cost(cost['generation'])}; scoring of the offline data (shared by every method on these data, "
+               f"not in the method's cost) {_cost(cost['scoring'])}; evaluation {_cost(cost['evaluation'])}",
+               "wall seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["wall_seconds"].items())]
+    return [(line, "result") for line in lines] + [(line, TIMING) for line in timings]
+
+
+def prompt_number(prompt_ids: pd.Series) -> pd.Series:
+    """The sort key of test prompt ids ``p0``, ``p1``, ...: their number, so that ``p10`` comes after ``p9``."""
+    return prompt_ids.str[1:].astype(int)
 
 
 def _cost(line: dict) -> str:

@@ -25,7 +25,7 @@ from ..pipeline.generate import generation_unit
 from ..pipeline.score import scoring_unit
 from ..pipeline.train import fit, training_unit
 from ..train import ModelCard
-from .base import EvaluatedModel, Method, sample_frame
+from .base import EvaluatedModel, Method, require_no_mode, sample_frame
 
 ONLINE_SEED_OFFSET = 3000
 SUMMARY_RESPONSE_MARKER = "### Response:"
@@ -125,6 +125,7 @@ def conditioned(samples: pd.DataFrame, labels: np.ndarray, names: list[str], tok
 class RiC(Method):
     key = "ric"
     name = "RiC"
+    serve_modes = ()
 
     def training_units(self, shared: Shared) -> list[Unit]:
         c, ric = shared.config, shared.config.ric
@@ -174,18 +175,23 @@ class RiC(Method):
         return units
 
     def evaluated_models(self, shared: Shared, training: list[Unit]) -> list[EvaluatedModel]:
-        ric = shared.config.ric
-        final = [u for u in training if u.kind == "sft"][-1]
-        bounds = next(u for u in training if u.name == "ric/normalisation")
-        models = []
-        for i, w in enumerate(shared.weights):
-            settings = {"weights": [float(x) for x in w], "names": shared.config.objective_names,
-                        "mapping": ric.mapping, "token": ric.token, "decimals": ric.decimals}
-            models.append(EvaluatedModel(f"pref_{i:02d}", settings["weights"], adapters=[final],
-                                         inputs={"normalisation": bounds},
-                                         condition=functools.partial(target_condition, **settings),
-                                         condition_settings=settings))
-        return models
+        return [conditioned_model(f"pref_{i:02d}", w, shared, training) for i, w in enumerate(shared.weights)]
+
+    def served_model(self, shared: Shared, training: list[Unit], weights, mode: str | None = None) -> EvaluatedModel:
+        """Any preference: the one model, its target rewards written into the prompt."""
+        require_no_mode(self, mode)
+        return conditioned_model("served", weights, shared, training)
+
+
+def conditioned_model(name: str, weights, shared: Shared, training: list[Unit]) -> EvaluatedModel:
+    """The final model, answering prompts that carry the targets of ``weights`` (read from the normalisation)."""
+    ric = shared.config.ric
+    final = [u for u in training if u.kind == "sft"][-1]
+    bounds = next(u for u in training if u.name == "ric/normalisation")
+    settings = {"weights": [float(x) for x in weights], "names": shared.config.objective_names,
+                "mapping": ric.mapping, "token": ric.token, "decimals": ric.decimals}
+    return EvaluatedModel(name, settings["weights"], adapters=[final], inputs={"normalisation": bounds},
+                          condition=functools.partial(target_condition, **settings), condition_settings=settings)
 
 
 def write_normalisation(ctx) -> None:

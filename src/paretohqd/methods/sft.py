@@ -18,6 +18,7 @@ from .base import EvaluatedModel, Method, sample_frame
 class SFT(Method):
     key = "sft"
     name = "SFT"
+    serve_modes = ()
 
     def training_units(self, shared: Shared) -> list[Unit]:
         c = shared.config

@@ -18,12 +18,13 @@ from ..errors import UserError
 from ..pipeline import Shared, Unit
 from ..pipeline.train import dpo_training_unit, fit, fit_pairs, training_unit
 from ..train import ModelCard
-from .base import EvaluatedModel, Method, sample_frame
+from .base import EvaluatedModel, Method, require_no_mode, sample_frame
 
 
 class RewardedSoups(Method):
     key = "soups"
     name = "Rewarded Soups"
+    serve_modes = ()
 
     def training_units(self, shared: Shared) -> list[Unit]:
         c = shared.config
@@ -45,6 +46,14 @@ class RewardedSoups(Method):
         return [EvaluatedModel(f"pref_{i:02d}", [float(x) for x in w], adapters=list(training),
                                mix=[float(x) for x in w])
                 for i, w in enumerate(shared.weights)]
+
+    def served_model(self, shared: Shared, training: list[Unit], weights, mode: str | None = None) -> EvaluatedModel:
+        """Any preference: the soup of the ingredients with its weights."""
+        require_no_mode(self, mode)
+        mix = [float(x) for x in weights]
+        return EvaluatedModel("served", mix, adapters=list(training), mix=mix,
+                              made_from=[{"model": unit.name, "weights": [float(j == i) for j in range(len(mix))],
+                                          "weight": share} for i, (unit, share) in enumerate(zip(training, mix))])
 
 
 def best_for(scores: pd.DataFrame, name: str, k: int) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Pure-numpy Pareto machinery for ParetoHqD (imports only numpy, and moocore lazily inside functions).
+"""Pure-numpy Pareto machinery for ParetoHqD (imports only numpy, and moocore and scipy lazily inside functions).
 
 Rewards are maximised everywhere (``maximise=True``); points are ``(n_points, n_objectives)`` arrays.
 
@@ -8,6 +8,7 @@ Rewards are maximised everywhere (``maximise=True``); points are ``(n_points, n_
 - ``grids``: preference grids (linear, RiC, Das-Dennis, explicit) and the stage-2 representatives.
 - ``select``: the ParetoHqD selection (pool of first layers, k nearest samples per preference ray).
 - ``indicators``: hypervolume (raw and normalised over a union of fronts), non-dominance.
+- ``interpolation``: which trained preferences enclose a new one, and with what mix (served models).
 """
 
 from .directions import preference_direction, ray_distance, validate_preferences

@@ -1,6 +1,7 @@
 """The evaluate and report units: score every model's held-out generations with raw rewards, the front and its
-metrics (``eval/metrics.json``, ``per_preference.csv``, ``scores.parquet``); then the plot and the Markdown report,
-whose settings change nothing else.
+metrics (``eval/metrics.json``, ``per_preference.csv``, ``scores.parquet``); then the plot, the Markdown report and
+the self-contained HTML report (the front, the selection, sample outputs side by side), whose settings change
+nothing else.
 
 Cost (``metrics["cost"]``), over the units the evaluation depends on, by what they do:
 
@@ -24,19 +25,21 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
 from .. import io
 from ..config import CollapseConfig, EvaluateConfig, from_dict
 from ..evaluate.collapse import CollapseDetector
+from ..evaluate.html import report_page
 from ..evaluate.metrics import BASE, HV_RUN_WORST, summarise
 from ..evaluate.report import write_report
 from .distributed import launched_world
 from .rundir import COST_SIDECAR, MANIFEST, cuda_devices_in_use
 from .runner import closure as units_needed
 from .score import score_generations
+from .select import selection_views
 from .units import Unit, UnitContext
 
 METRICS = "eval/metrics.json"
@@ -63,9 +66,11 @@ def cost_category(kind: str) -> str:
 
 
 def evaluation_units(method: str, models: list[dict], generations: list[Unit], evaluate: EvaluateConfig,
-                     scoring: tuple[dict, dict], seed: int, closure: list[str]) -> tuple[Unit, Unit]:
+                     scoring: tuple[dict, dict], seed: int, closure: list[str],
+                     report_inputs: Mapping[str, Unit] | None = None) -> tuple[Unit, Unit]:
     """``models``: ``{"name", "weights"}`` in the order of ``generations``; ``closure``: the names of every unit
-    the evaluation depends on, whose cost its metrics report."""
+    the evaluation depends on, whose cost its metrics report; ``report_inputs``: the further units the report
+    draws (``pipeline.plan.report_inputs``)."""
     settings, options = scoring
     names = set(closure)
     cost_units = [{"name": u.name, "kind": u.kind, "stage": u.stage, "key": u.key,
@@ -80,7 +85,8 @@ def evaluation_units(method: str, models: list[dict], generations: list[Unit], e
                 options={**options, "closure": list(closure), "cost_units": cost_units,
                          "sampling": dataclasses.asdict(evaluate.sampling), "seed": seed})
     report = Unit(name="report", kind="report", stage="evaluate", command="evaluate", action=run_report,
-                  outputs=("eval/front.png", "eval/report.md"), upstream={"evaluation": unit},
+                  outputs=("eval/front.png", "eval/report.md", "eval/report.html"),
+                  upstream={"evaluation": unit, **(report_inputs or {})},
                   settings={"sample_outputs": evaluate.sample_outputs})
     return unit, report
 
@@ -195,3 +201,5 @@ def run_report(ctx: UnitContext) -> None:
                      **{f"mean_{n}": v for n, v in zip(names, metrics["base"]["mean_rewards"])}})
     scored = pd.read_parquet(ctx.input("evaluation", 2))
     write_report(ctx.output.parent, metrics, pd.DataFrame(rows), scored, ctx.settings["sample_outputs"])
+    selections = selection_views({role: paths for role, paths in ctx.inputs.items() if role != "evaluation"}, names)
+    io.write_text(ctx.outputs[2], report_page(metrics, scored, ctx.settings["sample_outputs"], selections))

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..config import ExecutionConfig, RunConfig, dump_yaml
 from ..errors import UserError
-from ..pareto import resolve_grid
+from ..pareto import resolve_grid, validate_preferences
+from ..pareto.interpolation import cell_midpoints
 from .distributed import distributed_executor, is_main_process
 from .evaluate import evaluation_units
 from .executors import make_executor
@@ -46,10 +47,14 @@ class MethodLike(Protocol):
 
     name: str
     commands: tuple[str, ...]
+    serve_modes: tuple[str, ...]
 
     def training_units(self, shared: Shared) -> list[Unit]: ...
 
     def evaluated_models(self, shared: Shared, training: list[Unit]) -> list[Any]: ...
+
+    def served_model(self, shared: Shared, training: list[Unit], weights: np.ndarray, mode: str | None = None
+                     ) -> Any: ...
 
 
 @dataclass
@@ -59,6 +64,9 @@ class Plan:
     targets: dict[str, list[Unit]]
     stages: dict[str, list[str]]
     execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
+    shared: Shared | None = None
+    training: list[Unit] = dataclasses.field(default_factory=list)
+    """The method's own units (what ``shared`` and the method make of the config: what serving a preference reads)."""
 
     def execute(self, command: str = "run", force: bool = False, log=print, executor=None,
                 prepare=None) -> Execution:
@@ -127,7 +135,7 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
         # Everything the run directory names is brought up to date; caches (score shards) only when needed.
         targets["run"] = [u for u in units if not u.content_addressed]
     stages = {command: list(dict.fromkeys(u.stage for u in closure(t))) for command, t in targets.items()}
-    return Plan(run, units, targets, stages, config.execution)
+    return Plan(run, units, targets, stages, config.execution, shared, training)
 
 
 def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) -> tuple[list[Unit], Unit, Unit]:
@@ -135,6 +143,10 @@ def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) ->
     config = shared.config
     evaluated = method.evaluated_models(shared, training)
     models = [{"name": m.name, "weights": m.weights} for m in evaluated]
+    served = served_models(method, shared, training)
+    models += [{"name": m.name, "weights": m.weights, "served": {"mode": mode, "from": m.made_from}}
+               for m, mode in served]
+    evaluated += [m for m, _ in served]
     heldout = dict(prompts=shared.inputs.prompts_unit, model=config.model, sampling=config.evaluate.sampling,
                    seed=config.seed + HELDOUT_SEED_OFFSET, progress=shared.progress, generation=config.generation)
     generations = [generation_unit(f"generate/{m.name}", "generate", "generate", f"generations/{m.name}.jsonl",
@@ -147,8 +159,39 @@ def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) ->
                                            **heldout))
     evaluate, report = evaluation_units(method.name, models, generations, config.evaluate,
                                         shared.scoring, config.seed,
-                                        [u.name for u in closure(generations)])
+                                        [u.name for u in closure(generations)],
+                                        report_inputs=report_inputs(shared, training))
     return generations, evaluate, report
+
+
+def served_models(method: MethodLike, shared: Shared, training: list[Unit]) -> list[tuple[Any, str]]:
+    """(model named ``served_NN``, the mode it was served with) for each of ``evaluate.served``'s preferences."""
+    evaluate = shared.config.evaluate
+    if evaluate.served is None:
+        return []
+    try:
+        wanted = cell_midpoints(shared.weights) if evaluate.served == "midpoints" \
+            else validate_preferences(evaluate.served, len(shared.config.objectives))
+    except ValueError as exc:
+        raise UserError(f"evaluate.served: {exc}") from None
+    mode = evaluate.served_mode if method.serve_modes else None
+    out = []
+    for i, weights in enumerate(wanted):
+        model = method.served_model(shared, training, weights, mode)
+        out.append((dataclasses.replace(model, name=f"served_{i:02d}", weights=[float(x) for x in weights]),
+                    mode or "own rule"))
+    return out
+
+
+def report_inputs(shared: Shared, training: list[Unit]) -> dict[str, Unit]:
+    """What the report draws besides the evaluation: the scored offline data (``scores``) and, for a method that
+    selects (ParetoHqD), each selection stage's pool and per-preference choices (``<summary name>:<role>``, e.g.
+    ``select/summary:pool``, ``select/summary:pref:03``, ``stage2/select/summary:scores``)."""
+    inputs: dict[str, Unit] = {"scores": shared.scores}
+    for unit in training:
+        if unit.kind == "select_summary":
+            inputs.update({f"{unit.name}:{role}": upstream for role, upstream in unit.upstream.items()})
+    return inputs
 
 
 def _in_declaration_order(units: list[Unit]) -> list[Unit]:

@@ -68,8 +68,10 @@ class Runner:
         # unit is not in place under its name yet (it moved in the grid: the same key, reused from its donor).
         in_place = {name: path for name, path in self.input_paths(unit).items()
                     if self._in_place(self._upstream_of(unit, name))}
+        # A recorded name is ``role[i]``, or ``role[i]/file`` inside a folder; a role may hold "/" itself
+        # (the report's ``select/summary:pool``), so the input is everything up to the first "]".
         recorded = {name: stamp for name, stamp in entry.get("input_stamp", {}).items()
-                    if name.split("/", 1)[0] in in_place}
+                    if name[:name.find("]") + 1] in in_place}
         return self._unchanged(recorded, in_place, all_there=False)
 
     def _upstream_of(self, unit: Unit, input_name: str) -> Unit:

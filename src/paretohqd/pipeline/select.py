@@ -5,6 +5,7 @@ generates alone; the others are kept. Stage 2 declares the same units over its g
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from ..pareto import CandidatePool, candidate_pool, default_min_pool, select_fro
 from ..plots import plot_selection
 from ..tables import format_table, format_vector
 from .units import Unit, UnitContext
+
+if TYPE_CHECKING:
+    from ..evaluate.html import SelectionView
 
 
 def selection_units(prefix: str, folder: str, stage: str, command: str, scores: Unit, names: list[str],
@@ -50,14 +54,18 @@ def ray_unit(pool: Unit, label: str, weights, k: int, metric: str, cap_to_pool: 
 
 
 def _points(ctx: UnitContext) -> tuple[pd.DataFrame, np.ndarray]:
-    """The ids and score columns only: the text columns are most of a large table and selection reads none."""
+    return read_points(ctx.input("scores"), ctx.settings["objectives"])
+
+
+def read_points(path: Path, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The ids and score columns of a scores parquet only: the text columns are most of a large table and
+    selection reads none."""
     import pyarrow.parquet as pq
 
-    names = ctx.settings["objectives"]
-    missing = [name for name in names if name not in pq.read_schema(ctx.input("scores")).names]
+    missing = [name for name in names if name not in pq.read_schema(path).names]
     if missing:
         raise UserError(f"scores.parquet has no column for objective '{missing[0]}': rerun 'paretohqd score'")
-    scores = pd.read_parquet(ctx.input("scores"), columns=list(dict.fromkeys(["id", *names])))
+    scores = pd.read_parquet(path, columns=list(dict.fromkeys(["id", *names])))
     return scores, scores[names].to_numpy(dtype=np.float64)
 
 
@@ -91,8 +99,14 @@ def run_ray(ctx: UnitContext) -> None:
 
 
 def _preference_entries(ctx: UnitContext) -> list[tuple[str, dict]]:
-    roles = sorted(role for role in ctx.inputs if role.startswith("pref:"))
-    return [(ctx.input(role).name, io.read_json(ctx.input(role))) for role in roles]
+    return preference_entries(ctx.inputs)
+
+
+def preference_entries(inputs: Mapping[str, list[Path]], prefix: str = "") -> list[tuple[str, dict]]:
+    """(file name, record) of each preference's choice among ``inputs`` (roles ``{prefix}pref:NN``), in grid
+    order."""
+    roles = sorted(role for role in inputs if role.startswith(f"{prefix}pref:"))
+    return [(inputs[role][0].name, io.read_json(inputs[role][0])) for role in roles]
 
 
 def run_summary(ctx: UnitContext) -> None:
@@ -112,11 +126,45 @@ def run_summary(ctx: UnitContext) -> None:
 
 def run_plot(ctx: UnitContext) -> None:
     _, points = _points(ctx)
-    pool = CandidatePool.from_dict(io.read_json(ctx.input("pool")))
-    chosen = [{**entry, "label": f"w={format_vector(entry['weights'], '.2g')}"}
-              for _, entry in _preference_entries(ctx)]
-    plot_selection(pool.stats.apply(points), pool.indices, pool.num_layers, chosen, ctx.settings["objectives"],
-                   ctx.output)
+    z, pool, chosen = drawn_selection(points, io.read_json(ctx.input("pool")), _preference_entries(ctx))
+    plot_selection(z, pool.indices, pool.num_layers, chosen, ctx.settings["objectives"], ctx.output)
+
+
+def drawn_selection(points: np.ndarray, pool_record: dict, entries: list[tuple[str, dict]]
+                    ) -> tuple[np.ndarray, CandidatePool, list[dict]]:
+    """What a selection plot draws (selection.png, the HTML report): the scores in the pool's normalised units,
+    the pool, and each preference's record labelled by its weights."""
+    pool = CandidatePool.from_dict(pool_record)
+    chosen = [{**entry, "label": f"w={format_vector(entry['weights'], '.2g')}"} for _, entry in entries]
+    return pool.stats.apply(points), pool, chosen
+
+
+def selection_views(inputs: Mapping[str, list[Path]], names: list[str]) -> list[SelectionView]:
+    """For the HTML report (``evaluate.html.SelectionView``), each selection stage among ``inputs``, the report's
+    roles ``<summary unit>:<role>`` (``select/summary:pool``, ``stage2/select/summary:pref:03``, ...; see
+    ``pipeline.plan.report_inputs``), in the order the plan lists them; a method that selects nothing: the scored
+    offline data (role ``scores``) alone, in raw units; neither: nothing."""
+    from ..evaluate.html import SelectionView
+
+    summaries = list(dict.fromkeys(role.split(":", 1)[0] for role in inputs if role.endswith("/summary:pool")))
+    views = []
+    for summary in summaries:
+        scores, points = read_points(inputs[f"{summary}:scores"][0], names)
+        z, pool, chosen = drawn_selection(points, io.read_json(inputs[f"{summary}:pool"][0]),
+                                          preference_entries(inputs, f"{summary}:"))
+        views.append(SelectionView(_stage_title(summary.removesuffix("/summary")), names, z, points,
+                                   scores["id"].to_numpy(), pool.indices, pool.num_layers, chosen))
+    if not views and "scores" in inputs:
+        scores, points = read_points(inputs["scores"][0], names)
+        views.append(SelectionView("Scored offline data", names, points, points, scores["id"].to_numpy()))
+    return views
+
+
+def _stage_title(prefix: str) -> str:
+    """``select`` -> ``Stage-1 selection``, ``stage2/select`` -> ``Stage-2 selection``, another by its name."""
+    stage = "stage1" if prefix == "select" else prefix.split("/", 1)[0]
+    number = stage.removeprefix("stage")
+    return f"Stage-{number} selection" if number.isdigit() else f"{prefix} selection"
 
 
 def format_selection_table(folder: Path) -> str:

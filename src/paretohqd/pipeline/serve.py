@@ -1,0 +1,97 @@
+"""Serving a finished run: which trained models answer for a preference, and how its prompts are conditioned.
+
+The run is planned again from its ``config.resolved.yaml`` (so the models found are exactly the ones its config
+trains, by key) and its method names the model for the preference (``Method.served_model``). Every model it needs
+must be finished in the run directory; nothing is trained or written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import RunConfig, load_config
+from ..errors import UserError
+from ..pareto import validate_preferences
+from .plan import build_plan
+from .runner import Runner
+
+RESOLVED_CONFIG = "config.resolved.yaml"
+
+
+@dataclass
+class ServedModel:
+    """What answers for one preference of a finished run: the trained model folders (one, or several with
+    ``mix``), how prompts are rewritten before the model sees them, and where it came from."""
+
+    config: RunConfig
+    method: str
+    weights: list[float]
+    mode: str | None
+    model_folders: list[Path]
+    mix: list[float] | None
+    made_from: list[dict]
+    condition: Callable | None = None
+    condition_inputs: dict[str, list[Path]] = field(default_factory=dict)
+    name: str = ""
+    """The trained model's name in the run (``pref_03``) when one of its trained models answers alone."""
+
+    def conditioned(self, prompts: list[str]) -> list[str]:
+        """The prompts as the model sees them (RiC: its target rewards written in)."""
+        return list(prompts) if self.condition is None else self.condition(list(prompts), self.condition_inputs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "weights": self.weights, "mode": self.mode, "model": self.name or None,
+                "models": [str(p) for p in self.model_folders], "mix": self.mix, "made_from": self.made_from}
+
+
+def is_run_directory(path: str | Path) -> bool:
+    return (Path(path) / RESOLVED_CONFIG).is_file()
+
+
+def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A finished run's resolved config, its ``output_dir`` the directory it is read from (a moved run still
+    serves)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory '{run_dir}' does not exist" if not run_dir.exists()
+                        else f"'{run_dir}' is a file, not a run directory")
+    if not is_run_directory(run_dir):
+        raise UserError(f"'{run_dir}' is not a run directory: it has no {RESOLVED_CONFIG} (run `paretohqd run "
+                        "CONFIG` first)")
+    return load_config(str(run_dir / RESOLVED_CONFIG), ["--output_dir", str(run_dir), *(overrides or [])])
+
+
+def served_model(method, config: RunConfig, weights, mode: str | None = None) -> ServedModel:
+    """The model of the finished run ``config`` describes (``run_config``) that answers for ``weights`` (any
+    preference; ``mode`` for methods with one model per preference: ``nearest`` or ``interpolate``)."""
+    run_dir = config.output_dir
+    preference = check_serving_weights(weights, len(config.objectives))
+    plan = build_plan(method, config, "train")
+    model = method.served_model(plan.shared, plan.training, preference, mode)
+    runner = Runner(plan.run)
+    missing = [unit for unit in [*model.adapters, *model.inputs.values()] if not runner.is_done(unit)]
+    if missing:
+        shown = ", ".join(f"{x:.4g}" for x in preference)
+        raise UserError(f"run '{run_dir}' has not finished {missing[0].name} (the {config.method} model for "
+                        f"preference ({shown}) needs it): run `paretohqd train "
+                        f"{Path(run_dir) / RESOLVED_CONFIG}` first")
+    folders = [plan.run.resolve(unit.output_paths[0]) for unit in model.adapters]
+    inputs = {role: [plan.run.resolve(p) for p in unit.output_paths] for role, unit in model.inputs.items()}
+    return ServedModel(config, config.method, [float(x) for x in preference],
+                       mode or (method.serve_modes[0] if method.serve_modes else None), folders, model.mix,
+                       model.made_from, model.condition, inputs,
+                       model.made_from[0]["model"] if len(model.made_from) == 1
+                       else "" if model.made_from or model.name == "served" else model.name)
+
+
+def check_serving_weights(weights, num_objectives: int):
+    """A preference to serve, normalised to sum to 1: one sentence on a wrong length, a negative, non-finite or
+    all-zero weight."""
+    values = list(weights)
+    try:
+        return validate_preferences([values], num_objectives)[0]
+    except ValueError as exc:
+        shown = ", ".join(str(v) for v in values)
+        raise UserError(f"weights ({shown}): {str(exc).replace('preference 0 ', 'the preference ')}") from None
