@@ -298,3 +298,15 @@ def test_morlhf_serves_among_the_preferences_it_trained(tiny_policy, tmp_path):
     assert model.name == "pref_01"  # (1, 0) was not trained: (0.5, 0.5) is the nearest trained one
     with pytest.raises(UserError, match="outside"):
         _serving_rule(tiny_policy, tmp_path, "morlhf", [0.9, 0.1], "interpolate", ["--morlhf.preferences", "[1,2]"])
+
+
+@pytest.mark.parametrize("served,fragment", [
+    ("corners", "served must be a list of weight vectors or 'midpoints'"),
+    ([[0.2, 0.3, 0.5]], "evaluate.served: preference 0 has 3 weights but there are 2 objectives"),
+    ([[-1, 2]], "evaluate.served: preference 0 has a negative weight"),
+])
+def test_bad_served_preferences_are_refused_before_any_work(tiny_policy, tmp_path, served, fragment):
+    path = write_run_config(tmp_path, tiny_policy, stage2__enabled=False, evaluate__served=served)
+    with pytest.raises(UserError, match=fragment):
+        paretohqd.plan(paretohqd.load_config(path))
+    assert not (tmp_path / "run").exists()

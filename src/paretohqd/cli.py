@@ -363,7 +363,7 @@ def _demo(args: argparse.Namespace) -> int:
     metrics = api.run(config)
     run = Path(config.output_dir)
     print()
-    print(f"report: {run / 'eval' / 'report.md'}  (plot: {run / 'eval' / 'front.png'})")
+    print(f"report: {run / 'eval' / 'report.html'} (open it in a browser; also report.md, front.png)")
     print(format_front_table(metrics))
     definition = metrics["hypervolume_definitions"][HV_RUN_WORST]
     print(f"hypervolume of the aligned models, {HV_RUN_WORST}: {metrics[HV_RUN_WORST]:.4f} (min-max over the "
