@@ -79,16 +79,19 @@ def served_table(metrics: dict) -> tuple[str, list[dict]]:
     return format_table(header, rows), records
 
 
-def per_prompt(run_dir: Path, models: list[str], names: list[str]) -> tuple[list[str], np.ndarray]:
-    """(test prompt ids, ``(prompts, models, M)`` rewards) from a run's eval/scores.parquet."""
+def per_prompt(run_dir: Path, metrics: dict, models: list[dict]) -> tuple[tuple[str, ...], np.ndarray]:
+    """(test prompt ids in their number's order, ``(prompts, models, M)`` rewards of ``models``, metrics entries, in
+    their order) from a run's eval/scores.parquet, read and checked as ``paretohqd compare`` reads it."""
     import pandas as pd
 
+    from paretohqd.evaluate.compare import run_scores
+
     frame = pd.read_parquet(run_dir / "eval" / "scores.parquet")
-    frame = frame[frame["model"].isin(models)]
-    prompts = sorted(frame["prompt_id"].unique(), key=lambda p: int(p[1:]))
-    table = frame.set_index(["prompt_id", "model"])[names]
-    index = pd.MultiIndex.from_product([prompts, models])
-    return prompts, table.reindex(index).to_numpy(dtype=np.float64).reshape(len(prompts), len(models), len(names))
+    names = [entry["model"] for entry in models]
+    scores = run_scores(run_dir.name, {"run_dir": run_dir, "method": metrics["method"], "preferences": models},
+                        frame[frame["model"].isin(names)], metrics["objectives"])
+    order = np.argsort([int(prompt[1:]) for prompt in scores.prompts], kind="stable")  # p0, p1, ..., p10
+    return tuple(np.asarray(scores.prompts)[order]), scores.rewards[order]
 
 
 def bootstrap_fronts(out: Path, coarse: dict, fine: dict, frame, replicates: int, seed: int) -> dict:
@@ -96,11 +99,9 @@ def bootstrap_fronts(out: Path, coarse: dict, fine: dict, frame, replicates: int
     from paretohqd.evaluate.compare import (bootstrap_counts, bootstrap_indices, probability_higher,
                                             replicate_means)
 
-    names = coarse["objectives"]
-    trained = [p["model"] for p in coarse["preferences"]]
-    served = [s["model"] for s in coarse["served"]]
-    prompts, coarse_rewards = per_prompt(out / "coarse", trained + served, names)
-    fine_prompts, fine_rewards = per_prompt(out / "fine", [p["model"] for p in fine["preferences"]], names)
+    trained = coarse["preferences"]
+    prompts, coarse_rewards = per_prompt(out / "coarse", coarse, [*trained, *coarse["served"]])
+    fine_prompts, fine_rewards = per_prompt(out / "fine", fine, fine["preferences"])
     if prompts != fine_prompts:
         raise SystemExit("the two runs were evaluated on different test prompts")
     counts = bootstrap_counts(bootstrap_indices(len(prompts), replicates, seed), len(prompts))

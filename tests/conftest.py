@@ -84,3 +84,17 @@ def tiny_policy(tmp_path_factory) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def served_run(tiny_policy, tmp_path_factory) -> Path:
+    """A finished tiny ParetoHqD run that serving and export read: 3 preferences, stage 1 only, its two midpoints
+    served by interpolation and evaluated. Nothing may write into it."""
+    import paretohqd
+
+    from .test_pipeline import write_run_config
+
+    tmp = tmp_path_factory.mktemp("served_run")
+    path = write_run_config(tmp, tiny_policy, stage2__enabled=False, evaluate__served="midpoints")
+    paretohqd.run(paretohqd.load_config(path), log=lambda *_: None)
+    return tmp / "run"

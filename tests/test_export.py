@@ -31,11 +31,8 @@ QUIET = {"log": lambda *_: None}
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_policy, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("export_run")
-    config_path = write_run_config(tmp_path, tiny_policy, stage2__enabled=False)
-    paretohqd.run(paretohqd.load_config(str(config_path)), **QUIET)
-    return tmp_path / "run"
+def finished_run(served_run):
+    return served_run
 
 
 @pytest.fixture(scope="module")

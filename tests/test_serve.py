@@ -16,6 +16,7 @@ from paretohqd.errors import UserError
 from paretohqd.pareto import das_dennis, linear_grid
 from paretohqd.pareto.interpolation import cell_midpoints, enclosing_mix
 
+from .test_hostile import cli
 from .test_pipeline import write_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +79,9 @@ def test_cell_midpoints():
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_policy, tmp_path_factory):
-    """ParetoHqD on 3 preferences, stage 1 only, its two midpoints served by interpolation and evaluated."""
-    tmp = tmp_path_factory.mktemp("served_run")
-    path = write_run_config(tmp, tiny_policy, stage2__enabled=False, evaluate__served="midpoints")
-    metrics = paretohqd.run(paretohqd.load_config(path), log=lambda *_: None)
-    return tmp / "run", metrics
+def finished_run(served_run):
+    """(the shared served run, its metrics): 3 preferences, stage 1 only, its two midpoints served and evaluated."""
+    return served_run, json.loads((served_run / "eval" / "metrics.json").read_text())
 
 
 def test_served_preferences_are_evaluated_apart_from_the_trained_front(finished_run):
@@ -222,19 +220,9 @@ def test_cli_refuses_bad_serving_input_in_one_sentence(finished_run, args, fragm
 
 
 def _main(*args):
-    """The CLI in this process (what a subprocess would print on stderr, and the exit code)."""
-    import contextlib
-    import io
-
-    from paretohqd.cli import main
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code
-    return code, err.getvalue()
+    """The CLI in this process: (exit code, stderr)."""
+    result = cli(*args)
+    return result.code, result.err
 
 
 def test_cli_tells_a_config_from_a_run_directory(finished_run, tmp_path):

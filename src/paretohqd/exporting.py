@@ -42,7 +42,7 @@ from .pareto import preference_direction
 from .pipeline.serve import ServedModel, run_config, served_model
 from .policy import Policy, end_of_turn_ids, load_policy
 from .policy.adapters import is_adapter, load_ingredients
-from .policy.load import EMBEDDED_DEFAULT
+from .policy.load import EMBEDDED_DEFAULT, is_local_path
 from .tables import format_vector
 from .train.cards import base_model_origin, card_base_model, front_matter
 
@@ -120,8 +120,7 @@ def base_reference(model_config) -> BaseModelReference:
     name = model_config.name_or_path
     if name == EMBEDDED_DEFAULT:
         return BaseModelReference(card_base_model(name), None, "embedded", base_model_origin(name))
-    # A folder, or a name only a path can have (as check_model reads it); anything else is a Hub id.
-    if Path(name).expanduser().is_dir() or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+    if is_local_path(name):
         return BaseModelReference(str(Path(name).expanduser().resolve()), None, "local")
     return BaseModelReference(name, model_config.revision, "hub")
 

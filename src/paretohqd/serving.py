@@ -16,15 +16,11 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
-from .config import SamplingConfig
-from .errors import UserError
+from .config import ModelConfig, SamplingConfig, from_dict
 from .methods import get_method
 from .pipeline.serve import ServedModel, run_config, served_model
 from .policy import Policy, generate_responses, load_policy as load_model
 from .policy.load import check_device
-
-DTYPES = ("float32", "bfloat16", "float16")
-
 
 class ServedPolicy(tuple):
     """``(model, tokenizer)``, with what the run serves them as: ``served`` (method, weights, mode, the trained
@@ -70,9 +66,8 @@ def load_policy(run_dir: str | Path, weights: Sequence[float], mode: str | None 
     "0.95"]``)."""
     config = run_config(run_dir, list(overrides))
     served = served_model(get_method(config.method), config, weights, mode)
-    if dtype is not None and dtype not in DTYPES:
-        raise UserError(f"dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
-    model_config = config.model if dtype is None else dataclasses.replace(config.model, dtype=dtype)
+    model_config = config.model if dtype is None \
+        else from_dict(ModelConfig, {**dataclasses.asdict(config.model), "dtype": dtype})
     check_device(device or model_config.device, "device" if device else "model.device")
     policy = load_model(model_config, served.model_folders, served.mix, device=device)
     return ServedPolicy(policy, served)

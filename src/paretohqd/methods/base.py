@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import UserError
 from ..pareto.interpolation import enclosing_mix
 from ..pipeline import Shared, Unit
+from ..tables import format_vector
 
 ALL_COMMANDS = ("score", "select", "train", "generate", "evaluate", "run")
 SERVE_MODES = ("nearest", "interpolate")
@@ -65,7 +66,8 @@ class Method:
         with one model per preference serves the nearest trained model (``mode="nearest"``, the default) or the
         exact weighted combination of the trained models whose cell holds the preference (``"interpolate"``);
         a method with one model for every preference serves that model. Methods that condition on the preference
-        (RiC) or combine models by it (Rewarded Soups) override this."""
+        (RiC) or combine models by it (Rewarded Soups) override this. A model that is none of the trained ones
+        (a mix, a conditioned model) has no name: the caller names it."""
         if not self.serve_modes:
             require_no_mode(self, mode)
             return self.evaluated_models(shared, training)[0]
@@ -79,11 +81,11 @@ class Method:
         try:
             indices, mix = enclosing_mix(trained, weights)
         except ValueError as exc:
-            raise UserError(f"cannot interpolate preference {format_weights(weights)}: {exc}") from None
+            raise UserError(f"cannot interpolate preference {format_vector(weights, '.4g')}: {exc}") from None
         if len(indices) == 1:
             return _alone(evaluated[indices[0]])
         chosen = [evaluated[i] for i in indices]
-        return EvaluatedModel("served", [float(x) for x in weights],
+        return EvaluatedModel("", [float(x) for x in weights],
                               adapters=[unit for model in chosen for unit in model.adapters], mix=mix,
                               made_from=[{"model": model.name, "weights": model.weights, "weight": share}
                                          for model, share in zip(chosen, mix)])
@@ -98,10 +100,6 @@ def require_no_mode(method: Method, mode: str | None) -> None:
     if mode is not None:
         raise UserError(f"mode '{mode}' applies to methods with one model per preference; {method.name} serves every "
                         "preference with its own rule (leave mode out)")
-
-
-def format_weights(weights) -> str:
-    return "(" + ", ".join(f"{float(w):.4g}" for w in weights) + ")"
 
 
 def by_name(units: list[Unit], prefix: str) -> list[Unit]:

@@ -180,7 +180,7 @@ class RiC(Method):
     def served_model(self, shared: Shared, training: list[Unit], weights, mode: str | None = None) -> EvaluatedModel:
         """Any preference: the one model, its target rewards written into the prompt."""
         require_no_mode(self, mode)
-        return conditioned_model("served", weights, shared, training)
+        return conditioned_model("", weights, shared, training)
 
 
 def conditioned_model(name: str, weights, shared: Shared, training: list[Unit]) -> EvaluatedModel:

@@ -51,7 +51,7 @@ class RewardedSoups(Method):
         """Any preference: the soup of the ingredients with its weights."""
         require_no_mode(self, mode)
         mix = [float(x) for x in weights]
-        return EvaluatedModel("served", mix, adapters=list(training), mix=mix,
+        return EvaluatedModel("", mix, adapters=list(training), mix=mix,
                               made_from=[{"model": unit.name, "weights": [float(j == i) for j in range(len(mix))],
                                           "weight": share} for i, (unit, share) in enumerate(zip(training, mix))])
 

@@ -81,9 +81,7 @@ def served_model(method, config: RunConfig, weights, mode: str | None = None) ->
     inputs = {role: [plan.run.resolve(p) for p in unit.output_paths] for role, unit in model.inputs.items()}
     return ServedModel(config, config.method, [float(x) for x in preference],
                        mode or (method.serve_modes[0] if method.serve_modes else None), folders, model.mix,
-                       model.made_from, model.condition, inputs,
-                       model.made_from[0]["model"] if len(model.made_from) == 1
-                       else "" if model.made_from or model.name == "served" else model.name)
+                       model.made_from, model.condition, inputs, model.name)
 
 
 def check_serving_weights(weights, num_objectives: int):

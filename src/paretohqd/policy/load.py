@@ -106,7 +106,7 @@ def _model_config(name: str, revision: str | None):
             return AutoConfig.from_pretrained(str(converted))
         return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+    if is_local_path(name):
         _check_model_folder(name, path)
         return AutoConfig.from_pretrained(str(path))
     try:
@@ -176,6 +176,12 @@ def _convert_embedded(target: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         io.write_text(staging / ".complete", "ok\n")
+
+
+def is_local_path(name: str) -> bool:
+    """A model named by a folder (one that exists, or a name only a path can have), not by a Hub id."""
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 \
+        or "\\" in name
 
 
 def model_identity(name_or_path: str, revision: str | None = None, dtype: str = "float32") -> dict[str, Any]:
