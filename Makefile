@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv browser test demo bench bench-parallel bench-methods clean
+.PHONY: venv browser test test-matrix demo bench bench-parallel bench-methods clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 test: venv browser
 	$(BIN)/python -m pytest -q tests
+
+# The suite four more times: on one core, with 1 and with 2 OpenMP threads, and with AVX2 kernels (about 20 minutes
+# on 2 cores). Each leg must pass on any processor; `make test` stays one run.
+test-matrix: venv browser
+	bash scripts/test_matrix.sh $(BIN)/python
 
 # The HTML report's browser test drives Debian's Chromium through playwright (never `playwright install`, which
 # downloads browsers). Installed here when missing and apt-get is usable (as root); otherwise that test skips,

@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 
@@ -11,6 +12,24 @@ os.environ["PARETOHQD_PROGRESS"] = "0"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+EXACT_THREADS = 1
+"""The torch thread count of every computation that a test compares bit for bit with one made elsewhere (another
+process, a Ray worker, a unit): set on both sides, never inherited. A sum over threads adds in another order with
+another count, and which results then differ in their last bits depends on the processor's kernels."""
+
+
+@contextlib.contextmanager
+def torch_threads(count: int = EXACT_THREADS):
+    """Run the block with ``count`` torch threads, then restore the caller's."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture

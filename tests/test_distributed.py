@@ -13,7 +13,7 @@ import yaml
 from paretohqd.cli import main
 from paretohqd.launch import SHIPPED, accelerate_config_path, split_launch_options, without_launch_arguments
 
-from .conftest import REPO
+from .conftest import REPO, torch_threads
 from .test_pipeline import write_run_config
 
 
@@ -90,15 +90,15 @@ def test_deepspeed_configs_need_deepspeed(tmp_path, capsys, monkeypatch):
 def test_a_file_lock_makes_the_next_holder_wait(tmp_path):
     import threading
 
-    from paretohqd import io
+    from paretohqd.locking import waiting_lock
 
     lock, acquired = tmp_path / "models" / "smollm2.lock", threading.Event()
 
     def convert_too():
-        with io.file_lock(lock):  # flock locks each open file: a thread waits as another process would
+        with waiting_lock(lock):  # flock locks each open file: a thread waits as another process would
             acquired.set()
 
-    with io.file_lock(lock):
+    with waiting_lock(lock):
         other = threading.Thread(target=convert_too)
         other.start()
         assert not acquired.wait(0.3)
@@ -257,7 +257,8 @@ def test_sharded_units_are_byte_identical_to_one_process(launched, tmp_path):
     for unit in units:
         context = launched_run.context(unit)
         again = [tmp_path / "again" / unit.name / path.name for path in context.outputs]
-        run_generation(dataclasses.replace(context, outputs=again))
+        with torch_threads():  # as each launched rank ran it: the config's execution.resources torch_threads
+            run_generation(dataclasses.replace(context, outputs=again))
         assert again[0].read_bytes() == context.outputs[0].read_bytes(), unit.name
 
 

@@ -1084,8 +1084,11 @@ def test_signal_during_scoring_then_resume(tmp_path, signum):
                                                {**_callable("slow", "slow_length"), "batch_size": 20}],
                          score={"shard_size": 20, "consistency_check": 0})
     env = {**os.environ, "PARETOHQD_PROGRESS": "0", "PARETOHQD_TEST_SLOW": "0.25"}
+    # SIGINT as a terminal delivers it: a shell that started this suite in the background (`make test &`) made
+    # SIGINT ignored for every process it starts, and Python then keeps it ignored instead of raising Ctrl-C.
     process = subprocess.Popen([sys.executable, "-m", "paretohqd.cli", "score", str(config)], cwd=str(REPO), env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     shards = tmp_path / "run" / "scores" / "cache" / "slow"
     deadline = time.time() + 60
     while process.poll() is None and time.time() < deadline and not list(shards.glob("*.npy")):

@@ -40,7 +40,7 @@ def _config(tmp_path, policy, run_name):
     path = write_run_config(tmp_path, policy, run_name=run_name, score__shard_size=16)
     raw = yaml.safe_load(path.read_text())
     raw["objectives"][0]["batch_size"] = 4  # 4 batches per shard of 16: a shard can die half scored
-    raw["execution"] = {"executor": "local"}  # the points are patches in the pipeline's own process
+    raw["execution"]["executor"] = "local"  # the points are patches in the pipeline's own process
     path.write_text(yaml.safe_dump(raw))
     return path
 

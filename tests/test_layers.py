@@ -23,7 +23,7 @@ LAYERS = [
     {"paretohqd.pipeline"},
     {"paretohqd.train", "paretohqd.policy", "paretohqd.rewards", "paretohqd.evaluate"},
     {"paretohqd.pareto", "paretohqd.data", "paretohqd.config", "paretohqd.io", "paretohqd.errors", "paretohqd.env",
-     "paretohqd.plots", "paretohqd.tables"},
+     "paretohqd.plots", "paretohqd.tables", "paretohqd.locking"},
 ]
 # Imports between groups of one layer that the design allows: the package exports the API (lazily); training uses
 # the policy object; the bottom layer's few helpers (errors, io) serve the others in it.
@@ -31,7 +31,7 @@ SIDEWAYS = {("paretohqd", "paretohqd.api"), ("paretohqd.train", "paretohqd.polic
             ("paretohqd.exporting", "paretohqd.serving"),
             ("paretohqd.config", "paretohqd.errors"),
             ("paretohqd.data", "paretohqd.errors"), ("paretohqd.plots", "paretohqd.io"),
-            ("paretohqd.io", "paretohqd.errors")}
+            ("paretohqd.io", "paretohqd.errors"), ("paretohqd.locking", "paretohqd.errors")}
 LAYER_OF = {group: index for index, groups in enumerate(LAYERS) for group in groups}
 
 

@@ -157,9 +157,44 @@ def test_validate_preferences_normalises_and_accepts_one_vector():
     np.testing.assert_allclose(validate_preferences(np.array([[1, 1, 2]]), 3), [[0.25, 0.25, 0.5]])
 
 
+EXTREME_WEIGHTS = [
+    [1.7e308, 1.7e307],  # the sum overflows: (0.909, 0.091), not (0, 0)
+    [1.7976931348623157e308] * 3,  # the largest double, three times
+    [1e308, 1e308, 1e-300],
+    [1e-300, 3e-300],  # tiny, but a sum of them is exact
+    [5e-324, 1e-323],  # subnormal
+    [5e-324, 0.0, 0.0],
+    [1e308, 1e-300],  # the exact 1e-608 is no double: it rounds to 0
+    [1e-300, 1e300, 1.0],
+    [0.3, 0.7],
+    [1.0, 2.0, 3.0, 4.0],
+]
+
+
+@pytest.mark.parametrize("weights", EXTREME_WEIGHTS, ids=lambda w: ",".join(f"{x:.3g}" for x in w))
+def test_weights_are_scale_free_against_exact_fractions(weights):
+    """Every weight within 2 ulps of the exact w_i / sum(w), computed with fractions (no overflow, no underflow)."""
+    from fractions import Fraction
+
+    exact_sum = sum(Fraction(w) for w in weights)
+    exact = np.array([float(Fraction(w) / exact_sum) for w in weights])
+    got = validate_preferences([weights], len(weights))[0]
+    assert np.all(np.isfinite(got)) and got.sum() == pytest.approx(1.0, abs=1e-15)
+    assert np.all(np.abs(got - exact) <= 2 * np.spacing(exact)), (got, exact)
+    # The same preference at any other scale is the same preference.
+    for scale in (1e-200, 1e200):
+        with np.errstate(over="ignore", under="ignore"):
+            scaled = np.asarray(weights) * scale
+        if np.all(np.isfinite(scaled)) and np.all((scaled > 0) == (np.asarray(weights) > 0)):
+            np.testing.assert_allclose(validate_preferences([scaled], len(weights))[0], exact, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     "weights, m, message",
     [
+        ([[1e308, np.inf]], 2, "preference 0 has a non-finite weight inf"),
+        ([[1e-320, -1e-320]], 2, "preference 0 has a negative weight -9.99989e-321"),
+        ([[0.0, 0.0, 0.0]], 3, "preference 0 is all zeros"),
         ([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5]], 3, "preference 3 has 2 weights but there are 3 objectives"),
         ([[0, 0], [1, 1]], 2, "preference 0 is all zeros"),
         ([[1, 0], [0, 1], [1.1, -0.1]], 2, "preference 2 has a negative weight -0.1"),

@@ -11,7 +11,7 @@ import paretohqd
 from paretohqd.cli import main
 from paretohqd.config import load_config
 
-from .conftest import REPO
+from .conftest import EXACT_THREADS, REPO
 
 WORDS = "the cat sat on a mat and it was good so we all went home to eat some bread with tea".split()
 
@@ -43,6 +43,11 @@ def write_run_config(tmp_path, policy, run_name="run", **overrides):
         "stage2": {"num_prompts": 5, "sampling": {"max_new_tokens": 8, "batch_size": 4}, "sft": {"max_steps": 2}},
         "soups": {"k": 6},
         "evaluate": {"source": str(test), "sampling": {"max_new_tokens": 8, "batch_size": 4}},
+        # Every unit computes in one torch thread, whichever process runs it (this one, a subprocess, a Ray worker,
+        # a launched rank): the tests that compare results bit for bit across processes rely on it (test_ray,
+        # test_kill_resume, test_serve). Results in float arithmetic depend on the thread count, by how much and
+        # where depending on the processor.
+        "execution": {"resources": {"default": {"torch_threads": EXACT_THREADS}}},
     }
     for dotted, value in overrides.items():
         *sections, key = dotted.split("__")

@@ -49,6 +49,12 @@ def rerun(finished, tmp_path, method, overrides=(), edit=None):
     shutil.copytree(root / method, run_dir)
     data = tmp_path / "data.jsonl"
     shutil.copy2(raw["data"]["source"], data)
+    # The copy is a run made on this data file, as if it had been made here: an edit below is then a change within
+    # the run (a folder whose data differs in both source and content holds another run: test_hostile_writers.py).
+    resolved = run_dir / "config.resolved.yaml"
+    copied = yaml.safe_load(resolved.read_text())
+    copied["data"]["source"] = str(data)
+    resolved.write_text(yaml.safe_dump(copied, sort_keys=False))
     if edit is not None:
         edit(data)
     config = load_config(path, ["--output_dir", str(run_dir), "--data.source", str(data), *overrides])

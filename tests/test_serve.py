@@ -16,6 +16,7 @@ from paretohqd.errors import UserError
 from paretohqd.pareto import das_dennis, linear_grid
 from paretohqd.pareto.interpolation import cell_midpoints, enclosing_mix
 
+from .conftest import torch_threads
 from .test_hostile import cli
 from .test_pipeline import write_run_config
 
@@ -163,7 +164,8 @@ def test_served_generation_is_what_the_evaluation_answered(finished_run):
     config = paretohqd.load_config(str(run / "config.resolved.yaml"))
     answered = pd.read_json(run / "generations" / "served_00.jsonl", lines=True)
     served = paretohqd.load_policy(run, metrics["served"][0]["weights"], mode="interpolate")
-    again = served.generate(answered["prompt"].tolist(), seed=config.seed + 2000)
+    with torch_threads():  # the thread count the run's units computed with (test_pipeline.write_run_config)
+        again = served.generate(answered["prompt"].tolist(), seed=config.seed + 2000)
     assert again == answered["response"].tolist()
 
 

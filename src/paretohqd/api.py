@@ -30,16 +30,22 @@ def plan(config: RunConfig, command: str = "run") -> Plan:
     return build_plan(get_method(config.method), config, command)
 
 
-def run_stage(config: RunConfig, command: str = "run", force: bool = False, log=print) -> Execution:
+def run_stage(config: RunConfig, command: str = "run", force: bool = False, log=print, overwrite: bool = False,
+              wait: bool = False) -> Execution:
     """Execute one stage command (``score``, ``select``, ``train``, ``generate``, ``evaluate`` or ``run``): its
     units and whatever they need first; finished units are skipped. Returns which units ran, were reused or
-    skipped."""
-    return execute(get_method(config.method), config, command, force=force, log=log)
+    skipped.
+
+    One process writes a run directory at a time: another writer is refused in one sentence naming it, or waited
+    for with ``wait``. A folder that holds another run (another method, objectives, model or data) or files that
+    are not a run is refused before any work; ``overwrite`` clears a run first."""
+    return execute(get_method(config.method), config, command, force=force, log=log, overwrite=overwrite, wait=wait)
 
 
-def run(config: RunConfig, log=print) -> dict:
-    """The whole pipeline of the configured method; returns ``eval/metrics.json``."""
-    run_stage(config, "run", log=log)
+def run(config: RunConfig, log=print, overwrite: bool = False, wait: bool = False) -> dict:
+    """The whole pipeline of the configured method (``overwrite`` and ``wait`` as in :func:`run_stage`); returns
+    ``eval/metrics.json``."""
+    run_stage(config, "run", log=log, overwrite=overwrite, wait=wait)
     return io.read_json(Path(config.output_dir) / "eval" / "metrics.json")
 
 
@@ -52,10 +58,11 @@ def compare(run_dirs: list[str], output_dir: str | Path, reference_point: list[f
 
 
 def export(run_dir: str | Path, weights, output: str | Path, merge: bool = False, mode: str | None = None,
-           overwrite: bool = False) -> Path:
+           overwrite: bool = False, wait: bool = False) -> Path:
     """The model a finished run serves for ``weights`` (``mode`` as in :func:`load_policy`) as a Hugging Face
     folder ``output`` that transformers and peft load as they are: a peft adapter on the run's real base model, or
     with ``merge`` (always for full fine-tunes) merged full weights; with the tokenizer, a generation config that
     stops at the end of the assistant's turn, a model card and ``paretohqd.json``. Refuses an existing non-empty
-    ``output`` unless ``overwrite``. Returns the folder's path."""
-    return export_model(run_dir, weights, output, merge=merge, mode=mode, overwrite=overwrite)
+    ``output`` unless ``overwrite``; another export writing ``output`` is refused, or with ``wait`` waited for.
+    Returns the folder's path."""
+    return export_model(run_dir, weights, output, merge=merge, mode=mode, overwrite=overwrite, wait=wait)

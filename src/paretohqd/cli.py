@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "or a YAML file; options of accelerate launch (--num_processes N, ...) go along")
         if name in ("score", "select"):
             stage.add_argument("--force", action="store_true", help="rerun the stage even if it finished already")
+        _writer_arguments(stage, "clear the run directory first (it holds another run, or you want a fresh start)"
+                          + ("; serving a run (see below): replace an existing --output file" if name == "generate"
+                             else ""))
         if name == "generate":
             _serving_arguments(stage)
     compare = commands.add_parser("compare", help="several runs' fronts in one table and plot, one shared reference")
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo",
                                help="the main job on the embedded default model, data and rewards (CPU, no hub)")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
+    _writer_arguments(demo, "clear the run directory first")
     commands.add_parser("env", help="versions and hardware, for bug reports")
     rewards = commands.add_parser("rewards", help="reward models: list the built-ins, fit a new one")
     reward_commands = rewards.add_subparsers(dest="rewards_command", metavar="ACTION")
@@ -77,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--kind", default="auto", choices=["auto", "linear", "mlp"])
     return parser
+
+
+def _writer_arguments(parser: argparse.ArgumentParser, overwrite: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
+    parser.add_argument("--wait", action="store_true",
+                        help="another paretohqd process writing the same place: wait for it to finish instead of "
+                             "stopping")
 
 
 SERVE_HELP = """With a finished run directory instead of a config (RUN has config.resolved.yaml), serve any
@@ -124,13 +135,15 @@ def _export_parser(commands) -> None:
                         help="methods with one model per preference (ParetoHqD, MORLHF, MODPO): the nearest trained "
                              "model (default) or the exact weighted combination of the trained models around it")
     export.add_argument("--overwrite", action="store_true", help="replace DIR when it exists and is not empty")
+    export.add_argument("--wait", action="store_true",
+                        help="another export writing DIR: wait for it to finish instead of stopping")
 
 
 def _export(args: argparse.Namespace) -> int:
     from . import api, io
 
     folder = api.export(args.run_dir, _weights(args.weights), args.output, merge=args.merge, mode=args.mode,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, wait=args.wait)
     record = io.read_json(folder / "paretohqd.json")
     about = {**record, "model": record["model"] or ""}
     what = {"adapter": f"a peft LoRA adapter on {record['base_model']['name_or_path']}",
@@ -148,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = _negative_values_attached(list(sys.argv[1:] if argv is None else argv))
     args, rest = parser.parse_known_args(argv)
     from .errors import UserError
+    from .locking import set_command
 
+    set_command(argv)
     previous = _stop_on_sigterm()
     from .env import quiet_library_warnings
 
@@ -259,7 +274,8 @@ def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
     from . import api
 
     config = api.load_config(args.config, overrides)
-    api.run_stage(config, args.command, force=getattr(args, "force", False))
+    api.run_stage(config, args.command, force=getattr(args, "force", False), overwrite=args.overwrite,
+                  wait=args.wait)
     from .pipeline.distributed import is_main_process
 
     if args.command == "select" and is_main_process():
@@ -271,10 +287,13 @@ def _stage(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     """``generate RUN --weights ...``: one response per prompt from the model the run serves for the preference."""
+    import contextlib
     import json
 
     from . import io
     from .errors import UserError
+    from .locking import output_lock_file, writer_lock
+    from .pipeline.serve import check_output_file, check_output_place
     from .serving import load_policy
 
     if args.weights is None:
@@ -290,20 +309,27 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
         from .data import load_prompts
 
         prompts = load_prompts(args.prompts, prompt_column=args.prompt_column)["prompt"].tolist()
-    served = load_policy(args.config, weights, args.mode, device=args.device, dtype=args.dtype, overrides=overrides)
-    about = served.served.describe()
-    print(f"paretohqd: {_serving_line(about, args.config)}", file=sys.stderr)
-    responses = served.generate(prompts, seed=args.seed or 0)
-    records = [{"prompt": p, "response": r, **{k: about[k] for k in ("weights", "method", "mode", "model", "mix")},
-                "made_from": about["made_from"]} for p, r in zip(prompts, responses)]
-    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    if args.output:
-        io.write_text(Path(args.output), lines)
-        print(f"wrote {len(records)} responses to {args.output}", file=sys.stderr)
-    elif args.prompt is not None and len(prompts) == 1:
-        print(responses[0])
-    else:
-        sys.stdout.write(lines)
+    with contextlib.ExitStack() as held:
+        if args.output:  # checked, and held, before the model is loaded and the text generated
+            check_output_place(args.output)  # before the lock, whose file is written beside the output
+            held.enter_context(writer_lock(output_lock_file(args.output), f"--output '{args.output}'",
+                                           wait=args.wait))
+            check_output_file(args.output, args.overwrite)
+        served = load_policy(args.config, weights, args.mode, device=args.device, dtype=args.dtype,
+                             overrides=overrides)
+        about = served.served.describe()
+        print(f"paretohqd: {_serving_line(about, args.config)}", file=sys.stderr)
+        responses = served.generate(prompts, seed=args.seed or 0)
+        records = [{"prompt": p, "response": r, **{k: about[k] for k in ("weights", "method", "mode", "model", "mix")},
+                    "made_from": about["made_from"]} for p, r in zip(prompts, responses)]
+        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        if args.output:
+            io.write_text(Path(args.output), lines)
+            print(f"wrote {len(records)} responses to {args.output}", file=sys.stderr)
+        elif args.prompt is not None and len(prompts) == 1:
+            print(responses[0])
+        else:
+            sys.stdout.write(lines)
     return 0
 
 
@@ -346,12 +372,19 @@ def _relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> in
     """The same command on every process of an accelerate launch; a bad launch config or run config fails here,
     once, before any process starts."""
     from . import api, launch
+    from .locking import folder_lock_file, handed_down
+    from .pipeline.rundir import RunDir
 
     config_file = launch.accelerate_config_path(args.accelerate_config)
     launch.check_launch(config_file)
     launch_options, overrides = launch.split_launch_options(extra)
-    api.load_config(args.config, overrides)
-    return launch.relaunch(argv, config_file, launch_options)
+    config = api.load_config(args.config, overrides)
+    # The launched processes write under this one's hold of the run directory (taken, and the folder cleared with
+    # --overwrite, here: once, before any process starts).
+    run = RunDir(config.output_dir)
+    run.check_writable()
+    with run.claimed(args.overwrite, args.wait, log=print), handed_down(folder_lock_file(run.path)):
+        return launch.relaunch(argv, config_file, launch_options)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -360,7 +393,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .tables import format_vector
 
     config = api.load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
-    metrics = api.run(config)
+    metrics = api.run(config, overwrite=args.overwrite, wait=args.wait)
     run = Path(config.output_dir)
     print()
     print(f"report: {run / 'eval' / 'report.html'} (open it in a browser; also report.md, front.png)")

@@ -39,6 +39,8 @@ from . import io
 from .errors import UserError
 from .methods import get_method
 from .pareto import preference_direction
+from .locking import output_lock_file, writer_lock
+from .pipeline.rundir import inside_run_directory
 from .pipeline.serve import ServedModel, run_config, served_model
 from .policy import Policy, end_of_turn_ids, load_policy
 from .policy.adapters import is_adapter, load_ingredients
@@ -73,11 +75,22 @@ class BaseModelReference:
 
 
 def export_model(run_dir: str | Path, weights: Sequence[float], output: str | Path, merge: bool = False,
-                 mode: str | None = None, overwrite: bool = False) -> Path:
+                 mode: str | None = None, overwrite: bool = False, wait: bool = False) -> Path:
     """Write the model a finished run serves for ``weights`` into the folder ``output`` (see the module
     docstring); returns its path. ``merge``: full merged weights instead of a LoRA adapter; ``mode``: as in
-    :func:`paretohqd.load_policy`; ``overwrite``: replace an existing non-empty ``output``."""
-    run_dir = Path(run_dir)
+    :func:`paretohqd.load_policy`; ``overwrite``: replace an existing non-empty ``output``. One export writes
+    ``output`` at a time: another is refused naming it, or with ``wait`` waited for."""
+    inside = inside_run_directory(Path(output).expanduser())
+    if inside is not None and inside.resolve() != Path(output).expanduser().resolve():  # before the lock, whose file
+        # is written beside the output (a run directory itself is refused below, as the run it would replace)
+        raise UserError(f"export folder '{output}' lies inside the run directory '{inside}', whose files are the "
+                        "run's own: choose a folder outside it")
+    with writer_lock(output_lock_file(Path(output).expanduser()), f"export folder '{output}'", wait=wait):
+        return _export_model(Path(run_dir), weights, output, merge, mode, overwrite)
+
+
+def _export_model(run_dir: Path, weights: Sequence[float], output: str | Path, merge: bool, mode: str | None,
+                  overwrite: bool) -> Path:
     config = run_config(run_dir)
     method = get_method(config.method)
     served = served_model(method, config, weights, mode)

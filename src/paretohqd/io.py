@@ -52,26 +52,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block: processes that start at once
-    (the ranks of one launch, several runs sharing a cache) wait for each other instead of writing over each other.
-    The lock is the kernel's (flock), so it is released when its holder exits, even after kill -9."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): one process at a time is then the user's affair
-        yield
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def replaced_folder(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty staging folder beside ``target``; when the block ends without error it replaces ``target``
     (a crash never leaves half a model where a whole one is expected), otherwise it is removed."""

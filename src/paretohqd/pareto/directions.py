@@ -53,10 +53,13 @@ def validate_preferences(weights: object, n_objectives: int) -> np.ndarray:
         neg = np.flatnonzero(w < 0)
         if neg.size:
             raise ValueError(f"preference {i} has a negative weight {_fmt(w[neg[0]])}")
-        total = w.sum()
-        if total == 0:
+        largest = w.max()
+        if largest == 0:
             raise ValueError(f"preference {i} is all zeros")
-        out[i] = w / total
+        # Scaled by the largest weight first, so that the sum can neither overflow (1.7e308 + 1.7e307) nor lose
+        # the smaller weights (1e-300 beside 3e-300): the result is within a few ulps of the exact fractions.
+        w = w / largest
+        out[i] = w / w.sum()
     return out
 
 

@@ -22,6 +22,7 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, Sequence
 
+from ..config import ExecutionConfig
 from ..errors import UserError
 from .executors import Finish, ReadyGraph, Start, perform
 from .units import Unit, UnitContext
@@ -43,15 +44,17 @@ def is_main_process() -> bool:
     return launched_world()[0] == 0
 
 
-def distributed_executor(units: Sequence[Unit], executor: str = "local") -> "DistributedExecutor | None":
+def distributed_executor(units: Sequence[Unit], execution: ExecutionConfig | None = None
+                         ) -> "DistributedExecutor | None":
     """The executor of a multi-process launch (WORLD_SIZE > 1), or None outside one. ``units``: every unit of
-    the plan, for the other ranks to find the ones rank 0 says to run."""
+    the plan, for the other ranks to find the ones rank 0 says to run; ``execution``: a unit kind's
+    ``torch_threads`` holds while it runs, as in a local run."""
     if launched_world()[1] <= 1:
         return None
-    if executor != "local":
-        raise UserError(f"execution.executor is '{executor}' but this process is one of a multi-process launch "
-                        "(accelerate launch or torchrun): use one or the other, not both")
-    return DistributedExecutor(units)
+    if execution is not None and execution.executor != "local":
+        raise UserError(f"execution.executor is '{execution.executor}' but this process is one of a multi-process "
+                        "launch (accelerate launch or torchrun): use one or the other, not both")
+    return DistributedExecutor(units, execution=execution)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +175,10 @@ class Collective:
 class DistributedExecutor:
     """Runs an execution's units on every process of a launch, in rank 0's order (see the module's text)."""
 
-    def __init__(self, units: Sequence[Unit], collective: Collective | None = None):
+    def __init__(self, units: Sequence[Unit], collective: Collective | None = None,
+                 execution: ExecutionConfig | None = None):
         self.by_name = {unit.name: unit for unit in units}
+        self.execution = execution
         self.collective = collective or Collective()
         self.rank, self.world_size = self.collective.rank, self.collective.world_size
 
@@ -202,9 +207,10 @@ class DistributedExecutor:
             began = time.perf_counter()
             own: BaseException | None = None
             if shared or self.main_process:
+                threads = self.execution.resources_for(chosen[0].kind).torch_threads if self.execution else None
                 try:
                     perform((chosen[0].action, chosen[0].group_action),
-                            [self._context(context_of(unit), shared) for unit in chosen])
+                            [self._context(context_of(unit), shared) for unit in chosen], threads)
                 except BaseException as exc:  # noqa: BLE001 - every process must hear of it before anyone stops
                     own = exc
             failure = agreed_failure(self.collective.agree(_failure(own, self.rank)), chosen[0].name)

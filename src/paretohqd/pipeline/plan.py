@@ -3,6 +3,7 @@ the training units a method declares, and which units each stage command targets
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..config import ExecutionConfig, RunConfig, dump_yaml
 from ..errors import UserError
+from ..locking import folder_lock_file, writer_lock
 from ..pareto import resolve_grid, validate_preferences
 from ..pareto.interpolation import cell_midpoints
 from .distributed import distributed_executor, is_main_process
@@ -20,7 +22,7 @@ from .evaluate import evaluation_units
 from .executors import make_executor
 from .generate import generation_unit
 from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
-from .rundir import RunDir, check_writable_folder
+from .rundir import RunDir, check_writable_folder, run_identity
 from .runner import Execution, Runner, closure
 from .score import scoring_settings, score_units
 from .units import Unit
@@ -72,7 +74,7 @@ class Plan:
                 prepare=None) -> Execution:
         targets = self.targets[command]
         # Inside a multi-process launch every process runs this plan together; only rank 0 writes and speaks.
-        executor = executor or distributed_executor(self.units, self.execution.executor) \
+        executor = executor or distributed_executor(self.units, self.execution) \
             or make_executor(self.execution, log)
         main_process = getattr(executor, "main_process", True)
         runner = Runner(self.run, log=log if main_process else _quiet, executor=executor, main_process=main_process)
@@ -210,14 +212,48 @@ def _in_declaration_order(units: list[Unit]) -> list[Unit]:
     return list(ordered.values())
 
 
-def execute(method: MethodLike, config: RunConfig, command: str = "run", force: bool = False, log=print) -> Execution:
-    """Plan the run, write its resolved config, and execute what ``command`` targets."""
+def execute(method: MethodLike, config: RunConfig, command: str = "run", force: bool = False, log=print,
+            overwrite: bool = False, wait: bool = False) -> Execution:
+    """Plan the run, write its resolved config, and execute what ``command`` targets, as the run directory's one
+    writer (``wait``: wait for another writer to finish instead of refusing). A folder that holds another run
+    (:func:`~.rundir.run_identity`) is refused before any work; ``overwrite`` clears it first."""
     if command not in method.commands:
         raise UserError(f"'{command}' is not a stage of method '{config.method}' (its stages: "
                         f"{', '.join(method.commands)})")
-    RunDir(config.output_dir).check_writable()
+    run = RunDir(config.output_dir)
+    run.check_writable()
     if config.score.cache_dir:
         check_writable_folder(config.score.cache_dir, "score.cache_dir")
-    plan = build_plan(method, config, command)
-    prepare = (lambda: plan.run.init(dump_yaml(config))) if is_main_process() else None
-    return plan.execute(command, force=force, log=log, prepare=prepare)
+    # In a launch of several processes rank 0 speaks for the run directory: if it refuses, the launcher stops the
+    # others (a relaunch with --accelerate_config took the lock, and cleared, before the processes started).
+    main = is_main_process()
+    with contextlib.ExitStack() as held:
+        if main:
+            held.enter_context(run.claimed(overwrite, wait, log))
+        plan = build_plan(method, config, command)
+        if main:
+            run.check_same_run(plan_identity(plan))
+
+        def prepare(order: list[Unit]) -> None:
+            if main:
+                if any(unit.content_addressed for unit in order):
+                    held.enter_context(score_cache_claimed(config, wait, log))
+                plan.run.init(dump_yaml(config))
+
+        return plan.execute(command, force=force, log=log, prepare=prepare)
+
+
+def plan_identity(plan: Plan) -> dict:
+    config = plan.shared.config
+    return run_identity(config.method, [o.name for o in config.objectives], config.data.source,
+                        plan.shared.inputs.samples_unit.key, config.model.name_or_path, config.model.revision)
+
+
+def score_cache_claimed(config: RunConfig, wait: bool, log):
+    """The shared score cache's lock, while this run writes score shards into it (a cache inside the run directory
+    is the run's own)."""
+    cache = config.score.cache_dir
+    if not cache or os.path.abspath(cache).startswith(os.path.abspath(config.output_dir) + os.sep):
+        return contextlib.nullcontext()
+    return writer_lock(folder_lock_file(cache), f"score.cache_dir '{cache}'", wait=wait, log=log,
+                       advice=", or give this run another score.cache_dir")

@@ -5,17 +5,23 @@ attempts, the CUDA devices it held and its GPU-seconds, and per stage the sums.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .. import io
 from ..env import environment
 from ..errors import UserError
+from ..locking import LOCK_NAME, folder_lock_file, held_by_launcher, writer_lock
 
 MANIFEST = "manifest.json"
+RESOLVED_CONFIG = "config.resolved.yaml"
+SAMPLES_UNIT = "inputs/samples"
 COST_SIDECAR = ".cost.json"
 """Suffix of the record beside a content-addressed unit's first output (a cached score shard): its wall seconds,
 GPU-seconds and CUDA devices, written by the run that computed it and read by every run that finds it cached."""
@@ -47,7 +53,7 @@ class RunDir:
 
     def init(self, config_yaml: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        io.write_text(self.path / "config.resolved.yaml", config_yaml)
+        io.write_text(self.path / RESOLVED_CONFIG, config_yaml)
         io.write_json(self.path / "env.json", environment())
 
     def resolve(self, path: str) -> Path:
@@ -64,10 +70,134 @@ class RunDir:
         manifest.setdefault("units", {})
         return manifest
 
+    def manifest_or_empty(self) -> dict:
+        """The manifest where it can be read; an empty one where it is missing or damaged."""
+        try:
+            manifest = self.manifest()
+        except (OSError, ValueError):
+            return {"units": {}, "stages": {}}
+        return manifest if isinstance(manifest.get("units"), dict) else {"units": {}, "stages": {}}
+
     def write_manifest(self, manifest: dict) -> None:
         manifest["stages"] = stage_summary(manifest["units"])
         manifest["updated"] = time.time()
         io.write_json(self.manifest_path, manifest)
+
+
+    @contextlib.contextmanager
+    def claimed(self, overwrite: bool = False, wait: bool = False,
+                log: Callable[[str], None] | None = None) -> Iterator[None]:
+        """This process as the run directory's one writer for the ``with`` block (see :mod:`paretohqd.locking`);
+        a folder that holds files but no run is refused; with ``overwrite`` a run it holds is cleared first."""
+        what = f"output_dir '{self.path}'"
+        if held_by_launcher(folder_lock_file(self.path)):
+            yield  # the command that launched this process holds the lock, and has checked and cleared the folder
+            return
+        with writer_lock(folder_lock_file(self.path), what, wait=wait, log=log,
+                         advice=", or choose another output_dir"):
+            stray = foreign_files(self.path)
+            if stray:
+                raise UserError(f"{what} holds files that are not a paretohqd run (such as '{stray[0]}')"
+                                f"{': --overwrite clears only a run' if overwrite else ''}: choose a new or empty "
+                                "folder")
+            if overwrite and is_run_directory(self.path):
+                clear_run(self.path)
+                if log is not None:
+                    log(f"{what}: cleared (--overwrite)")
+            yield
+
+    def check_same_run(self, identity: dict) -> None:
+        """Refuse, in one sentence, a run directory that holds another run than ``identity`` describes
+        (:func:`run_identity`); a new or empty folder, or the same run, passes."""
+        previous = recorded_identity(self.path)
+        if previous is None:
+            return
+        differences = identity_differences(previous, identity)
+        if differences:
+            raise UserError(f"output_dir '{self.path}' holds another run ({'; '.join(differences)}): choose another "
+                            "output_dir, or pass --overwrite to clear it first")
+
+
+def is_run_directory(path: str | Path) -> bool:
+    return (Path(path) / RESOLVED_CONFIG).is_file()
+
+
+def inside_run_directory(path: str | Path) -> Path | None:
+    """The run directory that ``path`` (a file or folder, existing or not) lies in, itself included; else None."""
+    path = Path(os.path.abspath(path))
+    for folder in [path, *path.parents]:
+        if is_run_directory(folder):
+            return folder
+    return None
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """What a folder holds that says it is not a run directory: any entry, unless it holds a run (its resolved
+    config) or only this package's lock file."""
+    if not folder.is_dir() or is_run_directory(folder):
+        return []
+    return sorted(entry.name for entry in folder.iterdir() if entry.name != LOCK_NAME)
+
+
+def clear_run(folder: Path) -> None:
+    """Delete everything a run directory holds but its lock file (held by the caller): ``--overwrite``. The
+    resolved config goes last, so that an interrupted clearing still leaves a folder recognised as a run."""
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name == RESOLVED_CONFIG):
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def run_identity(method: str, objectives: list[str], data_source, samples_key: str, model: str,
+                 model_revision: str | None) -> dict:
+    """What makes a run the run it is, as opposed to a setting changed within it (which the unit keys rerun): its
+    method, its objectives (the space its front lives in), its policy model, and its data, which stays the same
+    data when either its source or its content (the training samples' key) stays the same: a row edited in place
+    is the same data, and so is the same file at another path."""
+    return {"method": method, "objectives": list(objectives), "model": model, "model_revision": model_revision,
+            "data_source": data_source, "samples_key": samples_key}
+
+
+def recorded_identity(path: Path) -> dict | None:
+    """The identity of the run a folder holds, from its resolved config and manifest; None for a new folder."""
+    import yaml
+
+    config_path = Path(path) / RESOLVED_CONFIG
+    if not config_path.is_file():
+        return None
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = None
+    if not isinstance(config, dict):
+        raise UserError(f"output_dir '{path}' holds a damaged {RESOLVED_CONFIG}, so whose run it holds is unknown: "
+                        "choose another output_dir, or pass --overwrite to clear it first")
+    manifest = RunDir(path).manifest_or_empty()
+    data, model = config.get("data") or {}, config.get("model") or {}
+    return run_identity(config.get("method", "paretohqd"),
+                        [o.get("name") for o in config.get("objectives") or [] if isinstance(o, dict)],
+                        data.get("source"), manifest["units"].get(SAMPLES_UNIT, {}).get("key"),
+                        model.get("name_or_path"), model.get("revision"))
+
+
+def identity_differences(previous: dict, current: dict) -> list[str]:
+    """How the run ``previous`` describes differs from ``current``, one phrase per difference."""
+    differences = []
+    if previous["method"] != current["method"]:
+        differences.append(f"method {previous['method']}, not {current['method']}")
+    if previous["objectives"] != current["objectives"]:
+        differences.append(f"objectives {', '.join(map(str, previous['objectives']))}, not "
+                           f"{', '.join(current['objectives'])}")
+    if (previous["model"], previous["model_revision"]) != (current["model"], current["model_revision"]):
+        differences.append(f"model {previous['model']}, not {current['model']}" if previous["model"] !=
+                           current["model"] else f"model revision {previous['model_revision']}, not "
+                                                 f"{current['model_revision']}")
+    if previous["data_source"] != current["data_source"] and previous["samples_key"] != current["samples_key"]:
+        differences.append(f"data {previous['data_source']}, not {current['data_source']}, and other samples")
+    return differences
 
 
 def check_writable_folder(path: Path, setting: str) -> None:

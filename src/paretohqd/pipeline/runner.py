@@ -166,9 +166,9 @@ class Runner:
     # ---------------------------------------------------------------------------------------------------- run
 
     def execute(self, targets: Sequence[Unit], force: Iterable[str] = (), stages: Sequence[str] = (),
-                declared: Sequence[Unit] = (), prepare: Callable[[], None] | None = None) -> Execution:
-        """Run what ``targets`` need; ``prepare`` is called once every unit's check has passed, before any work
-        (it writes the run directory's resolved config: a run refused by a check leaves nothing behind)."""
+                declared: Sequence[Unit] = (), prepare: Callable[[list[Unit]], None] | None = None) -> Execution:
+        """Run what ``targets`` need; ``prepare(units to run)`` is called once every unit's check has passed, before
+        any work (it writes the run directory's resolved config: a run refused by a check leaves nothing behind)."""
         everything = closure(targets)
         duplicates = sorted(name for name, count in Counter(u.name for u in everything).items() if count > 1)
         if duplicates:
@@ -178,7 +178,7 @@ class Runner:
             if unit.check is not None:
                 unit.check()
         if prepare is not None:
-            prepare()
+            prepare(order)
         heartbeat = Heartbeat(self.run.path / HEARTBEAT_FOLDER, self.main_process)
         self._settle_killed(everything, heartbeat)
         execution = Execution(reused=[unit.name for unit, _ in reuse])

@@ -15,9 +15,8 @@ from ..config import RunConfig, load_config
 from ..errors import UserError
 from ..pareto import validate_preferences
 from .plan import build_plan
+from .rundir import RESOLVED_CONFIG, inside_run_directory, is_run_directory
 from .runner import Runner
-
-RESOLVED_CONFIG = "config.resolved.yaml"
 
 
 @dataclass
@@ -44,10 +43,6 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "weights": self.weights, "mode": self.mode, "model": self.name or None,
                 "models": [str(p) for p in self.model_folders], "mix": self.mix, "made_from": self.made_from}
-
-
-def is_run_directory(path: str | Path) -> bool:
-    return (Path(path) / RESOLVED_CONFIG).is_file()
 
 
 def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -82,6 +77,26 @@ def served_model(method, config: RunConfig, weights, mode: str | None = None) ->
     return ServedModel(config, config.method, [float(x) for x in preference],
                        mode or (method.serve_modes[0] if method.serve_modes else None), folders, model.mix,
                        model.made_from, model.condition, inputs, model.name)
+
+
+def check_output_place(path: str | Path, option: str = "--output") -> None:
+    """Where a serving command may write a file: never inside a run directory (a run's own files are its units'),
+    and not onto a folder."""
+    run = inside_run_directory(path)
+    if run is not None:
+        raise UserError(f"{option} '{path}' lies inside the run directory '{run}', whose files are the run's own: "
+                        "write it elsewhere")
+    if Path(path).is_dir():
+        raise UserError(f"{option} '{path}' is a folder: give a file name")
+
+
+def check_output_file(path: str | Path, overwrite: bool, option: str = "--output") -> None:
+    """A file a serving command may write now (its lock held): a place :func:`check_output_place` allows, and not
+    an existing file unless ``overwrite``."""
+    check_output_place(path, option)
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise UserError(f"{option} '{path}' exists: choose a new file, or pass --overwrite to replace it")
 
 
 def check_serving_weights(weights, num_objectives: int):

