@@ -200,6 +200,20 @@ def test_wait_waits_for_the_holder_then_runs(tmp_path):
     assert (tmp_path / "run" / "scores" / "scores.parquet").is_file()
 
 
+def test_a_relaunch_is_refused_before_any_process_starts(tmp_path, monkeypatch):
+    import accelerate.commands.launch
+
+    def never(*args, **kwargs):
+        raise AssertionError("accelerate launch started")
+
+    monkeypatch.setattr(accelerate.commands.launch, "launch_command", never)
+    config = config_with(tmp_path)
+    (tmp_path / "run").mkdir()
+    with holder(tmp_path / "run" / LOCK_NAME):
+        judge(cli("run", config, "--accelerate_config", "ddp"), r"output_dir '.*run' is in use by `paretohqd run "
+              r"other\.yaml`", root=tmp_path)
+
+
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     config = config_with(tmp_path)
     (tmp_path / "run").mkdir()

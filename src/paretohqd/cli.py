@@ -292,8 +292,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
 
     from . import io
     from .errors import UserError
-    from .locking import output_lock_file, writer_lock
-    from .pipeline.serve import check_output_file, check_output_place
+    from .pipeline.serve import claimed_output_file
     from .serving import load_policy
 
     if args.weights is None:
@@ -309,12 +308,8 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
         from .data import load_prompts
 
         prompts = load_prompts(args.prompts, prompt_column=args.prompt_column)["prompt"].tolist()
-    with contextlib.ExitStack() as held:
-        if args.output:  # checked, and held, before the model is loaded and the text generated
-            check_output_place(args.output)  # before the lock, whose file is written beside the output
-            held.enter_context(writer_lock(output_lock_file(args.output), f"--output '{args.output}'",
-                                           wait=args.wait))
-            check_output_file(args.output, args.overwrite)
+    # The output file is checked and held before the model is loaded and the text generated.
+    with claimed_output_file(args.output, args.overwrite, args.wait) if args.output else contextlib.nullcontext():
         served = load_policy(args.config, weights, args.mode, device=args.device, dtype=args.dtype,
                              overrides=overrides)
         about = served.served.describe()
@@ -372,23 +367,16 @@ def _relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> in
     """The same command on every process of an accelerate launch; a bad launch config or run config fails here,
     once, before any process starts."""
     from . import api, launch
-    from .locking import folder_lock_file, handed_down
-    from .pipeline.rundir import RunDir
 
     config_file = launch.accelerate_config_path(args.accelerate_config)
     launch.check_launch(config_file)
     launch_options, overrides = launch.split_launch_options(extra)
     config = api.load_config(args.config, overrides)
-    # The launched processes write under this one's hold of the run directory (taken, and the folder cleared with
-    # --overwrite, here: once, before any process starts).
-    run = RunDir(config.output_dir)
-    run.check_writable()
-    with run.claimed(args.overwrite, args.wait, log=print), handed_down(folder_lock_file(run.path)):
-        return launch.relaunch(argv, config_file, launch_options)
+    return launch.relaunch(argv, config_file, launch_options, config.output_dir, args.overwrite, args.wait)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import api
+    from . import api, io
     from .evaluate.metrics import BASE_HV_RUN_WORST, HV_RUN_BASE, HV_RUN_WORST, format_front_table
     from .tables import format_vector
 
@@ -412,6 +400,10 @@ def _demo(args: argparse.Namespace) -> int:
           f"{metrics['wall_seconds']['total']:.0f} s of work over all units: training "
           f"{cost['training']['wall_seconds']:.0f} s, generation {cost['generation']['wall_seconds']:.0f} s, "
           f"scoring {cost['scoring']['wall_seconds']:.0f} s")
+    machine = io.read_json(run / "env.json")
+    print(f"computed on {machine.get('cpu', '?')} (torch kernels: {machine.get('torch_cpu_capability', '?')}): another "
+          "processor computes other last bits, and so trains other models and prints another table (the data, the "
+          "preference grid and the budgets are the same everywhere)")
     return 0
 
 

@@ -33,14 +33,34 @@ def package_versions(names=REPORTED_PACKAGES) -> dict[str, str | None]:
     return {name: package_version(name) for name in names}
 
 
+def cpu_model() -> dict:
+    """The processor by name, and the instruction sets that decide which kernels compute (and so the last bits of
+    every float result): AMX on recent Intel processors, AVX-512, AVX2."""
+    name, flags = None, set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "model name" and name is None:
+                    name = value
+                elif key == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:  # not Linux
+        pass
+    return {"cpu": name or platform.processor() or platform.machine(),
+            "cpu_features": sorted(flags & {"amx_bf16", "amx_tile", "avx512f", "avx512_bf16", "avx2"})}
+
+
 def environment() -> dict:
     """Versions and hardware, for bug reports (``paretohqd env``) and ``RUN/env.json``."""
     info = {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.machine(),
-            "cpu_count": os.cpu_count(), "packages": package_versions()}
+            **cpu_model(), "cpu_count": os.cpu_count(), "packages": package_versions()}
     try:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cuda"] = torch.cuda.is_available()
         if info["cuda"]:
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

@@ -18,7 +18,9 @@ import subprocess
 from pathlib import Path
 
 from .errors import UserError
+from .locking import folder_lock_file, handed_down
 from .pipeline.distributed import launched_world
+from .pipeline.rundir import RunDir
 
 CONFIG_FOLDER = Path(__file__).resolve().parent / "accelerate_configs"
 SHIPPED = ("ddp", "zero2", "zero3", "fsdp2")
@@ -101,9 +103,11 @@ def check_launch(config_file: Path) -> None:
         raise UserError(f"{OPTION} {config_file.stem} uses DeepSpeed, which is not installed: pip install deepspeed")
 
 
-def relaunch(argv: list[str], config_file: Path, launch_options: list[str]) -> int:
+def relaunch(argv: list[str], config_file: Path, launch_options: list[str], output_dir: str,
+             overwrite: bool = False, wait: bool = False) -> int:
     """Run ``argv`` (a stage command) on every process ``config_file`` asks for; the launched processes' exit code
-    (2 when they stopped on a bad setting, each having said why)."""
+    (2 when they stopped on a bad setting, each having said why). This process holds the run directory ``output_dir``
+    for them (refused, or cleared with ``overwrite``, here: once, before any process starts)."""
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -111,15 +115,18 @@ def relaunch(argv: list[str], config_file: Path, launch_options: list[str]) -> i
     arguments = launch_command_parser().parse_args(
         ["--config_file", str(config_file), *launch_options, "--module", "paretohqd.cli",
          *without_launch_arguments(argv, launch_options)])
-    try:
-        launch_command(arguments)
-    except ChildFailedError as exc:
-        codes = [failure.exitcode for failure in exc.failures.values()]
-        return next((code for code in codes if code > 0), 1)
-    except subprocess.CalledProcessError as exc:  # accelerate's one-process and multi-node launchers
-        return exc.returncode if exc.returncode > 0 else 1
-    except SignalException:  # Ctrl-C: the launcher has stopped the processes, which keep what they finished
-        raise KeyboardInterrupt from None
-    except ValueError as exc:  # accelerate's checks of the config and options, before any process starts
-        raise UserError(f"accelerate launch refuses {config_file}: {str(exc).splitlines()[0]}") from None
+    run = RunDir(output_dir)
+    run.check_writable()
+    with run.claimed(overwrite, wait, log=print), handed_down(folder_lock_file(run.path)):
+        try:
+            launch_command(arguments)
+        except ChildFailedError as exc:
+            codes = [failure.exitcode for failure in exc.failures.values()]
+            return next((code for code in codes if code > 0), 1)
+        except subprocess.CalledProcessError as exc:  # accelerate's one-process and multi-node launchers
+            return exc.returncode if exc.returncode > 0 else 1
+        except SignalException:  # Ctrl-C: the launcher has stopped the processes, which keep what they finished
+            raise KeyboardInterrupt from None
+        except ValueError as exc:  # accelerate's checks of the config and options, before any process starts
+            raise UserError(f"accelerate launch refuses {config_file}: {str(exc).splitlines()[0]}") from None
     return 0

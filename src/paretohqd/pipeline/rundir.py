@@ -70,19 +70,10 @@ class RunDir:
         manifest.setdefault("units", {})
         return manifest
 
-    def manifest_or_empty(self) -> dict:
-        """The manifest where it can be read; an empty one where it is missing or damaged."""
-        try:
-            manifest = self.manifest()
-        except (OSError, ValueError):
-            return {"units": {}, "stages": {}}
-        return manifest if isinstance(manifest.get("units"), dict) else {"units": {}, "stages": {}}
-
     def write_manifest(self, manifest: dict) -> None:
         manifest["stages"] = stage_summary(manifest["units"])
         manifest["updated"] = time.time()
         io.write_json(self.manifest_path, manifest)
-
 
     @contextlib.contextmanager
     def claimed(self, overwrite: bool = False, wait: bool = False,
@@ -175,12 +166,14 @@ def recorded_identity(path: Path) -> dict | None:
     if not isinstance(config, dict):
         raise UserError(f"output_dir '{path}' holds a damaged {RESOLVED_CONFIG}, so whose run it holds is unknown: "
                         "choose another output_dir, or pass --overwrite to clear it first")
-    manifest = RunDir(path).manifest_or_empty()
+    try:
+        samples_key = RunDir(path).manifest()["units"][SAMPLES_UNIT]["key"]
+    except (OSError, ValueError, KeyError, TypeError):  # not recorded yet, or a damaged manifest: no content to
+        samples_key = None                             # compare, so other data is told by its source alone
     data, model = config.get("data") or {}, config.get("model") or {}
     return run_identity(config.get("method", "paretohqd"),
                         [o.get("name") for o in config.get("objectives") or [] if isinstance(o, dict)],
-                        data.get("source"), manifest["units"].get(SAMPLES_UNIT, {}).get("key"),
-                        model.get("name_or_path"), model.get("revision"))
+                        data.get("source"), samples_key, model.get("name_or_path"), model.get("revision"))
 
 
 def identity_differences(previous: dict, current: dict) -> list[str]:

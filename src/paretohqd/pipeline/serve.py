@@ -7,12 +7,14 @@ must be finished in the run directory; nothing is trained or written here.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..config import RunConfig, load_config
 from ..errors import UserError
+from ..locking import output_lock_file, writer_lock
 from ..pareto import validate_preferences
 from .plan import build_plan
 from .rundir import RESOLVED_CONFIG, inside_run_directory, is_run_directory
@@ -77,6 +79,17 @@ def served_model(method, config: RunConfig, weights, mode: str | None = None) ->
     return ServedModel(config, config.method, [float(x) for x in preference],
                        mode or (method.serve_modes[0] if method.serve_modes else None), folders, model.mix,
                        model.made_from, model.condition, inputs, model.name)
+
+
+@contextlib.contextmanager
+def claimed_output_file(path: str | Path, overwrite: bool = False, wait: bool = False,
+                        option: str = "--output") -> Iterator[None]:
+    """Hold the file a serving command writes (one writer at a time, see :mod:`paretohqd.locking`) for the ``with``
+    block, once :func:`check_output_file` allows it."""
+    check_output_place(path, option)  # before the lock, whose file is written beside the output
+    with writer_lock(output_lock_file(path), f"{option} '{path}'", wait=wait):
+        check_output_file(path, overwrite, option)
+        yield
 
 
 def check_output_place(path: str | Path, option: str = "--output") -> None:
