@@ -1,4 +1,3 @@
-import contextlib
 import os
 from pathlib import Path
 
@@ -19,17 +18,11 @@ process, a Ray worker, a unit): set on both sides, never inherited. A sum over t
 another count, and which results then differ in their last bits depends on the processor's kernels."""
 
 
-@contextlib.contextmanager
 def torch_threads(count: int = EXACT_THREADS):
     """Run the block with ``count`` torch threads, then restore the caller's."""
-    import torch
+    from paretohqd.env import torch_threads as held
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return held(count)
 
 
 @pytest.fixture

@@ -249,7 +249,7 @@ def test_an_export_folder_has_one_writer(served_run, tmp_path):
     target = tmp_path / "w05"
     with holder(output_lock_file(target), argv=("export", "runs/x", "--weights", "1,1", "--output", str(target))):
         judge(cli("export", served_run, "--weights", "1,1", "--output", target),
-              rf"export folder '.*w05' is in use by `paretohqd export runs/x", root=tmp_path)
+              r"export folder '.*w05' is in use by `paretohqd export runs/x", root=tmp_path)
     assert not target.exists()
     assert cli("export", served_run, "--weights", "1,1", "--output", target).code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w05"]

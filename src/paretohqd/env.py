@@ -3,10 +3,12 @@ identities."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import Iterator
 
 REPORTED_PACKAGES = ("paretohqd", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy",
                      "moocore", "pandas", "pyarrow", "omegaconf", "sentence-transformers", "gguf")
@@ -19,6 +21,22 @@ def quiet_library_warnings() -> None:
 
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=r"(transformers|trl|peft|accelerate)(\.|$)")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[int]:
+    """Compute with ``count`` torch threads inside the block (None: leave them as they are), then restore the
+    caller's; yields the caller's count. The last bits of float results depend on it: threads sum in another order."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield before
+    finally:
+        if count is not None:
+            torch.set_num_threads(before)
 
 
 def package_version(name: str) -> str | None:

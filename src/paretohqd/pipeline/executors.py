@@ -13,6 +13,7 @@ Units of one ``group`` that are ready together run as one call (one vLLM engine 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import Callable, Sequence
 
 from ..config import ExecutionConfig, UnitResources
 from ..env import quiet_library_warnings
+from ..env import torch_threads as threads_held
 from ..errors import UserError
 from .units import Unit, UnitContext
 
@@ -73,21 +75,12 @@ def perform(batch_actions: tuple[Callable | None, Callable | None], contexts: li
     """Run one unit (``action(context)``) or a group (``group_action(contexts)``); return the wall seconds."""
     action, group_action = batch_actions
     quiet_library_warnings()  # a Ray worker never ran the command line's main()
-    previous = None
-    if torch_threads is not None:
-        import torch
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(torch_threads)
-    began = time.perf_counter()
-    try:
+    with threads_held(torch_threads) if torch_threads is not None else contextlib.nullcontext():
+        began = time.perf_counter()
         if group_action is not None:
             group_action(contexts)
         else:
             action(contexts[0])
-    finally:
-        if previous is not None:
-            torch.set_num_threads(previous)
     return time.perf_counter() - began
 
 

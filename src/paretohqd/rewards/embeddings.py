@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..env import package_version
+from ..env import package_version, torch_threads
 from ..errors import UserError
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -96,7 +96,6 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
 def _encode_alone(texts: list[str]) -> np.ndarray:
     """Each text in its own forward pass (batch_size=1: sentence-transformers then never pads), every kernel in one
     torch thread; the threads torch was given work on different texts at once instead."""
-    import torch
     from concurrent.futures import ThreadPoolExecutor
 
     model = load_minilm()
@@ -106,10 +105,8 @@ def _encode_alone(texts: list[str]) -> np.ndarray:
                                normalize_embeddings=True)
         return np.asarray(encoded, dtype=np.float32).reshape(len(part), EMBEDDING_DIM)
 
-    threads = torch.get_num_threads()
-    workers = max(1, min(threads, len(texts)))
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1) as threads:
+        workers = max(1, min(threads, len(texts)))
         if workers == 1:
             return encode(texts)
         vectors = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
@@ -117,8 +114,6 @@ def _encode_alone(texts: list[str]) -> np.ndarray:
             for start, part in enumerate(pool.map(encode, [texts[i::workers] for i in range(workers)])):
                 vectors[start::workers] = part
         return vectors
-    finally:
-        torch.set_num_threads(threads)
 
 
 # A bounded memo of distinct texts (about 30 MB): the second and third objective reading the same texts of a batch

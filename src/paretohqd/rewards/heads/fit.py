@@ -8,20 +8,19 @@ never saw.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ...data import load_pairs
-from ...env import package_versions
+from ...env import package_versions, torch_threads
 from ...errors import UserError
 from ...io import file_sha256, write_json
 from ..embeddings import embed, encoder_identity
@@ -98,18 +97,6 @@ def validate_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
         raise UserError("fitting a reward head needs pairs with at least 2 distinct prompts (they are split by "
                         "prompt into fit and held-out parts)")
     return pairs
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train(phi_c: np.ndarray, phi_r: np.ndarray, features: tuple[str, ...], kind: str, l2: float,
@@ -238,7 +225,7 @@ def fit_preference_head(pairs: pd.DataFrame, heldout_fraction: float = 0.2, seed
     def best_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return max(rows, key=lambda r: (r["cv_accuracy"], -r["cv_logloss"]))
 
-    with _torch_threads(1):  # tiny problems; one thread also keeps the optimiser's arithmetic reproducible
+    with torch_threads(1):  # tiny problems; one thread also keeps the optimiser's arithmetic reproducible
         # The linear search always runs: its L2 is also the MLP's penalty on the linear (skip) part, so the MLP
         # search only asks whether a nonlinear correction on top of the best linear model helps.
         validation = [cross_validate("linear", l2) for l2 in grid["linear"]]
