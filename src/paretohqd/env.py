@@ -24,19 +24,17 @@ def quiet_library_warnings() -> None:
 
 
 @contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[int]:
-    """Compute with ``count`` torch threads inside the block (None: leave them as they are), then restore the
-    caller's; yields the caller's count. The last bits of float results depend on it: threads sum in another order."""
+def torch_threads(count: int) -> Iterator[int]:
+    """Compute with ``count`` torch threads inside the block, then restore the caller's; yields the caller's count.
+    The last bits of float results depend on it: threads sum in another order."""
     import torch
 
     before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
+    torch.set_num_threads(count)
     try:
         yield before
     finally:
-        if count is not None:
-            torch.set_num_threads(before)
+        torch.set_num_threads(before)
 
 
 def package_version(name: str) -> str | None:
