@@ -80,12 +80,13 @@ def export_model(run_dir: str | Path, weights: Sequence[float], output: str | Pa
     docstring); returns its path. ``merge``: full merged weights instead of a LoRA adapter; ``mode``: as in
     :func:`paretohqd.load_policy`; ``overwrite``: replace an existing non-empty ``output``. One export writes
     ``output`` at a time: another is refused naming it, or with ``wait`` waited for."""
-    inside = inside_run_directory(Path(output).expanduser())
-    if inside is not None and inside.resolve() != Path(output).expanduser().resolve():  # before the lock, whose file
-        # is written beside the output (a run directory itself is refused below, as the run it would replace)
+    folder = Path(output).expanduser()
+    inside = inside_run_directory(folder)
+    if inside is not None and inside.resolve() != folder.resolve():  # before the lock, whose file is written beside
+        # the output (a run directory itself is refused below, as the run it would replace)
         raise UserError(f"export folder '{output}' lies inside the run directory '{inside}', whose files are the "
                         "run's own: choose a folder outside it")
-    with writer_lock(output_lock_file(Path(output).expanduser()), f"export folder '{output}'", wait=wait):
+    with writer_lock(output_lock_file(folder), f"export folder '{output}'", wait=wait):
         return _export_model(Path(run_dir), weights, output, merge, mode, overwrite)
 
 

@@ -97,8 +97,7 @@ def writer_lock(lock_file: str | os.PathLike, what: str, wait: bool = False,
     """Hold the lock ``lock_file`` for the ``with`` block, as the one writer of ``what`` (``"output_dir 'runs/a'"``).
 
     Held by another process: one sentence naming it (``advice`` says what else to do), or with ``wait`` wait for
-    it. Re-entrant within this process, and a no-op where the launcher of this process holds it (see
-    :data:`HELD_BY_LAUNCHER`)."""
+    it. Re-entrant within this process."""
     from filelock import FileLock, Timeout
 
     lock_file = Path(os.path.abspath(lock_file))
@@ -108,9 +107,6 @@ def writer_lock(lock_file: str | os.PathLike, what: str, wait: bool = False,
             yield
         finally:
             _held[lock_file][1] -= 1
-        return
-    if held_by_launcher(lock_file):
-        yield
         return
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(lock_file, timeout=-1 if wait else 0, on_acquired=_claim)

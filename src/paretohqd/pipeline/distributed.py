@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 from ..config import ExecutionConfig
 from ..errors import UserError
-from .executors import Finish, ReadyGraph, Start, perform
+from .executors import Finish, ReadyGraph, Start, kind_threads, perform
 from .units import Unit, UnitContext
 
 SHARED_KINDS = frozenset({"sft", "dpo", "rloo", "score_shard", "generate", "score_generated"})
@@ -207,10 +207,10 @@ class DistributedExecutor:
             began = time.perf_counter()
             own: BaseException | None = None
             if shared or self.main_process:
-                threads = self.execution.resources_for(chosen[0].kind).torch_threads if self.execution else None
                 try:
                     perform((chosen[0].action, chosen[0].group_action),
-                            [self._context(context_of(unit), shared) for unit in chosen], threads)
+                            [self._context(context_of(unit), shared) for unit in chosen],
+                            kind_threads(self.execution, chosen[0].kind))
                 except BaseException as exc:  # noqa: BLE001 - every process must hear of it before anyone stops
                     own = exc
             failure = agreed_failure(self.collective.agree(_failure(own, self.rank)), chosen[0].name)

@@ -84,6 +84,11 @@ def perform(batch_actions: tuple[Callable | None, Callable | None], contexts: li
     return time.perf_counter() - began
 
 
+def kind_threads(execution: ExecutionConfig | None, kind: str) -> int | None:
+    """The torch threads ``execution.resources`` gives a unit kind in this process (None: torch's own)."""
+    return execution.resources_for(kind).torch_threads if execution else None
+
+
 def _actions(batch: list[Unit]) -> tuple[Callable | None, Callable | None]:
     return batch[0].action, batch[0].group_action
 
@@ -114,7 +119,7 @@ class LocalExecutor:
             batch = _starting(graph.take(ready[0]), start, graph)
             if not batch:
                 continue
-            threads = self.execution.resources_for(batch[0].kind).torch_threads if self.execution else None
+            threads = kind_threads(self.execution, batch[0].kind)
             began = time.perf_counter()
             try:
                 perform(_actions(batch), [context_of(u) for u in batch], threads)

@@ -85,31 +85,18 @@ def served_model(method, config: RunConfig, weights, mode: str | None = None) ->
 def claimed_output_file(path: str | Path, overwrite: bool = False, wait: bool = False,
                         option: str = "--output") -> Iterator[None]:
     """Hold the file a serving command writes (one writer at a time, see :mod:`paretohqd.locking`) for the ``with``
-    block, once :func:`check_output_file` allows it."""
-    check_output_place(path, option)  # before the lock, whose file is written beside the output
-    with writer_lock(output_lock_file(path), f"{option} '{path}'", wait=wait):
-        check_output_file(path, overwrite, option)
-        yield
-
-
-def check_output_place(path: str | Path, option: str = "--output") -> None:
-    """Where a serving command may write a file: never inside a run directory (a run's own files are its units'),
-    and not onto a folder."""
+    block. Never a path inside a run directory (a run's own files are its units') or a folder; an existing file
+    only with ``overwrite`` (checked once the lock is held)."""
     run = inside_run_directory(path)
-    if run is not None:
+    if run is not None:  # before the lock, whose file is written beside the output
         raise UserError(f"{option} '{path}' lies inside the run directory '{run}', whose files are the run's own: "
                         "write it elsewhere")
     if Path(path).is_dir():
         raise UserError(f"{option} '{path}' is a folder: give a file name")
-
-
-def check_output_file(path: str | Path, overwrite: bool, option: str = "--output") -> None:
-    """A file a serving command may write now (its lock held): a place :func:`check_output_place` allows, and not
-    an existing file unless ``overwrite``."""
-    check_output_place(path, option)
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise UserError(f"{option} '{path}' exists: choose a new file, or pass --overwrite to replace it")
+    with writer_lock(output_lock_file(path), f"{option} '{path}'", wait=wait):
+        if Path(path).exists() and not overwrite:
+            raise UserError(f"{option} '{path}' exists: choose a new file, or pass --overwrite to replace it")
+        yield
 
 
 def check_serving_weights(weights, num_objectives: int):
