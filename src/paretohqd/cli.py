@@ -4,6 +4,7 @@ imports happen inside commands so that `paretohqd --help` answers at once."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -432,5 +433,19 @@ def _rewards(args: argparse.Namespace) -> int:
     raise UserError("rewards needs an action: list or fit")
 
 
+def _exit(code: int) -> None:
+    """Exit with ``code``. A process of a multi-process launch that failed leaves at once, its sentence said: the
+    interpreter's teardown of process groups whose peers are failing too can abort it ("terminate called without an
+    active exception", signal 6), and the launch would then report that instead of the failure's own exit code.
+    Everything it finished is already on disk, written atomically."""
+    from .pipeline.distributed import launched_world
+
+    if code and launched_world()[1] > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
