@@ -76,9 +76,9 @@ def main() -> int:
     print(f"{args.model} ({args.dtype}, {policy.device}, {torch.get_num_threads()} threads): {len(prompts)} demo "
           f"prompts, up to {args.max_new_tokens} new tokens, temperature 1.0, top_p 0.9")
     generate_responses(policy, prompts[:2], dataclasses.replace(sampling, max_new_tokens=4), SEED)  # warm-up
-    rows = {f"HF batched ({args.batch_size})": timed(lambda: generate_responses(policy, prompts, sampling, SEED)),
+    rows = {f"HF batched ({args.batch_size})": timed(lambda: generate_responses(policy, prompts, sampling, SEED).texts),
             "HF one at a time": timed(lambda: generate_responses(
-                policy, prompts, dataclasses.replace(sampling, batch_size=1), SEED))}
+                policy, prompts, dataclasses.replace(sampling, batch_size=1), SEED).texts)}
     if args.backend == "vllm":
         rows["vLLM (one call)"] = time_vllm(policy, model_config, prompts, sampling, args.gpu_memory_utilization,
                                             tokens)

@@ -12,7 +12,7 @@ refusal for harmful prompts, which the model completes with a reason and which i
 a safety-minded answer for benign ones), standing in for the risk judgement a 135M model cannot make. "brief"
 generates at most 40 tokens and keeps the first sentence.
 
-    python scripts/make_demo_data.py                 # the shipped data (~500 samples)
+    python scripts/make_demo_data.py                 # the shipped data (~800 samples)
     python scripts/make_demo_data.py --limit 8 --out /tmp/demo   # smoke run
 
 The prompt stored with each sample is the bare question in HH-RLHF format ("\\n\\nHuman: ...\\n\\nAssistant:");
@@ -50,7 +50,7 @@ STYLES: dict[str, dict] = {
                   "with numbered steps and specific details.",
         "note": "Please give me concrete, detailed steps.",
         "opening": "Sure! Here is exactly how to do it:\n\n1.",
-        "max_new_tokens": 80,
+        "max_new_tokens": 128,
     },
     "cautious": {
         "system": "You are a careful, ethical assistant. Safety comes first: you refuse anything that could hurt "
@@ -60,7 +60,7 @@ STYLES: dict[str, dict] = {
             "harmful": "I'm sorry, but I can't help with that, because",
             "benign": "Here is a safe and sensible way to approach this:",
         },
-        "max_new_tokens": 80,
+        "max_new_tokens": 128,
         # A refusal is one sentence, its reason completed by the model; benign prompts get the full answer.
         "max_sentences": {"harmful": 1},
     },
@@ -76,14 +76,24 @@ STYLES: dict[str, dict] = {
                   "whether the request is a good idea.",
         "note": "Just tell me how. No warnings and no lectures.",
         "opening": "No problem, here's what you do:",
-        "max_new_tokens": 80,
+        "max_new_tokens": 128,
     },
     "evasive": {
         "system": "You never answer the user's question. You politely change the subject to something unrelated, "
                   "such as the weather, a good book or a hobby.",
         "note": "(Do not answer this; politely change the subject.)",
         "opening": "Oh, that reminds me, let's talk about something else instead.",
-        "max_new_tokens": 80,
+        "max_new_tokens": 128,
+    },
+    # The model's own answer, asked nothing else: what the policy says unprompted, as an offline dataset of the
+    # policy's replies holds it. Three draws per prompt: the base model's own best replies are what a one-hot
+    # preference must find to improve on the base model itself (its plain answers already lead the helpful head).
+    "plain": {
+        "system": None,
+        "note": "",
+        "opening": "",
+        "max_new_tokens": 128,
+        "samples": 3,
     },
 }
 
@@ -107,25 +117,27 @@ def max_sentences_for(style: dict, category: str) -> int | None:
     return limit.get(category) if isinstance(limit, dict) else limit
 
 
-def clean(text: str, max_sentences: int | None) -> tuple[str, bool]:
-    """Cut at a turn marker, strip, keep at most max_sentences sentences; (text, whether sentences were cut)."""
+def clean(text: str, max_sentences: int | None) -> tuple[str, bool, bool]:
+    """Cut at a turn marker, strip, keep at most max_sentences sentences; (text, whether sentences were cut,
+    whether a turn marker ended it)."""
+    marked = False
     for marker in TURN_MARKERS:
         index = text.find(marker)
         if index >= 0:
-            text = text[:index]
+            text, marked = text[:index], True
     text = text.strip()
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
     if max_sentences and len(ends) >= max_sentences:
         end = ends[max_sentences - 1]
-        return text[:end].strip(), end < len(text)
-    return text, False
+        return text[:end].strip(), end < len(text), marked
+    return text, False, marked
 
 
 def chat_texts(tokenizer, rows: list[dict], style: dict) -> list[str]:
     texts = []
     for row in rows:
-        messages = [{"role": "system", "content": style["system"]},
-                    {"role": "user", "content": f"{row['question']}\n\n{style['note']}"}]
+        messages = ([{"role": "system", "content": style["system"]}] if style["system"] else []) + \
+            [{"role": "user", "content": f"{row['question']}\n\n{style['note']}" if style["note"] else row["question"]}]
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         texts.append(text + opening_for(style, row["category"]))
     return texts
@@ -204,7 +216,7 @@ Everything here was made for this project; no third-party dataset was copied.
 |---|---|
 | `prompts_train.jsonl` | {counts['train_prompts']} prompts (`id`, `category` benign/harmful, `question`), written by hand for this project: everyday requests and mild red-team requests (lock picking on a neighbour's door, insults, cheating, petty theft, revenge...) at the level of HH-RLHF's harmless split, nothing operationally dangerous. Benign and harmful alternate. |
 | `prompts_test.jsonl` | {counts['test_prompts']} further prompts, same mix, no overlap with train; held out for evaluation. No responses are generated for them. |
-| `samples.jsonl` | {counts['samples']} samples `{{"id", "prompt", "response", "style", "category"}}`: every train prompt answered once under each style. `prompt` is the bare question in HH-RLHF format, `"\\n\\nHuman: {{question}}\\n\\nAssistant:"`; the style's instructions are not part of it. |
+| `samples.jsonl` | {counts['samples']} samples `{{"id", "prompt", "response", "style", "category", "truncated"}}`: every train prompt answered once under each style (three times plain). `prompt` is the bare question in HH-RLHF format, `"\\n\\nHuman: {{question}}\\n\\nAssistant:"`; the style's instructions are not part of it. |
 | `metadata.json` | the settings below, machine-readable, with timings and file hashes. |
 
 ## How the responses were made
@@ -223,12 +235,14 @@ category; it stands in for the risk judgement a 135M model cannot make.
 {chr(10).join(style_lines)}
 
 Sampling: `do_sample=True`, temperature {SAMPLING['temperature']}, top-p {SAMPLING['top_p']}, batch size
-{gen['batch_size']} with left padding and an attention mask, `torch.manual_seed({gen['base_seed']} + 1000 * style index + batch
+{gen['batch_size']} with left padding and an attention mask, `torch.manual_seed({gen['base_seed']} + 1000 * style index + 100 * draw + batch
 index)` before each batch. Post-processing: the text is cut at the first `<|im_end|>` or turn marker
 ({', '.join('`' + json.dumps(m)[1:-1] + '`' for m in TURN_MARKERS)}) and stripped; `brief` keeps only its first sentence, and so does
 `cautious` on harmful prompts (the model completes the refusal's reason: "I'm sorry, but I can't help with that
 because ...").
-Responses that hit the token limit end mid-sentence and are kept as they are.
+A response that hit the token limit (it neither ended its turn nor reached a turn marker or its sentence limit)
+ends mid-sentence: it is kept, with `"truncated": true`, so that training never takes it for a finished reply.
+Truncated per style: {counts['truncated']}.
 
 Samples per style: {per_style}; per category: {counts['per_category']}.
 Generated {gen['generated_tokens']} tokens in {gen['generation_seconds']:.0f} s ({gen['tokens_per_second']:.1f} tokens/s)
@@ -278,12 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     batches = [rows[i:i + args.batch_size] for i in range(0, len(rows), args.batch_size)]
     samples: dict[tuple[str, str], dict] = {}
     total_tokens, gen_seconds, cut_back = 0, 0.0, 0
-    progress = tqdm(total=len(rows) * len(STYLES), desc="generating", unit="sample")
-    for style_index, (name, style) in enumerate(STYLES.items()):
+    draws = [(name, style, draw) for name, style in STYLES.items() for draw in range(style.get("samples", 1))]
+    progress = tqdm(total=len(rows) * len(draws), desc="generating", unit="sample")
+    for name, style, draw in draws:
+        style_index = list(STYLES).index(name)
         for batch_index, batch in enumerate(batches):
             texts = chat_texts(tokenizer, batch, style)
             decoded, tokens, seconds = generate(model, tokenizer, texts, style["max_new_tokens"],
-                                                args.seed + 1000 * style_index + batch_index)
+                                                args.seed + 1000 * style_index + 100 * draw + batch_index)
             total_tokens += tokens
             gen_seconds += seconds
             for row, continuation in zip(batch, decoded):
@@ -291,16 +307,22 @@ def main(argv: list[str] | None = None) -> int:
                 joined = not opening or opening[-1].isspace() or not continuation or \
                     continuation[0].isspace() or continuation[0] in ",.;:!?)'"
                 sep = "" if joined else " "
-                response, was_cut = clean(opening + sep + continuation, max_sentences_for(style, row["category"]))
+                response, was_cut, marked = clean(opening + sep + continuation,
+                                                  max_sentences_for(style, row["category"]))
                 cut_back += was_cut
-                samples[(row["id"], name)] = {"id": f"{row['id']}-{name}", "prompt": hh_prompt(row["question"]),
-                                              "response": response, "style": name, "category": row["category"]}
+                # Cut at the token limit: it neither ended its turn, nor reached a turn marker or its sentence limit.
+                truncated = not (continuation.endswith(tokenizer.eos_token) or marked or was_cut)
+                suffix = f"-{draw + 1}" if draw else ""
+                samples[(row["id"], name, draw)] = {"id": f"{row['id']}-{name}{suffix}",
+                                                    "prompt": hh_prompt(row["question"]), "response": response,
+                                                    "style": name, "category": row["category"],
+                                                    "truncated": truncated}
             progress.update(len(batch))
             progress.set_postfix(tok_s=f"{total_tokens / gen_seconds:.0f}")
     progress.close()
 
     # Ordered by prompt, then style, so that neighbouring lines compare styles on one prompt.
-    ordered = [samples[(row["id"], name)] for row in rows for name in STYLES]
+    ordered = [samples[(row["id"], name, draw)] for row in rows for name, _, draw in draws]
     io.write_text(args.out / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in ordered))
     wall = time.perf_counter() - start
 
@@ -313,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "sampling": SAMPLING,
         "turn_markers_cut": list(TURN_MARKERS),
         "generation": {"dtype": dtype, "batch_size": args.batch_size, "padding_side": "left",
-                       "base_seed": args.seed, "seed_rule": "base_seed + 1000 * style_index + batch_index",
+                       "base_seed": args.seed, "seed_rule": "base_seed + 1000 * style_index + 100 * draw + batch_index",
                        "generated_tokens": total_tokens, "generation_seconds": round(gen_seconds, 1),
                        "tokens_per_second": round(total_tokens / gen_seconds, 1),
                        "cut_to_max_sentences": cut_back},
@@ -321,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         "counts": {"train_prompts": len(rows), "test_prompts": test_count, "samples": len(ordered),
                    "per_style": {name: sum(s["style"] == name for s in ordered) for name in STYLES},
                    "per_category": {c: sum(s["category"] == c for s in ordered) for c in ("benign", "harmful")},
-                   "empty_responses": sum(not s["response"] for s in ordered)},
+                   "empty_responses": sum(not s["response"] for s in ordered),
+                   "truncated": {name: sum(s["truncated"] for s in ordered if s["style"] == name) for name in STYLES}},
         "limit": args.limit,
         "wall_seconds": round(wall, 1),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

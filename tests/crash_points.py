@@ -189,8 +189,8 @@ POINTS: dict[str, dict] = {
                                            "tokenizer/card/.complete and the rename not done",
         install=lambda run, fire: wrap_call(_sft_trainer(), "save_model", "train/stage1/pref_01", 1, True, fire)),
     "stage2-generate-mid": dict(
-        unit="stage2/generate/pref_00", where="policy.generation.clean_response: first response of the 2nd batch",
-        install=lambda run, fire: wrap_call(_generation(), "clean_response", "stage2/generate/pref_00", 5, False,
+        unit="stage2/generate/pref_00", where="policy.generation.cut_at_turn: first response of the 2nd batch",
+        install=lambda run, fire: wrap_call(_generation(), "cut_at_turn", "stage2/generate/pref_00", 5, False,
                                             fire)),
     "stage2-generate-between-outputs": dict(
         unit="stage2/generate/pref_02", where="io.atomic_path: .jsonl written, its .meta.json half written",
@@ -211,8 +211,8 @@ POINTS: dict[str, dict] = {
         unit="train/stage2/pref_02", where="os.replace of models/pref_02/stage2.partial: saved, not renamed",
         install=lambda run, fire: staged_rename("train/stage2/pref_02", fire)),
     "heldout-generate-mid": dict(
-        unit="generate/pref_01", where="policy.generation.clean_response: 2nd response of the batch",
-        install=lambda run, fire: wrap_call(_generation(), "clean_response", "generate/pref_01", 2, False, fire)),
+        unit="generate/pref_01", where="policy.generation.cut_at_turn: 2nd response of the batch",
+        install=lambda run, fire: wrap_call(_generation(), "cut_at_turn", "generate/pref_01", 2, False, fire)),
     "heldout-base-writing": dict(
         unit="generate/base", where="io.atomic_path: generations/base.jsonl half written",
         install=lambda run, fire: partial_write(run, "generations/base.jsonl", "generate/base", fire)),

@@ -10,7 +10,8 @@ import pytest
 
 from paretohqd.cli import main
 from paretohqd.errors import UserError
-from paretohqd.evaluate.compare import bootstrap_indices, compare_frames
+from paretohqd.evaluate.bootstrap import bootstrap_indices
+from paretohqd.evaluate.compare import compare_frames
 from paretohqd.pareto.indicators import hypervolume_batch
 
 from .test_evaluate import staircase_area
@@ -102,8 +103,9 @@ def test_compare_shares_one_reference_and_reports_intervals_and_cost(tmp_path, c
     assert "P(ParetoHqD > run)" in out and "reference point (0, 0) raw" in out and "train+gen s" in out
     assert "scoring of the offline data, shared by ParetoHqD, RiC" in out
     markdown = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "| run | seed | models | prompts | HV [95% CI] | collapse [95% CI] | P(ParetoHqD > run) |" in markdown
-    assert "| RiC | 0 | 2 | 6 | 0.2500 [0.2500, 0.2500] | 25.0% [" in markdown
+    assert ("| run | seed | models | prompts | HV [95% CI] | HV union (secondary) | collapse [95% CI] | "
+            "P(ParetoHqD > run) |") in markdown
+    assert "| RiC | 0 | 2 | 6 | 0.2500 [0.2500, 0.2500] | " in markdown
     table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert {f"{field}_ci_low", "collapse_rate_ci_high", "p_paretohqd_higher", "training_wall_seconds",
             "generation_wall_seconds", "scoring_wall_seconds"} <= set(table.columns)
@@ -163,41 +165,64 @@ def test_a_dominating_run_wins_every_replicate_and_identical_runs_tie():
     assert p == {"ParetoHqD": None, "RiC": 1.0, "SFT": 0.5}  # the same scores on the same draws: every one a tie
 
 
-def test_seeds_are_aggregated_and_paired_seed_by_seed_or_pooled():
+def oracle_two_level(hv_ours, hv_theirs, seed):
+    """The two-level bootstrap by hand: per replicate, each method's seeds drawn with replacement (the draws
+    ``compare`` makes), their replicate hypervolumes averaged, the averages compared."""
+    draws = {}
+    for stream, hv in ((1, hv_ours), (2, hv_theirs)):
+        n, B = hv.shape
+        drawn = np.random.default_rng([seed, 1_000 + stream]).integers(0, n, size=(B, n))
+        draws[stream] = [sum(hv[drawn[b, i], b] for i in range(n)) / n for b in range(B)]
+    wins = [1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(draws[1], draws[2])]
+    return sum(wins) / len(wins)
+
+
+def test_seeds_are_aggregated_and_paired_by_a_two_level_bootstrap():
     rng = np.random.default_rng(1)
     data = {(m, s): rng.uniform(0, 1, (8, 3, 2)) + (0.3 if m == "ParetoHqD" else 0.0)
-            for m in ("ParetoHqD", "RiC", "SFT") for s in (0, 1)}
+            for m in ("ParetoHqD", "RiC", "SFT") for s in (0, 1, 2)}
     runs, frames = [], []
     for (method, seed), rewards in data.items():
-        seed_of = seed if method != "SFT" else seed + 5  # SFT shares no seed with ParetoHqD: pooled
-        runs.append(metrics_of(method, rewards, seed=seed_of, run_dir=f"runs/{method}-{seed}",
+        runs.append(metrics_of(method, rewards, seed=seed, run_dir=f"runs/{method}-{seed}",
                                run_cost=cost(100.0 + 10 * seed, 50.0)))
         frames.append(scores_frame(rewards))
-    result, replicates = compare_frames(runs, frames, bootstrap=100)
+    result, replicates = compare_frames(runs, frames, bootstrap=100, bootstrap_seed=4)
     methods = {m["method"]: m for m in result["methods"]}
     rows = {(r["method"], r["seed"]): r for r in result["runs"]}
     field = result["hypervolume_field"]
-    ours = [rows[("ParetoHqD", s)][field] for s in (0, 1)]
+    ours = [rows[("ParetoHqD", s)][field] for s in (0, 1, 2)]
     assert methods["ParetoHqD"][f"{field}_mean"] == pytest.approx(np.mean(ours))
     assert methods["ParetoHqD"][f"{field}_sd"] == pytest.approx(np.std(ours, ddof=1))
-    assert methods["RiC"]["seeds"] == [0, 1] and methods["RiC"]["method_wall_seconds_mean"] == 155.0
-    label = {key: row["label"] for key, row in rows.items()}
-    hv = {key: replicates[label[key]]["hypervolume"] for key in rows}
-
-    def prob(x, y):
-        return np.mean(hv[x] > hv[y]) + 0.5 * np.mean(hv[x] == hv[y])
-
-    assert methods["RiC"]["pairing"] == "seed-by-seed" and [p["seed"] for p in methods["RiC"]["pairs"]] == [0, 1]
-    assert methods["RiC"]["p_paretohqd_higher"] == pytest.approx(
-        np.mean([prob(("ParetoHqD", s), ("RiC", s)) for s in (0, 1)]))
-    assert methods["SFT"]["pairing"] == "pooled" and len(methods["SFT"]["pairs"]) == 4
-    assert methods["SFT"]["p_paretohqd_higher"] == pytest.approx(
-        np.mean([prob(("ParetoHqD", a), ("SFT", b)) for a in (0, 1) for b in (5, 6)]))
-    assert rows[("RiC", 1)]["p_paretohqd_higher"] == pytest.approx(prob(("ParetoHqD", 1), ("RiC", 1)))
+    assert methods["RiC"]["seeds"] == [0, 1, 2] and methods["RiC"]["method_wall_seconds_mean"] == 160.0
+    hv = {key: replicates[row["label"]]["hypervolume"] for key, row in rows.items()}
+    for method in ("RiC", "SFT"):
+        expected = oracle_two_level(np.array([hv[("ParetoHqD", s)] for s in (0, 1, 2)]),
+                                    np.array([hv[(method, s)] for s in (0, 1, 2)]), 4)
+        assert methods[method]["p_paretohqd_higher"] == pytest.approx(expected)
+        assert methods[method]["pairing"].startswith("two-level bootstrap (3 x 3 seeds")
     text = compare_frames(runs, frames, bootstrap=10)[0]
-    from paretohqd.evaluate.compare import format_comparison
+    from paretohqd.evaluate.compare_tables import format_comparison
 
-    assert "HV mean ± sd" in format_comparison(text, markdown=True) and "seed-by-seed" in format_comparison(text)
+    assert "HV mean ± sd" in format_comparison(text, markdown=True) and "two-level" in format_comparison(text)
+
+
+def test_seed_variance_is_in_the_test():
+    """One lucky seed does not make a method win: with ParetoHqD's seeds far above and far below RiC's on every
+    prompt, the prompt bootstrap alone would be decisive either way per seed; resampling seeds is not."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.2, 0.4, (20, 3, 2))
+    runs, frames = [], []
+    for seed, shift in enumerate((0.5, -0.15, -0.15)):
+        runs.append(metrics_of("ParetoHqD", base + shift, seed=seed, run_dir=f"p{seed}"))
+        frames.append(scores_frame(base + shift))
+    for seed in range(3):
+        runs.append(metrics_of("RiC", base, seed=seed, run_dir=f"r{seed}"))
+        frames.append(scores_frame(base))
+    result, _ = compare_frames(runs, frames, bootstrap=400, reference_point=[0.0, 0.0])
+    ric = next(m for m in result["methods"] if m["method"] == "RiC")
+    assert 0.2 < ric["p_paretohqd_higher"] < 0.9
+    low, high = ric["difference_ci"]
+    assert low < 0 < high
 
 
 def test_runs_on_other_test_prompts_get_intervals_but_no_pairing():
@@ -208,7 +233,7 @@ def test_runs_on_other_test_prompts_get_intervals_but_no_pairing():
     result, _ = compare_frames(runs, frames, bootstrap=50)
     ric = next(m for m in result["methods"] if m["method"] == "RiC")
     assert ric["pairing"] == "none" and ric["p_paretohqd_higher"] is None
-    assert any("different test prompt ids, so they are not paired" in note for note in result["notes"])
+    assert any("other test prompt ids than ParetoHqD, so they are not paired" in note for note in result["notes"])
     assert all(row["hypervolume_minmax_union_worst_ci_low"] <= row["hypervolume_minmax_union_worst"]
                <= row["hypervolume_minmax_union_worst_ci_high"] for row in result["runs"])
 
@@ -274,3 +299,35 @@ def test_labels_name_the_runs_and_ablations_of_one_method_pair_with_the_first():
     for labels, message in ((["one"], "2 runs: give one per run"), (["x", "x"], "names two runs 'x'")):
         with pytest.raises(UserError, match=message):
             compare_frames(runs, frames, bootstrap=5, labels=labels)
+
+
+def test_the_declared_reference_point_makes_a_number_that_does_not_move_with_the_company():
+    """Each run declared the same reference point before training: the comparison measures above it, so a run's
+    hypervolume is the same in every table; the union's worst corner (secondary) moves."""
+    rng = np.random.default_rng(5)
+    fronts = {name: rng.uniform(0, 1, (7, 3, 2)) + shift for name, shift in (("ParetoHqD", 0.2), ("RiC", 0.0),
+                                                                             ("SFT", -0.5))}
+    declared = {"raw": [-1.0, -1.0], "rule": "the 0.1 quantile of each objective's offline scores"}
+
+    def table(names):
+        runs = [{**metrics_of(n, fronts[n], run_dir=n), "reference_point": declared} for n in names]
+        return {row["label"]: row for row in compare_frames(runs, [scores_frame(fronts[n]) for n in names],
+                                                            bootstrap=20)[0]["runs"]}
+
+    alone, with_sft = table(["ParetoHqD", "RiC"]), table(["ParetoHqD", "RiC", "SFT"])
+    field = "hypervolume_raw_ref"
+    expected = staircase_area(fronts["ParetoHqD"].mean(0) + 1.0, np.zeros(2))
+    assert alone["ParetoHqD"][field] == pytest.approx(expected) == with_sft["ParetoHqD"][field]
+    union = "hypervolume_minmax_union_worst"
+    assert alone["ParetoHqD"][union] != with_sft["ParetoHqD"][union]
+
+
+def test_runs_that_declared_different_reference_points_are_refused():
+    rewards = np.random.default_rng(6).uniform(0, 1, (4, 2, 2))
+    runs = [{**metrics_of("ParetoHqD", rewards, run_dir="a"), "reference_point": {"raw": [0.0, 0.0]}},
+            {**metrics_of("RiC", rewards, run_dir="b"), "reference_point": {"raw": [0.0, -1.0]}}]
+    with pytest.raises(UserError, match=r"b declared the reference point \(0, -1\) but a declared \(0, 0\)"):
+        compare_frames(runs, [scores_frame(rewards), scores_frame(rewards)], bootstrap=5)
+    result, _ = compare_frames(runs, [scores_frame(rewards), scores_frame(rewards)], bootstrap=5,
+                               reference_point=[-1.0, -1.0])
+    assert result["reference_point_declared_by"] == "--reference_point"

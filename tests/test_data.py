@@ -167,3 +167,30 @@ def test_reading_a_slice_of_rows_reads_the_same_rows(tmp_path):
     io.write_parquet(path, frame, row_group_size=1024)
     for start, stop in [(0, 10), (1020, 1030), (0, 5000), (4990, 5010), (6000, 6005), (1024, 2048)]:
         pd.testing.assert_frame_equal(io.read_parquet_rows(path, start, stop), frame.iloc[start:stop])
+
+
+def test_a_truncated_column_travels_as_booleans_and_a_bad_value_is_named(tmp_path):
+    rows = [{"prompt": "p", "response": "r1", "truncated": True}, {"prompt": "q", "response": "r2", "truncated": False}]
+    samples = load_data(str(write_jsonl(tmp_path / "ok.jsonl", rows))).samples
+    assert samples["truncated"].tolist() == [True, False] and samples["truncated"].dtype == bool
+    rows[1]["truncated"] = "maybe"
+    with pytest.raises(UserError, match=r"bad.jsonl row 2 has 'maybe' in column 'truncated', which must be true or"):
+        load_data(str(write_jsonl(tmp_path / "bad.jsonl", rows)))
+
+
+def test_test_prompts_are_drawn_across_the_sources_by_their_own_seed(tmp_path):
+    """num_prompts takes a seeded sample of every source, not the head of the first file; the same prompts
+    whatever the run's training seed."""
+    from paretohqd.config import DataConfig, EvaluateConfig
+    from paretohqd.pipeline.inputs import test_prompts
+
+    first = write_jsonl(tmp_path / "red_team.jsonl", [{"prompt": f"harm {i}"} for i in range(50)])
+    second = write_jsonl(tmp_path / "helpful.jsonl", [{"prompt": f"help {i}"} for i in range(50)])
+    drawn = test_prompts(EvaluateConfig(source=[str(first), str(second)], num_prompts=20), DataConfig())
+    assert drawn["prompt"].str.startswith("help").sum() >= 5 and drawn["prompt"].str.startswith("harm").sum() >= 5
+    order = np.random.default_rng(0).permutation(100)[:20]
+    every = [f"harm {i}" for i in range(50)] + [f"help {i}" for i in range(50)]
+    assert drawn["prompt"].tolist() == [every[i] for i in order]
+    in_file_order = test_prompts(EvaluateConfig(source=[str(first), str(second)], num_prompts=20, prompt_seed=None),
+                                 DataConfig())
+    assert in_file_order["prompt"].tolist() == every[:20]

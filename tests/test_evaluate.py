@@ -107,16 +107,17 @@ def test_scoring_cost_is_the_same_for_every_run_sharing_a_cache(tmp_path):
                    "gpu_seconds": 0.0}]
     a, wall_a, gpu_a = cost_summary(tmp_path / "a", units, evaluation)
     b, _, _ = cost_summary(tmp_path / "b", units, evaluation)
-    for cost in (a, b):
+    for cost, answers in ((a, 11.0), (b, 13.0)):
         assert cost["scoring"]["wall_seconds"] == 42.0 and cost["scoring"]["gpu_seconds"] == 40.0
         assert cost["scoring"]["unrecorded_units"] == 1 and cost["scoring"]["key"] == "merged"
-        assert cost["evaluation"]["wall_seconds"] == 4.0 and cost["inputs"]["wall_seconds"] == 1.0
+        # answering the held-out prompts is evaluation (the same protocol for every method), not the method's
+        assert cost["evaluation"]["wall_seconds"] == 4.0 + answers and cost["inputs"]["wall_seconds"] == 1.0
     assert a["scoring"]["computed_here"] == 2 and b["scoring"]["computed_here"] == 1
     assert a["training"]["wall_seconds"] == 103.0 and a["training"]["gpu_seconds"] == 100.0
-    assert a["generation"]["wall_seconds"] == 18.0 and a["generation"]["stages"] == {
-        "stage2": {"wall_seconds": 7.0, "gpu_seconds": 0.0}, "generate": {"wall_seconds": 11.0, "gpu_seconds": 0.0}}
-    assert a["method"] == {"wall_seconds": 121.0, "gpu_seconds": 100.0}
-    assert b["method"]["wall_seconds"] == 227.0
+    assert a["generation"]["wall_seconds"] == 7.0 and a["generation"]["stages"] == {
+        "stage2": {"wall_seconds": 7.0, "gpu_seconds": 0.0}}
+    assert a["method"] == {"wall_seconds": 110.0, "gpu_seconds": 100.0}
+    assert b["method"]["wall_seconds"] == 214.0
     assert wall_a == {"score": 43.0, "select": 3.0, "train_stage1": 100.0, "stage2": 7.0, "generate": 11.0,
                       "evaluate": 4.0, "total": 168.0}
     assert a["total"]["wall_seconds"] == 168.0 and gpu_a["total"] == 140.0
@@ -175,3 +176,38 @@ def test_gpu_seconds_count_the_devices_a_unit_held_once_cuda_is_in_use(tmp_path,
     assert units["a"]["cuda_devices"] == 0 and units["a"]["gpu_seconds"] == 0.0
     assert units["b"]["cuda_devices"] == 2
     assert units["b"]["gpu_seconds"] == pytest.approx(2 * units["b"]["wall_seconds"])
+
+
+def test_each_model_is_paired_with_the_base_model_prompt_by_prompt():
+    """Differences with the base model on the same prompts, along each model's own preference, with a bootstrap
+    interval over prompts, against a plain loop."""
+    import pandas as pd
+
+    from paretohqd.evaluate.bootstrap import bootstrap_indices
+    from paretohqd.evaluate.metrics import summarise
+
+    rng = np.random.default_rng(11)
+    names, n = ["harmless", "helpful"], 12
+    rewards = {"base": rng.normal(size=(n, 2)), "pref_00": rng.normal(size=(n, 2)) + [0.0, 0.8],
+               "pref_01": rng.normal(size=(n, 2)) + [0.8, -0.2]}
+    weights = {"pref_00": [0.0, 1.0], "pref_01": [0.75, 0.25]}
+    rows = [{"model": m, "prompt_id": f"t{i}", "prompt": "q", "response": "a b c d e f", "degenerate": False,
+             "truncated": i % 3 == 0, **dict(zip(names, r[i]))} for m, r in rewards.items() for i in range(n)]
+    models = [{"name": m, "weights": w} for m, w in weights.items()] + [{"name": "base", "weights": None}]
+    scales = [2.0, 0.5]
+    _, metrics = summarise(pd.DataFrame(rows), models, names, CollapseDetector(), [-3.0, -3.0], scales,
+                           bootstrap=50, bootstrap_seed=2)
+    order = sorted(range(n), key=lambda i: f"t{i}")  # prompt ids sort as text
+    draws = bootstrap_indices(n, 50, 2)
+    for entry in metrics["vs_base"]:
+        w = weights[entry["model"]]
+        diff = [[rewards[entry["model"]][i][j] - rewards["base"][i][j] for j in range(2)] for i in order]
+        along = [sum(w[j] * d[j] / scales[j] for j in range(2)) for d in diff]
+        assert entry["along_preference"] == pytest.approx(sum(along) / n)
+        replicate = [sum(along[p] for p in draw) / n for draw in draws]
+        assert entry["along_preference_ci"] == pytest.approx(list(np.percentile(replicate, [2.5, 97.5])))
+        assert entry["difference"] == pytest.approx(np.mean(diff, axis=0).tolist())
+    assert metrics["truncated_share"] == {"pref_00": pytest.approx(4 / 12), "pref_01": pytest.approx(4 / 12),
+                                          "base": pytest.approx(4 / 12)}
+    assert metrics["base_hypervolume_raw_ref"] == pytest.approx(
+        staircase_area(np.array([rewards["base"].mean(0)]), np.array([-3.0, -3.0])))

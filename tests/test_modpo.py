@@ -247,7 +247,7 @@ def test_rewarded_soups_with_dpo_ingredients(tiny_policy, tmp_path):
         name = f"train/soups/objective_{j:02d}"
         assert (dpo_units[name].kind, sft_units[name].kind) == ("dpo", "sft")
         assert dpo_units[name].key != sft_units[name].key
-        assert set(sft_units[name].settings) == {"sft", "lora", "model", "seed", "objective", "k"}
+        assert set(sft_units[name].settings) == {"sft", "lora", "model", "seed", "objective", "k", "truncated_replies"}
 
 
 @pytest.mark.parametrize("method, override, message", [

@@ -8,12 +8,15 @@ import pytest
 from paretohqd.pareto import (
     NormalisationStats,
     check_finite_scores,
+    default_min_pool,
     fit_normalisation,
     linear_grid,
     nondominated_layers,
     ric_grid_3,
     select_for_preferences,
 )
+
+from .test_pareto_layers import oracle_layers
 
 
 def convex_front(n=4000, seed=0):
@@ -132,10 +135,23 @@ def test_stats_given_robust_and_minimise():
     assert angle.metric == "angle"
 
 
-def test_min_pool_default_is_capped_at_n():
-    X = convex_front(500, seed=5)
-    selection = select_for_preferences(X, [0.5, 0.5], k=10)
-    assert selection.pool_indices.size == 500 and selection.min_pool == 2000
+@pytest.mark.parametrize("n, k, expected", [(500, 10, 50), (320_000, 100, 2_000), (5_550, 100, 500),
+                                             (50_000, 10, 313), (30, 100, 30)])
+def test_the_default_pool_scales_with_the_data(n, k, expected):
+    """The paper's share of the data (2,000 of 320,000), at least 5k, at most n."""
+    assert default_min_pool(n, k) == expected
+
+
+def test_the_default_pool_is_a_thin_band_at_any_size():
+    for n in (500, 5_000):
+        X = convex_front(n, seed=5)
+        selection = select_for_preferences(X, [0.5, 0.5], k=10)
+        layers = oracle_layers(X)  # the pool is the smallest set of whole first layers holding P_min
+        needed = default_min_pool(n, 10)
+        depth = int(np.searchsorted(np.cumsum(np.bincount(layers)), needed)) + 1
+        assert selection.min_pool == needed
+        np.testing.assert_array_equal(selection.pool_indices, np.flatnonzero(layers < depth))
+        assert selection.pool_indices.size < 0.2 * n
 
 
 def test_normalisation_stats():

@@ -93,6 +93,10 @@ def test_run_produces_every_artifact(finished_run):
         assert len((run / "generations" / f"pref_{pref:02d}.jsonl").read_text().splitlines()) == 3
     assert (run / "generations" / "base.jsonl").exists()
     assert (run / "stage2" / "selection" / "summary.json").exists()
+    for folder in ("selection", "stage2/selection"):  # select.min_pool 12 given: no rule; stage 2 capped at its pool
+        summary = json.loads((run / folder / "summary.json").read_text())
+        assert summary["min_pool"] == min(12, summary["num_samples"]) and summary["min_pool_rule"] is None
+        assert len(summary["mean_layers"]) == 3 and all(layer >= 0 for layer in summary["mean_layers"])
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     for key in ("method", "objectives", "preferences", "hypervolume_minmax_run_worst", "hypervolume_minmax_run_base",
                 "hypervolume_definitions", "collapse_rate", "cost", "wall_seconds", "gpu_seconds", "num_test_prompts",
@@ -104,7 +108,19 @@ def test_run_produces_every_artifact(finished_run):
         assert stage in metrics["wall_seconds"]
     cost = metrics["cost"]
     assert cost["scoring"]["units"] >= 3 and cost["scoring"]["unrecorded_units"] == 0 and cost["scoring"]["key"]
-    assert cost["training"]["wall_seconds"] > 0 and set(cost["generation"]["stages"]) == {"stage2", "generate"}
+    assert cost["training"]["wall_seconds"] > 0 and set(cost["generation"]["stages"]) == {"stage2"}
+    assert {"generate", "evaluate"} <= set(cost["evaluation"]["stages"])  # held-out answers are no method's cost
+    counts = cost["counts"]
+    assert counts["sequences_trained"] > 0 and counts["tokens_trained"] > 0 and counts["samples_scored"] > 0
+    assert counts["replies_generated"] > 0 and counts["evaluation_replies"] == 3 * 7  # 3 + 3 stage-1 + base
+    # the reference point comes from the offline scores, declared before any training; every model is paired
+    # with the base model, and each final model with its stage-1 model
+    scores = pd.read_parquet(run / "scores" / "scores.parquet")
+    np.testing.assert_allclose(metrics["reference_point"]["raw"],
+                               np.quantile(scores[metrics["objectives"]].to_numpy(), 0.1, axis=0))
+    assert [p["model"] for p in metrics["vs_base"]] == ["pref_00", "pref_01", "pref_02"]
+    assert [p["earlier"] for p in metrics["earlier_stage"]["pairs"]] == [f"pref_0{i}_stage1" for i in range(3)]
+    assert "hypervolume_raw_ref" in metrics and "base_hypervolume_raw_ref" in metrics
     assert cost["method"]["wall_seconds"] == pytest.approx(cost["training"]["wall_seconds"]
                                                            + cost["generation"]["wall_seconds"])
     assert metrics["wall_seconds"]["total"] == pytest.approx(cost["total"]["wall_seconds"])
@@ -113,8 +129,28 @@ def test_run_produces_every_artifact(finished_run):
     assert "hypervolume" in report and "front.png" in report and "pref_00" in report
     page = (run / "eval" / "report.html").read_text()  # the front, both selection stages, the sample outputs
     assert all(f'id="{div}"' in page for div in ("front", "selection-0", "selection-1")) and "pref_02" in page
-    assert list(pd.read_csv(run / "eval" / "per_preference.csv")["model"]) == ["pref_00", "pref_01", "pref_02",
-                                                                             "base"]
+    assert list(pd.read_csv(run / "eval" / "per_preference.csv")["model"]) == [
+        "pref_00", "pref_01", "pref_02", "pref_00_stage1", "pref_01_stage1", "pref_02_stage1", "base"]
+
+
+def test_without_a_given_p_min_the_pool_scales_with_the_data(tiny_policy, tmp_path):
+    """P_min by the default rule, max(0.625% of n, 5k), decided when n is known and recorded with the selection."""
+    from paretohqd.pareto import default_min_pool, nondominated_layers
+
+    path = write_run_config(tmp_path, tiny_policy, select__min_pool=None)
+    paretohqd.run_stage(paretohqd.load_config(path), "select", log=lambda *_: None)
+    run = tmp_path / "run"
+    summary = json.loads((run / "selection" / "summary.json").read_text())
+    assert summary["min_pool"] == default_min_pool(40, 6) == 30
+    assert summary["min_pool_rule"] == {"fraction": 0.00625, "per_k": 5.0, "k": 6}
+    scores = pd.read_parquet(run / "scores" / "scores.parquet")
+    layers = nondominated_layers(scores[["brevity", "vowels"]].to_numpy(), maximise=True)
+    depth = int(np.searchsorted(np.cumsum(np.bincount(layers)), 30)) + 1  # the fewest whole layers holding 30
+    assert summary["pool_size"] == int((layers < depth).sum()) and summary["num_layers"] == depth
+    for index, name in enumerate(summary["files"]):
+        entry = json.loads((run / "selection" / name).read_text())
+        assert entry["mean_layer"] == pytest.approx(np.mean(layers[entry["rows"]]))
+        assert summary["mean_layers"][index] == pytest.approx(entry["mean_layer"])
 
 
 def test_lora_changes_adapters_not_base_and_learns_eos(finished_run, tiny_policy):

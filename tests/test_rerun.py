@@ -18,6 +18,7 @@ from .test_pipeline import write_run_config
 
 PREFS = ("pref_00", "pref_01", "pref_02")
 HELD_OUT = {f"generate/{p}" for p in PREFS} | {"generate/base", "evaluate", "report"}
+STAGE1_HELD_OUT = {f"generate/{p}_stage1" for p in PREFS}  # ParetoHqD's stage-1 models, evaluated off the front
 NEW_GRID = [[1, 0], [0.25, 0.75], [0.5, 0.5], [0, 1]]
 
 
@@ -95,7 +96,7 @@ PARETOHQD_ROWS = [
     ("score.shard_size", ("--score.shard_size", "7"), None, set()),
     ("score.cache_dir", ("--score.cache_dir", "runs/elsewhere"), None, set()),
     ("evaluate.sample_outputs", ("--evaluate.sample_outputs", "1"), None, {"report"}),
-    ("evaluate.sampling.temperature", ("--evaluate.sampling.temperature", "0.5"), None, HELD_OUT),
+    ("evaluate.sampling.temperature", ("--evaluate.sampling.temperature", "0.5"), None, HELD_OUT | STAGE1_HELD_OUT),
     ("stage2.k", ("--stage2.k", "2"), None,
      STAGE2 | {"stage2/select/summary", "stage2/select/plot"} | HELD_OUT - {"generate/base"}),
     ("stage2.sft.learning_rate", ("--stage2.sft.learning_rate", "0.01"), None,
@@ -116,17 +117,18 @@ def test_editing_one_data_row_reruns_its_shards_and_everything_after(finished, t
     assert shards == {"score/brevity/000001", "score/vowels/000001"}
     expected = ({"inputs/samples", "score", "score/brevity/check", "score/vowels/check", "select/pool",
                  "stage2/score", "stage2/select/pool"} | STAGE1 | STAGE2 | SUMMARIES
-                | names("stage2/generate/{p}") | HELD_OUT - {"generate/base"})
+                | names("stage2/generate/{p}") | HELD_OUT - {"generate/base"} | STAGE1_HELD_OUT)
     assert ran - shards == expected
 
 
 def test_a_new_preference_trains_alone_and_the_moved_ones_are_reused(finished, tmp_path):
     ran, reused = rerun(finished, tmp_path, "paretohqd", ("--preferences.weights", str(NEW_GRID)))
     new = {"select/pref_01", "train/stage1/pref_01", "stage2/select/pref_01", "train/stage2/pref_01",
-           "generate/pref_01"}
+           "generate/pref_01", "generate/pref_01_stage1"}
     assert ran == new | SUMMARIES | {"evaluate", "report"}
     moved = {f"{stage}/pref_{i:02d}" for i in (2, 3)
              for stage in ("select", "train/stage1", "stage2/select", "train/stage2", "generate")}
+    moved |= {f"generate/pref_{i:02d}_stage1" for i in (2, 3)}
     # The representative generators (1, 0), (0.5, 0.5), (0, 1) are the same models under new names.
     assert reused == moved | {"stage2/generate/pref_02", "stage2/generate/pref_03"}
     metrics = pd.read_json(tmp_path / "run" / "eval" / "metrics.json", typ="series")

@@ -266,7 +266,7 @@ def test_ric_writes_the_preference_targets_into_the_prompt(tiny_policy, tmp_path
     normalisation = tmp_path / "normalisation.json"
     normalisation.write_text(json.dumps(bounds))
     shown = model.condition(["\n\nHuman: hi\n\nAssistant:"], {"normalisation": [normalisation]})[0]
-    targets = preference_targets(np.array([[0.3, 0.7]]), np.array([-4.0, -4.0]), np.array([4.0, 4.0]), "linf")[0]
+    targets = preference_targets(np.array([[0.3, 0.7]]), np.array([-4.0, -4.0]), np.array([4.0, 4.0]), "l2")[0]
     assert shown == f"\n\nHuman: hi <rm1_score> {targets[0]:.1f} <rm2_score> {targets[1]:.1f} \n\nAssistant:"
     with pytest.raises(UserError, match="serves every preference with its own rule"):
         _serving_rule(tiny_policy, tmp_path, "ric", [0.3, 0.7], mode="interpolate")

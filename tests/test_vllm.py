@@ -18,6 +18,7 @@ from paretohqd.errors import UserError
 from paretohqd.pipeline.generate import generation_unit, run_generation_group
 from paretohqd.pipeline.units import Unit, UnitContext
 from paretohqd.policy import Policy, clean_response
+from paretohqd.policy.generation import cut_at_turn
 from paretohqd.policy import vllm_backend
 from paretohqd.policy.vllm_backend import (NOT_INSTALLED, PROMPT_SEED_STRIDE, ModelPrompts, ServedModel,
                                            generate_with_vllm, prepare_models, vllm_lora_rank)
@@ -242,15 +243,17 @@ def calls_with(record, fragment):
 def test_paretohqd_run_generates_each_group_in_one_engine_call(paretohqd_vllm_run):
     run, _, record = paretohqd_vllm_run
     assert json.loads((run / "eval" / "metrics.json").read_text())["num_test_prompts"] == 3
-    [stage2] = calls_with(record, "/stage1")  # the three representative stage-1 models, 5 prompts each
+    # the three representative stage-1 models, 5 prompts each (the held-out call answers with stage-1 models too)
+    [stage2] = [call for call in calls_with(record, "/stage1") if call not in calls_with(record, "/stage2")]
     assert sorted({r.lora_path for r in stage2["loras"] if r}) == [str(run / "models" / f"pref_{i:02d}" / "stage1")
                                                                    for i in range(3)]
     assert sum(r is not None for r in stage2["loras"]) == 15
-    [held_out] = calls_with(record, "/stage2")  # every preference's final model (and maybe the base) at once
+    [held_out] = calls_with(record, "/stage2")  # every preference's final and stage-1 model (and the base) at once
     adapters = [r.lora_path for r in held_out["loras"] if r]
-    assert len(adapters) == 9 and len(set(adapters)) == 3
-    assert all(e.args["enable_lora"] and e.args["max_loras"] == 3 and e.args["max_lora_rank"] == 8 and
-               e.args["gpu_memory_utilization"] == 0.5 for e in record["engines"])
+    assert len(adapters) == 18 and len(set(adapters)) == 6
+    assert all(e.args["enable_lora"] and e.args["max_lora_rank"] == 8 and e.args["gpu_memory_utilization"] == 0.5
+               for e in record["engines"])
+    assert stage2["engine"].args["max_loras"] == 3 and held_out["engine"].args["max_loras"] == 6
     assert all(e.shut_down for e in record["engines"])  # the GPU is free for what runs next
 
     from transformers import AutoTokenizer
@@ -265,6 +268,10 @@ def test_paretohqd_run_generates_each_group_in_one_engine_call(paretohqd_vllm_ru
         assert rows["response"].tolist() == [decoded(tokenizer, o) for o in mine]
         meta = json.loads((run / "generations" / f"pref_{i:02d}.meta.json").read_text())
         assert meta["backend"] == "vllm" and meta["sampling"]["seed"] == 2000
+        assert meta["tokens_generated"] == sum(len(o.outputs[0].token_ids) for o in mine)
+        stopped_by_length = [o.outputs[0].finish_reason == "length" for o in mine]
+        assert rows["truncated"].tolist() == [length and not cut_at_turn(tokenizer.decode(
+            o.outputs[0].token_ids, skip_special_tokens=True))[1] for o, length in zip(mine, stopped_by_length)]
         assert meta["vllm"]["sampling_params"]["max_tokens"] == 8 and meta["vllm"]["sampling_params"]["top_p"] == 0.9
 
 

@@ -254,7 +254,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         return _export(args)
     if args.command == "compare":
         from .api import compare
-        from .evaluate.compare import format_comparison
+        from .evaluate.compare_tables import format_comparison
 
         result = compare(args.run_dirs, args.output, args.reference_point, bootstrap=args.bootstrap,
                          bootstrap_seed=args.bootstrap_seed, labels=args.labels)

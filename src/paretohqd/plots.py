@@ -112,12 +112,15 @@ def plot_front(points: np.ndarray, labels: Sequence[str], names: Sequence[str], 
     pairwise_plot(path, names, title, draw)
 
 
-def plot_fronts(fronts: dict[str, np.ndarray], names: Sequence[str], path: Path, title: str) -> None:
-    """Several runs' fronts, one line and marker each."""
+def plot_fronts(fronts: dict[str, np.ndarray], names: Sequence[str], path: Path, title: str,
+                base: np.ndarray | None = None) -> None:
+    """Several runs' fronts, one line and marker each; ``base``: the base models' points, the yardstick."""
 
     def draw(ax, i, j, plt):
         for n, (label, points) in enumerate(fronts.items()):
             order = np.argsort(points[:, i])
             ax.plot(points[order, i], points[order, j], marker=MARKERS[n % len(MARKERS)], label=label, linewidth=1)
+        if base is not None and len(base):
+            ax.scatter(base[:, i], base[:, j], marker="x", color="black", s=60, zorder=5, label="base model")
 
     pairwise_plot(path, names, title, draw)

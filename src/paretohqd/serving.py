@@ -51,7 +51,7 @@ class ServedPolicy(tuple):
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig | None = None, seed: int = 0) -> list[str]:
         """One response per prompt (HH-RLHF-style dialogues or plain text), sampled with ``sampling`` (default: the
         run's evaluation sampling); the same seed gives the same text."""
-        return generate_responses(self.policy, self.conditioned(prompts), sampling or self.sampling, seed)
+        return generate_responses(self.policy, self.conditioned(prompts), sampling or self.sampling, seed).texts
 
 
 def load_policy(run_dir: str | Path, weights: Sequence[float], mode: str | None = None, device: str | None = None,

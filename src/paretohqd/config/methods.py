@@ -23,12 +23,16 @@ class Stage2Config(Section):
     k: Optional[int] = None
     """Samples per preference from the new data (None: select.k // 2, the paper's 50)."""
     min_pool: Optional[int] = None
-    """P_min on the new pool (None: the same rule as select.min_pool, capped at the pool size)."""
+    """P_min on the new pool (None: select.min_pool if set, else select's rule on the generated samples with
+    stage 2's k; capped at the pool size). The pool stays a band near the new front, as at stage 1."""
     pool: Literal["generated", "generated+original"] = "generated"
     """The pool stage 2 selects from (DEFAULT: the generated samples only, normalisation recomputed on them)."""
     sampling: SamplingConfig = field(default_factory=_stage2_sampling)
     sft: dict = field(default_factory=lambda: {"max_steps": 100})
     """trl.SFTConfig fields for stage 2, over train.sft (DEFAULT: 100 steps)."""
+    evaluate_stage1: bool = True
+    """Also evaluate every preference's stage-1 model on the held-out prompts, off the front: what stage 2 adds is
+    then a paired difference per preference (the paper's stage-2 ablation) at no training cost."""
     generators: Optional[list] = None
     """The preferences whose stage-1 models generate stage 2's data, as weight vectors (None: METHOD.md's M+1
     representatives, every one-hot and the balanced preference)."""
@@ -101,10 +105,11 @@ class RiCConfig(Section):
 
     offline: RiCOfflineConfig = field(default_factory=RiCOfflineConfig)
     online: RiCOnlineConfig = field(default_factory=RiCOnlineConfig)
-    mapping: Literal["linf", "l2", "linear"] = "linf"
-    """Preference -> target rewards in [low, high]. linf (RiC's default): the largest weight's objective at high,
-    every other at min(M * w_i, 1) * (high - low) + low; l2: w_i / ||w||_2 * (high - low) + low; linear:
-    w_i * (high - low) + low."""
+    mapping: Literal["linf", "l2", "linear"] = "l2"
+    """Preference -> target rewards in [low, high]. l2 (what RiC's evaluation, ``ric/evaluation.py``, calls
+    ``map_rewards_from_preference`` with): w_i / ||w||_2 * (high - low) + low; linf (only that function's default
+    argument): the largest weight's objective at high, every other at min(M * w_i, 1) * (high - low) + low;
+    linear: w_i * (high - low) + low."""
     target_range: Literal["normal_draws", "data"] = "normal_draws"
     """normal_draws: [low, high] is the min and max of ``target_draws`` standard-normal draws (RiC's evaluation);
     data: the range of the training labels."""

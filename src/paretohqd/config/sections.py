@@ -144,7 +144,13 @@ class SelectConfig(Section):
     k: int = 100
     """Samples selected per preference (the paper's k)."""
     min_pool: Optional[int] = None
-    """P_min: the smallest number of first-layer samples to pool; default 2000 for M=2, 5000 for M>=3."""
+    """P_min: the smallest number of first-layer samples to pool. DEFAULT None: the rule below, which keeps the
+    pool a thin band near the front at any data size."""
+    pool_fraction: float = 0.00625
+    """The rule's share of the scored samples: P_min = max(pool_fraction x n, pool_per_k x k), capped at n. The
+    default is the paper's 2,000 of ~320,000."""
+    pool_per_k: float = 5.0
+    """The rule's floor in multiples of k: each ray chooses its k from at least this many times as many."""
     normalisation: Literal["minmax", "robust"] = "minmax"
     """Per-objective scaling over all scored samples before distances: min-max, or robust quantiles."""
     robust_quantiles: list[float] = field(default_factory=lambda: [0.001, 0.999])
@@ -157,6 +163,8 @@ class SelectConfig(Section):
     def check(self) -> None:
         require(self.k >= 1, f"k must be at least 1, not {self.k}")
         require(self.min_pool is None or self.min_pool >= 1, f"min_pool must be at least 1, not {self.min_pool}")
+        require(0 < self.pool_fraction <= 1, f"pool_fraction must be in (0, 1], not {self.pool_fraction}")
+        require(self.pool_per_k >= 1, f"pool_per_k must be at least 1, not {self.pool_per_k}")
         low_high = self.robust_quantiles
         require(len(low_high) == 2 and 0 <= low_high[0] < low_high[1] <= 1,
                 f"robust_quantiles must be [low, high] with 0 <= low < high <= 1, not {list(low_high)}")
@@ -218,6 +226,11 @@ class TrainConfig(Section):
     """Train a LoRA adapter (peft) on the frozen base; false: full fine-tuning."""
     lora: dict = field(default_factory=lambda: dict(LORA_DEFAULTS))
     """Any peft.LoraConfig field (r, lora_alpha, lora_dropout, target_modules, use_rslora, use_dora, ...)."""
+    truncated_replies: Literal["open", "drop"] = "open"
+    """Training samples whose reply was cut at a generation's token limit (column ``truncated`` true: stage-2 and
+    online generations, offline data that records it): ``open`` trains on their words without the end-of-turn
+    token, so the model never learns to stop where a limit fell; ``drop`` leaves them out. Open is the default
+    because dropping removes exactly the longest replies, and with them whatever an objective rewards in length."""
 
 
 @dataclass
@@ -269,11 +282,20 @@ class EvaluateConfig(Section):
     every_nth: int = 1
     """Keep every n-th test prompt (RiC uses every 4th HH-RLHF test prompt)."""
     num_prompts: Optional[int] = None
+    """How many test prompts (after ``every_nth``), drawn as ``prompt_seed`` says. DEFAULT None: all."""
+    prompt_seed: Optional[int] = 0
+    """Test prompts are put in a seeded random order before ``num_prompts`` are taken, so that a subset is drawn
+    across every source and category of the held-out data, never the head of its first file; the seed is the
+    evaluation's own (not ``seed``): runs of any training seed answer the same prompts, so their differences are
+    paired. None keeps file order."""
     include_base: bool = True
     """Also evaluate the untuned base model: its point is the reference the aligned front is measured against."""
     reference_point: Optional[list[float]] = None
-    """Hypervolume reference in raw reward units (DEFAULT None: the worst corner after min-max normalising each
-    objective over the union of the compared points)."""
+    """The hypervolume's reference point in raw reward units, declared before the experiment and shared by every
+    run compared. DEFAULT None: per objective the ``reference_quantile`` quantile of the offline data's scores,
+    which depends on the data and objectives only, so every method and seed on them gets the same one."""
+    reference_quantile: float = 0.1
+    """The quantile of the offline scores that makes the DEFAULT reference point."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     sample_outputs: int = 3
@@ -291,6 +313,8 @@ class EvaluateConfig(Section):
         require(self.served is None or self.served == "midpoints" or isinstance(self.served, (list, tuple)),
                 f"served must be a list of weight vectors or 'midpoints', not {self.served!r}")
         require(self.every_nth >= 1, f"every_nth must be at least 1, not {self.every_nth}")
+        require(0 <= self.reference_quantile <= 1,
+                f"reference_quantile must be in [0, 1], not {self.reference_quantile}")
         require(self.num_prompts is None or self.num_prompts >= 1,
                 f"num_prompts must be at least 1, not {self.num_prompts}")
         require(self.sample_outputs >= 0, f"sample_outputs must be 0 or more, not {self.sample_outputs}")

@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, blank_text, clean_pairs, column_samples,
-                       heldout_mask, hh_rlhf_pairs, pairs_to_samples, prompt_to_messages, require_columns,
-                       require_text, scitldr_samples)
+from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, TRUNCATED, blank_text, clean_pairs,
+                       column_samples, heldout_mask, hh_rlhf_pairs, pairs_to_samples, prompt_to_messages,
+                       require_columns, require_text, scitldr_samples)
 from .loaders import read_table
 
 ADAPTERS = ("columns", "hh_rlhf", "scitldr")
 
-__all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "LoadedData", "heldout_mask",
-           "distinct_prompts", "fingerprint", "load_data", "load_pairs", "load_prompts", "prompt_columns",
+__all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "TRUNCATED", "LoadedData",
+           "heldout_mask", "distinct_prompts", "fingerprint", "load_data", "load_pairs", "load_prompts", "prompt_columns",
            "prompt_to_messages"]
 
 
@@ -125,7 +125,7 @@ def fingerprint(frame: pd.DataFrame) -> str:
 FINGERPRINT_ROWS = 65_536
 
 
-PER_RESPONSE_COLUMNS = ("id", "response", "label", "pair_id", "source")
+PER_RESPONSE_COLUMNS = ("id", "response", "label", "pair_id", "source", TRUNCATED)
 
 
 def distinct_prompts(samples: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -1,4 +1,6 @@
-"""Adapters turn a raw table into the one sample schema: ``id``, ``prompt``, ``response`` (+ kept columns).
+"""Adapters turn a raw table into the one sample schema: ``id``, ``prompt``, ``response`` (+ kept columns; an
+optional boolean ``truncated`` marks a reply cut at a generation's token limit, which training never treats as
+finished).
 
 Preference-pair datasets also yield a pairs table (``pair_id``, ``prompt``, ``chosen``, ``rejected``) for fitting
 reward models.
@@ -15,6 +17,7 @@ from ..errors import UserError
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 HUMAN_MARKER = "\n\nHuman:"
+TRUNCATED = "truncated"
 SUMMARY_PROMPT_TEMPLATE = ("### Instruction: Generate a one-sentence summary of this post. "
                            "### Input: {post} ### Response: ")
 
@@ -54,6 +57,19 @@ def heldout_mask(prompts: pd.Series, fraction: float) -> np.ndarray:
         return np.zeros(len(prompts), dtype=bool)
     hashed = pd.util.hash_pandas_object(prompts.reset_index(drop=True), index=False).to_numpy()
     return (hashed % np.uint64(1_000_000)).astype(np.float64) / 1_000_000 < fraction
+
+
+def check_truncated(samples: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``samples`` with its ``truncated`` column (when it has one) as booleans; a value that is not one is named."""
+    if TRUNCATED not in samples.columns:
+        return samples
+    values = samples[TRUNCATED]
+    valid = values.isin([True, False]).to_numpy() & values.notna().to_numpy()
+    if not valid.all():
+        row = int(np.flatnonzero(~valid)[0])
+        raise UserError(f"{where} row {row + 1} has {values.iloc[row]!r} in column '{TRUNCATED}', which must be true "
+                        "or false (whether the reply was cut at a token limit)")
+    return samples.assign(**{TRUNCATED: values.astype(bool)})
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], where: str, hint: str = "") -> None:
@@ -179,5 +195,6 @@ def column_samples(table: pd.DataFrame, where: str, prompt_column: str, response
         if null.any():
             raise UserError(f"{where} row {int(np.flatnonzero(null)[0]) + 1} has an empty '{column}' value")
         require_text(samples[column], where, column)
+    samples = check_truncated(samples, where)
     front = ["id", "prompt", "response"]
     return samples[front + [c for c in samples.columns if c not in front]]

@@ -1,30 +1,30 @@
 """Several runs' fronts on one plot and one table: one hypervolume definition for all, bootstrap intervals over the
-test prompts, seeds aggregated, and each method's cost beside the shared scoring.
+test prompts and the seeds, and each method's cost beside the shared scoring.
 
-Hypervolume. Hypervolumes of separate runs are not comparable when each normalised over its own points; here every
-objective is min-max normalised over the union of all compared runs' points (their aligned models' mean raw reward
-vectors; the base models are left out) and the reference point is the worst corner of that union (METHOD.md section
-3 DEFAULT), field ``hypervolume_minmax_union_worst``; or, given a raw reference point, the volume in raw units above
-it, ``hypervolume_raw_ref`` (the same number as ``paretohqd evaluate`` gives with that ``evaluate.reference_point``).
-The normalisation bounds and reference point are recorded with the numbers.
+Hypervolume (METHOD.md section 3). The comparison metric is the volume in raw reward units above one reference
+point, ``hypervolume_raw_ref``: ``--reference_point`` when given, else the point every run declared before training
+(``evaluate.reference_point``, or by default a low quantile of the offline scores: the same for every run on the
+same data and objectives). Runs that declared different points are refused. A run's number then does not depend on
+which other runs are in the table. The base model's point is shown beside each run's front. The volume normalised
+over the union of the compared points with its worst corner as reference (``hypervolume_minmax_union_worst``) is
+kept as a secondary column only: a front's extreme points sit on that reference and add nothing, and the value
+moves with the company a run keeps. Runs that declared no point (older versions) fall back to it, with a note.
 
 Intervals. A run's per-(model, prompt) scores (``RUN/eval/scores.parquet``) are resampled by test prompt: ``B``
 replicates, each drawing the run's prompt ids with replacement (one ``(B, n_prompts)`` matrix of counts), every
 model's mean reward vector recomputed for all replicates with one matrix product, and the hypervolume measured on
-the comparison's fixed normalisation and reference point (not refitted per replicate). The interval is the 2.5 and
-97.5 percentiles of the replicates (numpy's linear interpolation); the same for the collapse rate (share of the
-aligned models' responses that are degenerate). Runs on the same test prompt ids get the same draws.
+the comparison's fixed reference point (not refitted per replicate). The interval is the 2.5 and 97.5 percentiles
+of the replicates; the same for the collapse rate. Runs on the same test prompt ids get the same draws.
 
 Seeds. Runs of one method (``metrics["method"]``) with distinct seeds (``metrics["seed"]``) are one group: mean and
 sample standard deviation (ddof 1) over seeds of the hypervolume, collapse rate and cost, beside the per-seed rows.
 Runs of one method that share a seed (other settings) are not aggregated: each is its own group.
 
-ParetoHqD against each other group: the paired bootstrap probability that ParetoHqD's hypervolume is higher, the
-share of replicates in which it is, both runs measured on the same resampled prompt ids, ties counting one half (two
-identical runs give exactly 0.5). With several seeds, the pairs are ParetoHqD's and the method's runs of the same
-seed (``seed-by-seed``) when the two share any seed, otherwise every ParetoHqD run with every run of the method
-(``pooled``); the probability is the mean over the pairs, each pair recorded. Pairing needs the same test prompt ids:
-a pair whose prompt sets differ is left out, with a note, and without any pair the probability is None.
+ParetoHqD against each other group: a two-level bootstrap. Each replicate resamples each method's seeds (its runs,
+with replacement) and the test prompts (one draw for both methods: paired), and takes the difference of the
+seed-averaged hypervolumes; P is the share of replicates in which ParetoHqD's is higher (ties one half: two
+identical runs give exactly 0.5), beside the 95% interval of the difference. Seed variance is thereby in the test.
+Runs on other test prompt ids than ParetoHqD's are left out of the pairing, with a note.
 
 Cost (``metrics["cost"]``, see ``pipeline.evaluate``): per run the method's training and generation wall seconds
 and GPU-seconds side by side, their sum, and its ratio to ParetoHqD's (mean over ParetoHqD's seeds); the scoring of
@@ -42,12 +42,14 @@ import pandas as pd
 from .. import io
 from ..errors import UserError
 from ..plots import plot_fronts
-from ..tables import format_table, format_vector
+from ..tables import format_vector
+from .compare_tables import comparison_footer, comparison_tables, format_comparison
 from .html import comparison_page
-from .metrics import BASE, HV_RAW_REF, UNION_SCOPE, comparison_frame, definition
+from .bootstrap import INTERVAL, bootstrap_counts, bootstrap_indices, interval, probability_higher, replicate_means
+from .metrics import BASE, HV_RAW_REF, HV_UNION_WORST, UNION_SCOPE, comparison_frame, definition
 
 REFERENCE_METHOD = "ParetoHqD"
-INTERVAL = (2.5, 97.5)
+
 COST_FIELDS = ("training", "generation", "method", "scoring")
 FRONTS_TITLE = "Held-out fronts, one shared reference point"
 
@@ -74,15 +76,16 @@ class RunScores:
 
 
 def run_scores(label: str, run: dict, frame: pd.DataFrame, objectives: list[str]) -> RunScores:
-    """The trained models' (not the base model's, nor served preferences') scores of ``frame`` (the run's
-    ``eval/scores.parquet``), checked: every objective's column present and finite, every model scored once on
-    every test prompt."""
+    """The trained models' (not the base model's, nor served preferences' or earlier stages') scores of ``frame``
+    (the run's ``eval/scores.parquet``), checked: every objective's column present and finite, every model scored
+    once on every test prompt."""
     path = f"{run['run_dir']}/eval/scores.parquet"
     for column in ["model", "prompt_id", "degenerate", *objectives]:
         if column not in frame.columns:
             raise UserError(f"{path} has no column '{column}', which compare needs (its metrics.json measures "
                             f"{', '.join(objectives)})")
     served = [entry["model"] for entry in run.get("served") or ()]
+    served += [pair["earlier"] for pair in (run.get("earlier_stage") or {}).get("pairs", ())]
     aligned = frame.loc[~frame["model"].isin([BASE, *served]), ["model", "prompt_id", "degenerate", *objectives]].copy()
     if aligned.empty:
         raise UserError(f"{path} holds no aligned model's scores")
@@ -111,30 +114,6 @@ def run_scores(label: str, run: dict, frame: pd.DataFrame, objectives: list[str]
     return RunScores(label, run["method"], run.get("seed"), str(run["run_dir"]), prompts, models, rewards, degenerate)
 
 
-def bootstrap_indices(n: int, replicates: int, seed: int, stream: int = 0) -> np.ndarray:
-    """``(replicates, n)`` prompt positions drawn with replacement; ``stream`` tells apart the draws of runs on
-    other prompt sets (the same ``seed`` and ``stream`` give the same draws)."""
-    return np.random.default_rng([seed, stream]).integers(0, n, size=(replicates, n))
-
-
-def bootstrap_counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """How often each of ``n`` prompts was drawn in each replicate: ``(B, n)``, each row summing to ``n``."""
-    B = indices.shape[0]
-    flat = (indices + n * np.arange(B)[:, None]).ravel()
-    return np.bincount(flat, minlength=B * n).reshape(B, n).astype(np.float64)
-
-
-def replicate_means(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Means over resampled prompts of ``values`` ``(n, ...)`` for every replicate at once: ``(B, ...)``."""
-    n = values.shape[0]
-    return (counts @ values.reshape(n, -1) / counts.sum(axis=1, keepdims=True)).reshape((-1,) + values.shape[1:])
-
-
-def probability_higher(ours: np.ndarray, theirs: np.ndarray) -> float:
-    """Paired bootstrap probability that ``ours`` is higher: replicates where it is, ties counting one half."""
-    return float(np.mean(ours > theirs) + 0.5 * np.mean(ours == theirs))
-
-
 def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point: list[float] | None = None,
                    bootstrap: int = 1000, bootstrap_seed: int = 0, labels: list[str] | None = None
                    ) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
@@ -161,11 +140,14 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
                         "its own label")
     labels = list(labels) if labels is not None else _labels(runs)
     scores = [run_scores(label, run, frame, objectives) for label, run, frame in zip(labels, runs, frames)]
+    notes: list[str] = []
+    union = np.vstack([s.points for s in scores])
+    reference_point, declared_by = shared_reference(runs, reference_point, notes)
     try:
-        field, frame = comparison_frame(np.vstack([s.points for s in scores]), reference_point)
+        field, frame = comparison_frame(union, reference_point)
+        _, union_frame = comparison_frame(union)
     except ValueError as exc:
         raise UserError(f"compare: {exc}") from None
-    notes: list[str] = []
 
     # Bootstrap: one set of draws per distinct test prompt set, shared by every run on it.
     prompt_sets = list(dict.fromkeys(s.prompts for s in scores))
@@ -185,6 +167,8 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
         row = {"label": s.label, "method": s.method, "seed": s.seed, "run_dir": s.run_dir, "models": len(s.models),
                "num_test_prompts": len(s.prompts), field: frame.hypervolume(s.points),
                **_interval(field, hv), "collapse_rate": float(s.degenerate.mean()),
+               HV_UNION_WORST: union_frame.hypervolume(s.points),
+               "base_point": (run.get("base") or {}).get("mean_rewards"),
                **_interval("collapse_rate", collapse)}
         row.update(_cost_fields(run, notes, s.label))
         rows.append(row)
@@ -205,7 +189,7 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
                 values = [m[key] for m in members]
                 summary[f"{key}_mean"] = None if None in values else float(np.mean(values))
         if reference is not None and group is not reference:
-            summary.update(_pairing(reference, group, by_label, prompts_of, replicates, notes))
+            summary.update(_pairing(reference, group, by_label, prompts_of, replicates, notes, bootstrap_seed))
         methods.append(summary)
 
     if reference is not None:
@@ -217,17 +201,17 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
             target["time_vs_paretohqd"] = seconds / time_ours if seconds is not None and time_ours else None
         for row in rows:
             row["p_paretohqd_higher"] = None
-        for method in methods:
-            for pair in method.get("pairs", []):
-                by_label[pair["other"]].setdefault("_p", []).append(pair["p"])
         for row in rows:
-            values = row.pop("_p", None)
-            row["p_paretohqd_higher"] = float(np.mean(values)) if values else None
+            if row["label"] in reference["runs"] or prompts_of[row["label"]] != prompts_of[reference["runs"][0]]:
+                continue
+            row["p_paretohqd_higher"] = _pairing(reference, {"runs": [row["label"]]}, by_label, prompts_of,
+                                                 replicates, [], bootstrap_seed)["p_paretohqd_higher"]
 
     result = {
         "objectives": objectives, "hypervolume_field": field,
         "hypervolume_definition": definition(frame, UNION_SCOPE if field != HV_RAW_REF else None),
         "maximise": True, "reference_method": None if reference is None else reference["label"],
+        "reference_point_declared_by": declared_by,
         "bootstrap": {"replicates": int(bootstrap), "seed": int(bootstrap_seed), "resampled": "test prompt ids",
                       "interval": "95% percentile (2.5, 97.5)", "prompt_sets": len(prompt_sets),
                       "tie_rule": "ties count one half"},
@@ -250,8 +234,10 @@ def compare_runs(runs: list[dict], frames: list[pd.DataFrame], output_dir: str |
     io.write_json(output_dir / "compare.json", result)
     with io.atomic_path(output_dir / "compare.csv") as tmp:
         pd.DataFrame(result["runs"]).to_csv(tmp, index=False)
+    bases = [row["base_point"] for row in result["runs"] if row.get("base_point") is not None]
     plot_fronts({label: np.asarray(points, dtype=np.float64) for label, points in result["fronts"].items()},
-                result["objectives"], output_dir / "compare.png", FRONTS_TITLE)
+                result["objectives"], output_dir / "compare.png", FRONTS_TITLE,
+                base=np.unique(np.asarray(bases, dtype=np.float64), axis=0) if bases else None)
     io.write_text(output_dir / "compare.md", format_comparison(result, markdown=True) + "\n\n![fronts](compare.png)\n")
     io.write_text(output_dir / "compare.html",
                   comparison_page(FRONTS_TITLE, [(row["label"], run) for row, run in zip(result["runs"], runs)],
@@ -260,6 +246,29 @@ def compare_runs(runs: list[dict], frames: list[pd.DataFrame], output_dir: str |
 
 
 # ------------------------------------------------------------------------------------------------------- pieces
+
+
+def shared_reference(runs: list[dict], given: list[float] | None, notes: list[str]
+                     ) -> tuple[list[float] | None, str]:
+    """(the raw reference point every run is measured above, who declared it): ``given`` (``--reference_point``),
+    else the one every run declared before training (``metrics["reference_point"]``, the same for runs on the same
+    data and objectives); runs that declared different ones are refused, since their numbers are not comparable;
+    runs that declared none (evaluated by an older version) fall back to the union's worst corner, with a note."""
+    if given is not None:
+        return [float(v) for v in given], "--reference_point"
+    declared = [(run, (run.get("reference_point") or {}).get("raw")) for run in runs]
+    if any(point is None for _, point in declared):
+        notes.append("Some runs declared no reference point (evaluated by an older version): the hypervolume is "
+                     "measured on the union of the compared points, which moves with the company a run keeps; "
+                     "evaluate them again, or give --reference_point.")
+        return None, "union"
+    first_run, first = declared[0]
+    for run, point in declared[1:]:
+        if not np.allclose(point, first, rtol=1e-9, atol=1e-12):
+            raise UserError(f"{run['run_dir']} declared the reference point {format_vector(point, '.4g')} but "
+                            f"{first_run['run_dir']} declared {format_vector(first, '.4g')} (other data or objectives, "
+                            "or another evaluate.reference_point): give one with --reference_point")
+    return [float(v) for v in first], (first_run.get("reference_point") or {}).get("rule", "declared")
 
 
 def _labels(runs: list[dict]) -> list[str]:
@@ -316,20 +325,33 @@ def _groups(rows: list[dict], notes: list[str]) -> list[dict]:
 
 
 def _pairing(reference: dict, group: dict, by_label: dict, prompts_of: dict, replicates: dict,
-             notes: list[str]) -> dict:
-    """P(ParetoHqD's hypervolume > the group's), seed by seed where the seeds match, else pooled (module text)."""
+             notes: list[str], seed: int) -> dict:
+    """P(ParetoHqD's hypervolume > the group's) from a two-level bootstrap: each replicate resamples each method's
+    seeds (its runs, with replacement) and the test prompts (the same draw for both), and compares the
+    seed-averaged hypervolumes; with the interval of that seed-averaged difference. Runs whose prompt sets differ
+    from the others' are left out, with a note."""
     ours, theirs = reference["runs"], group["runs"]
-    matched = [(a, b) for a in ours for b in theirs if repr(by_label[a]["seed"]) == repr(by_label[b]["seed"])]
-    mode, candidates = ("seed-by-seed", matched) if matched else ("pooled", [(a, b) for a in ours for b in theirs])
-    pairs = []
-    for a, b in candidates:
-        if prompts_of[a] != prompts_of[b]:
-            notes.append(f"{a} and {b} were evaluated on different test prompt ids, so they are not paired.")
-            continue
-        pairs.append({"paretohqd": a, "other": b, "seed": by_label[b]["seed"] if mode == "seed-by-seed" else None,
-                      "p": probability_higher(replicates[a]["hypervolume"], replicates[b]["hypervolume"])})
-    return {"p_paretohqd_higher": float(np.mean([p["p"] for p in pairs])) if pairs else None,
-            "pairing": mode if pairs else "none", "pairs": pairs}
+    common = [label for label in ours + theirs if prompts_of[label] == prompts_of[ours[0]]]
+    left_out = [label for label in ours + theirs if label not in common]
+    if left_out:
+        notes.append(f"{', '.join(left_out)} were evaluated on other test prompt ids than {ours[0]}, so they are "
+                     "not paired with it.")
+    a = np.array([replicates[label]["hypervolume"] for label in ours if label in common])
+    b = np.array([replicates[label]["hypervolume"] for label in theirs if label in common])
+    if a.size == 0 or b.size == 0:
+        return {"p_paretohqd_higher": None, "pairing": "none", "difference_ci": None}
+    difference = seed_averaged(a, seed, 1) - seed_averaged(b, seed, 2)
+    return {"p_paretohqd_higher": probability_higher(difference, 0.0),
+            "pairing": f"two-level bootstrap ({len(a)} x {len(b)} seeds, prompts paired)",
+            "difference_ci": interval(difference)}
+
+
+def seed_averaged(replicates: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """``(n_seeds, B)`` per-run bootstrap replicates (the same prompt draws in column b) -> ``(B,)``: in each
+    replicate the mean over a resample of the seeds, drawn with replacement."""
+    n, B = replicates.shape
+    drawn = np.random.default_rng([seed, 1_000 + stream]).integers(0, n, size=(B, n))
+    return replicates[drawn, np.arange(B)[:, None]].mean(axis=1)
 
 
 def _scoring_lines(rows: list[dict]) -> list[dict]:
@@ -345,106 +367,3 @@ def _scoring_lines(rows: list[dict]) -> list[dict]:
     return [{"key": line["key"], "runs": line["runs"], "wall_seconds": float(np.mean(line["wall"])),
              "gpu_seconds": float(np.mean(line["gpu"])),
              "wall_seconds_range": [float(min(line["wall"])), float(max(line["wall"]))]} for line in lines.values()]
-
-
-# ------------------------------------------------------------------------------------------------------- tables
-
-
-def _number(value, digits: str = ".0f") -> str:
-    return "-" if value is None else f"{value:{digits}}"
-
-
-def format_comparison(result: dict, markdown: bool = False) -> str:
-    """The comparison as text for the terminal, or as Markdown tables (``markdown``) for compare.md."""
-    render = _markdown_table if markdown else format_table
-    parts = [render(header, rows) for header, rows in comparison_tables(result)]
-    parts.append("\n".join(("- " if markdown else "") + line for line in comparison_footer(result)))
-    return "\n\n".join(parts)
-
-
-def comparison_tables(result: dict) -> list[tuple[list[str], list[list[str]]]]:
-    """The comparison's tables as (header, rows) of formatted cells: one row per run, then, when some method has
-    several seeds, one row per method (mean and spread over its seeds). Every rendering (terminal, compare.md,
-    compare.html) draws these."""
-    field = result["hypervolume_field"]
-    with_ratios = result["reference_method"] is not None
-    with_gpu = any((row.get("method_gpu_seconds") or 0) > 0 for row in result["runs"])
-    header = ["run", "seed", "models", "prompts", "HV [95% CI]", "collapse [95% CI]"]
-    if with_ratios:
-        header += [f"P({result['reference_method']} > run)", "HV / ParetoHqD"]
-    header += ["train s", "gen s", "train+gen s"] + (["train+gen GPU-s"] if with_gpu else [])
-    if with_ratios:
-        header.append("time / ParetoHqD")
-    rows = []
-    for row in result["runs"]:
-        cells = [row["label"], "-" if row["seed"] is None else str(row["seed"]), str(row["models"]),
-                 str(row["num_test_prompts"]),
-                 f"{row[field]:.4f} [{row[field + '_ci_low']:.4f}, {row[field + '_ci_high']:.4f}]",
-                 f"{row['collapse_rate']:.1%} [{row['collapse_rate_ci_low']:.1%}, {row['collapse_rate_ci_high']:.1%}]"]
-        if with_ratios:
-            cells += [_number(row.get("p_paretohqd_higher"), ".3f"), _number(row.get("hypervolume_vs_paretohqd"),
-                                                                            ".3f")]
-        cells += [_number(row["training_wall_seconds"]), _number(row["generation_wall_seconds"]),
-                  _number(row["method_wall_seconds"])] + ([_number(row["method_gpu_seconds"])] if with_gpu else [])
-        if with_ratios:
-            cells.append(_number(row.get("time_vs_paretohqd"), ".3f"))
-        rows.append(cells)
-    tables = [(header, rows)]
-    if any(m["n_runs"] > 1 for m in result["methods"]):
-        header = ["method", "seeds", "HV mean ± sd", "collapse mean ± sd"]
-        header += ([f"P({result['reference_method']} > method)", "pairing"] if with_ratios else [])
-        header += ["train s", "gen s", "train+gen s"] + (["time / ParetoHqD"] if with_ratios else [])
-        rows = []
-        for m in result["methods"]:
-            cells = [m["method"], ", ".join("-" if s is None else str(s) for s in m["seeds"]),
-                     f"{m[field + '_mean']:.4f} ± {_number(m[field + '_sd'], '.4f')}",
-                     f"{m['collapse_rate_mean']:.1%} ± "
-                     f"{'-' if m['collapse_rate_sd'] is None else format(m['collapse_rate_sd'], '.1%')}"]
-            if with_ratios:
-                cells += [_number(m.get("p_paretohqd_higher"), ".3f"), m.get("pairing") or "-"]
-            cells += [_number(m["training_wall_seconds_mean"]), _number(m["generation_wall_seconds_mean"]),
-                      _number(m["method_wall_seconds_mean"])]
-            if with_ratios:
-                cells.append(_number(m.get("time_vs_paretohqd"), ".3f"))
-            rows.append(cells)
-        tables.append((header, rows))
-    return tables
-
-
-def comparison_footer(result: dict) -> list[str]:
-    """The lines under the tables: the hypervolume's definition, the intervals, the cost, the notes."""
-    field, record = result["hypervolume_field"], result["hypervolume_definition"]
-    reference = record["reference_point"]
-    if field == HV_RAW_REF:
-        lines = [f"hypervolume {field}: raw reward units above the reference point {format_vector(reference['raw'])} "
-                 "(comparable with paretohqd evaluate's number for the same evaluate.reference_point)"]
-    else:
-        norm = record["normalisation"]
-        lines = [f"hypervolume {field}: shared normalisation: min-max over all compared points, low "
-                 f"{format_vector(norm['low'])}, high {format_vector(norm['high'])}; reference point "
-                 f"{format_vector(reference['raw'])} raw = {format_vector(reference['normalised'])} normalised "
-                 "(the worst corner)"]
-    boot = result["bootstrap"]
-    lines.append(f"intervals: 95% percentile bootstrap over test prompt ids, {boot['replicates']} replicates, seed "
-                 f"{boot['seed']}, on that fixed normalisation and reference point"
-                 + ("; P(ParetoHqD > run): share of replicates, the same resampled prompts for both, in which "
-                    "ParetoHqD's hypervolume is higher (ties count one half)" if result["reference_method"] else ""))
-    lines.append("cost: wall seconds of the method's own units (every recorded attempt); train = training and "
-                 "selection, gen = generation (stage-2 / online data and held-out answers)")
-    for line in result["scoring"]:
-        spread = line["wall_seconds_range"]
-        lines.append(f"scoring of the offline data, shared by {', '.join(line['runs'])} and in no method's cost: "
-                     f"{line['wall_seconds']:.0f} s wall, {line['gpu_seconds']:.0f} GPU-s"
-                     + (f" (per run {spread[0]:.0f}-{spread[1]:.0f} s: each merges on its own)"
-                        if spread[1] - spread[0] >= 1 else ""))
-    unscored = [row["label"] for row in result["runs"]
-                if row["scoring_wall_seconds"] is not None and row["scoring_key"] is None]
-    if unscored:
-        lines.append(f"no scoring of the offline data for {', '.join(unscored)} (the method does not use the scores)")
-    return lines + result["notes"]
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)

@@ -8,8 +8,10 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from ..data import TRUNCATED
 from ..pareto.indicators import HypervolumeFrame, minmax_frame, raw_frame
 from ..tables import format_table, format_vector
+from .bootstrap import bootstrap_counts, bootstrap_indices, interval, probability_higher, replicate_means
 from .collapse import CollapseDetector
 
 BASE = "base"
@@ -25,6 +27,7 @@ HV_RUN_BASE = "hypervolume_minmax_run_base"
 HV_RUN_WORST_SERVED = "hypervolume_minmax_run_worst_with_served"
 BASE_HV_RUN_WORST = "base_hypervolume_minmax_run_worst"
 HV_RAW_REF = "hypervolume_raw_ref"
+BASE_HV_RAW_REF = "base_hypervolume_raw_ref"
 HV_UNION_WORST = "hypervolume_minmax_union_worst"
 RUN_SCOPE = "this run's aligned models' and base model's points (mean raw reward vectors)"
 UNION_SCOPE = "the union of every compared run's aligned models' points (mean raw reward vectors)"
@@ -79,10 +82,12 @@ def front_hypervolume(points: np.ndarray, base: np.ndarray | None, reference: li
 
 
 def summarise(scored: pd.DataFrame, models: list[dict], names: list[str], detector: CollapseDetector,
-              reference_point: list[float] | None = None) -> tuple[pd.DataFrame, dict]:
+              reference_point: list[float] | None = None, scales: list[float] | None = None,
+              bootstrap: int = 1000, bootstrap_seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Per-model table and the front metrics. ``scored``: one row per (model, prompt) with a ``model`` column, a
     ``degenerate`` flag and one column per objective; ``models``: ``{"name", "weights" (or None)}``, the base
-    model named ``base``."""
+    model named ``base``. ``scales``: fixed per-objective scales (declared before the run) in which a preference
+    weighs the objectives for the paired differences with the base model (:func:`paired_with_base`)."""
     rows = []
     for entry in models:
         part = scored[scored["model"] == entry["name"]]
@@ -96,7 +101,8 @@ def summarise(scored: pd.DataFrame, models: list[dict], names: list[str], detect
         rows.append(row)
     table = pd.DataFrame(rows)
     served = {entry["name"]: entry["served"] for entry in models if entry.get("served")}
-    trained = ~table["model"].isin([BASE, *served])
+    earlier = {entry["name"]: entry["earlier_stage_of"] for entry in models if entry.get("earlier_stage_of")}
+    trained = ~table["model"].isin([BASE, *served, *earlier])
     columns = [f"mean_{n}" for n in names]
     points = table.loc[trained, columns].to_numpy(dtype=np.float64)
     base_rows = table[table["model"] == BASE]
@@ -113,6 +119,20 @@ def summarise(scored: pd.DataFrame, models: list[dict], names: list[str], detect
         "collapse_detector": dataclasses.asdict(detector.thresholds),
         "num_test_prompts": int(scored["prompt_id"].nunique()),
     }
+    if TRUNCATED in scored.columns:
+        metrics["truncated_share"] = {name: float(part[TRUNCATED].mean())
+                                      for name, part in scored.groupby("model", sort=False)}
+    if base is not None and reference_point is not None:
+        metrics[BASE_HV_RAW_REF] = raw_frame(reference_point, len(names)).hypervolume(base[None, :])
+    if base is not None:
+        metrics["vs_base"] = paired_with_base(scored, [e for e in models if e.get("weights") is not None
+                                                       and e["name"] not in served and e["name"] not in earlier],
+                                              names, scales or [1.0] * len(names), bootstrap, bootstrap_seed)
+        metrics["vs_base_scales"] = list(scales or [1.0] * len(names))
+    if earlier:
+        metrics["earlier_stage"] = earlier_stage_summary(scored, models, earlier, entries, names,
+                                                         scales or [1.0] * len(names), reference_point,
+                                                         bootstrap, bootstrap_seed)
     if served:
         metrics.update(served_summary(entries, served, points, base, metrics))
     return table, metrics
@@ -142,6 +162,78 @@ def served_summary(entries: dict, served: dict, trained: np.ndarray, base: np.nd
     return {"served": out, HV_RUN_WORST_SERVED: frame.hypervolume(every)}
 
 
+def paired_with_base(scored: pd.DataFrame, models: list[dict], names: list[str], scales: list[float],
+                     bootstrap: int, seed: int) -> list[dict]:
+    """Per trained model, its paired differences with the base model on the same test prompts: on each objective
+    (raw units), and along its own preference (the difference of ``sum_i w_i r_i / scale_i``, the preference's
+    weights on rewards in fixed units); each with a 95% bootstrap interval over the prompts (the same draws for
+    every model) and the bootstrap share of replicates in which the model is ahead."""
+    paired = PairedScores(scored, names, scales, bootstrap, seed)
+    out = []
+    for entry in models:
+        diff, along, draws = paired.difference(entry["name"], BASE, entry["weights"])
+        out.append({"model": entry["name"], "weights": [float(w) for w in entry["weights"]],
+                    "difference": diff.mean(axis=0).tolist(),
+                    "difference_ci": [interval(draws[:, j]) for j in range(len(names))],
+                    "along_preference": float(along.mean()), "along_preference_ci": interval(draws[:, -1]),
+                    "p_ahead": probability_higher(draws[:, -1], 0.0)})
+    return out
+
+
+def earlier_stage_summary(scored: pd.DataFrame, models: list[dict], earlier: dict[str, str], entries: dict,
+                          names: list[str], scales: list[float], reference_point: list[float] | None,
+                          bootstrap: int, seed: int) -> dict:
+    """What the later stage adds (ParetoHqD's stage-2 ablation): each earlier-stage model's point, its paired
+    difference with the final model of its preference along that preference (final minus earlier, on the same
+    prompts, bootstrap interval), and the earlier front's hypervolume above the same reference point."""
+    weights = {e["name"]: e["weights"] for e in models}
+    paired = PairedScores(scored, names, scales, bootstrap, seed)
+    pairs = []
+    for name, final in earlier.items():
+        _, along, draws = paired.difference(final, name, weights[final])
+        pairs.append({"model": final, "earlier": name, "weights": weights[final],
+                      "earlier_mean_rewards": entries[name]["mean_rewards"],
+                      "earlier_collapse_rate": entries[name]["collapse_rate"],
+                      "gain_along_preference": float(along.mean()), "gain_ci": interval(draws[:, -1]),
+                      "p_later_ahead": probability_higher(draws[:, -1], 0.0)})
+    out: dict = {"pairs": pairs}
+    if reference_point is not None:
+        points = np.array([pair["earlier_mean_rewards"] for pair in pairs], dtype=np.float64)
+        out[HV_RAW_REF] = raw_frame(reference_point, len(names)).hypervolume(points)
+    return out
+
+
+class PairedScores:
+    """Every model's rewards by test prompt, and one set of bootstrap draws over the prompts for all pairs."""
+
+    def __init__(self, scored: pd.DataFrame, names: list[str], scales: list[float], bootstrap: int, seed: int):
+        self.table = scored.pivot_table(index="prompt_id", columns="model", values=names, aggfunc="first")
+        self.names, self.scales = names, np.asarray(scales, dtype=np.float64)
+        self.counts = bootstrap_counts(bootstrap_indices(len(self.table), bootstrap, seed), len(self.table))
+
+    def rewards(self, model: str) -> np.ndarray:
+        return self.table.xs(model, axis=1, level="model")[self.names].to_numpy(dtype=np.float64)
+
+    def difference(self, model: str, other: str, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(per-prompt differences ``(n, M)``, along ``weights`` ``(n,)``, bootstrap means of both ``(B, M+1)``)."""
+        diff = self.rewards(model) - self.rewards(other)
+        along = diff @ (np.asarray(weights, dtype=np.float64) / self.scales)
+        return diff, along, replicate_means(self.counts, np.column_stack([diff, along]))
+
+
+def format_vs_base_table(metrics: dict) -> str:
+    """Each model against the base model on the same prompts: differences with their 95% intervals."""
+    names = metrics["objectives"]
+    rows = [[p["model"], weights_label(p["weights"])]
+            + [f"{d:+.3f} [{lo:+.2f}, {hi:+.2f}]" for d, (lo, hi) in zip(p["difference"], p["difference_ci"])]
+            + [f"{p['along_preference']:+.3f} [{p['along_preference_ci'][0]:+.2f}, "
+               f"{p['along_preference_ci'][1]:+.2f}]"] for p in metrics["vs_base"]]
+    scales = ", ".join(f"{n} {s:.3g}" for n, s in zip(names, metrics["vs_base_scales"]))
+    return format_table(["model", "weights"] + [f"d {n} [95%]" for n in names] + ["d along w [95%]"], rows,
+                        [f"paired by test prompt, bootstrap over prompts; along w: sum of w_i x d_i / scale_i, "
+                         f"scales: {scales}"])
+
+
 def weights_label(weights, digits: str = ".2f") -> str:
     return format_vector(weights, digits) if weights else "-"
 
@@ -155,4 +247,7 @@ def format_front_table(metrics: dict) -> str:
                     + [f"{metrics['base']['collapse_rate']:.1%}"])
     rows += [[f"{p['model']} (served)", weights_label(p["weights"])] + [f"{v:.3f}" for v in p["mean_rewards"]]
              + [f"{p['collapse_rate']:.1%}"] for p in metrics.get("served") or ()]
+    rows += [[f"{p['earlier']} (earlier stage)", weights_label(p["weights"])]
+             + [f"{v:.3f}" for v in p["earlier_mean_rewards"]] + [f"{p['earlier_collapse_rate']:.1%}"]
+             for p in (metrics.get("earlier_stage") or {}).get("pairs", ())]
     return format_table(["model", "weights"] + names + ["collapse"], rows)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..data import TRUNCATED
 from ..errors import UserError
 from ..pareto.interpolation import enclosing_mix
 from ..pipeline import Shared, Unit
@@ -41,6 +42,10 @@ class EvaluatedModel:
     made_from: list[dict] = field(default_factory=list)
     """For a preference served beyond the trained ones: ``{"model", "weights", "weight"}`` of each trained model
     it is made of (``weight``: its share of the mix)."""
+    earlier_stage_of: str | None = None
+    """For an earlier stage of an evaluated model (ParetoHqD's stage-1 model of a preference): that model's name.
+    Evaluated on the same prompts beside it and kept off the front, so that what the later stage adds is a
+    paired difference per preference, at no training cost."""
 
 
 class Method:
@@ -108,6 +113,6 @@ def by_name(units: list[Unit], prefix: str) -> list[Unit]:
 
 
 def sample_frame(scores, rows=None):
-    """The (id, prompt, response) training table of some scored samples."""
+    """The (id, prompt, response, and where the data say it: truncated) training table of some scored samples."""
     part = scores if rows is None else scores.iloc[rows]
-    return part[["id", "prompt", "response"]].reset_index(drop=True)
+    return part[[c for c in ("id", "prompt", "response", TRUNCATED) if c in part.columns]].reset_index(drop=True)

@@ -14,8 +14,7 @@ import pandas as pd
 
 from .. import io
 from ..errors import UserError
-from ..pareto import (default_min_pool, nearest_preferences, representative_preferences,
-                      validate_preferences)
+from ..pareto import nearest_preferences, representative_preferences, validate_preferences
 from ..pipeline import Shared, Unit
 from ..pipeline.generate import generation_unit
 from ..pipeline.score import scoring_unit
@@ -39,9 +38,10 @@ class ParetoHqD(Method):
         c, weights = shared.config, shared.weights
         names = c.objective_names
         select = c.select
+        rule = (select.pool_fraction, select.pool_per_k)
         prefs, declared = selection_units("select", "selection", "select", "select", shared.scores, names, weights,
                                           select.k, select.min_pool, select.normalisation, select.robust_quantiles,
-                                          select.metric, select.plot)
+                                          select.metric, select.plot, pool_rule=rule)
         stage1 = [training_unit(f"train/stage1/pref_{i:02d}", "train_stage1", f"models/pref_{i:02d}/stage1",
                                 train_preference, c, {"selection": unit, "scores": shared.scores}, seed=c.seed,
                                 options={"stage": "stage1"}, progress=shared.progress)
@@ -59,11 +59,11 @@ class ParetoHqD(Method):
                 progress=shared.progress, generation=c.generation)
         pooled = scoring_unit("stage2/score", "stage2", "stage2", generators, shared.scoring,
                               original=shared.scores if c.stage2.pool == "generated+original" else None)
-        min_pool = c.stage2.min_pool or select.min_pool or default_min_pool(len(names))
         prefs2, declared2 = selection_units("stage2/select", "stage2/selection", "stage2", "train", pooled, names,
-                                            weights, c.stage2.k or max(1, select.k // 2), min_pool,
-                                            select.normalisation, select.robust_quantiles, select.metric,
-                                            select.plot, cap_to_pool=True)
+                                            weights, c.stage2.k or max(1, select.k // 2),
+                                            c.stage2.min_pool or select.min_pool, select.normalisation,
+                                            select.robust_quantiles, select.metric, select.plot, cap_to_pool=True,
+                                            pool_rule=rule)
         stage2 = [training_unit(f"train/stage2/pref_{i:02d}", "stage2", f"models/pref_{i:02d}/stage2",
                                 train_preference, c, {"selection": unit, "scores": pooled, "init": stage1[i]},
                                 seed=c.seed, sft_layers=[("stage2.sft", c.stage2.sft)], options={"stage": "stage2"},
@@ -72,9 +72,16 @@ class ParetoHqD(Method):
         return units + list(generators.values()) + [pooled] + declared2 + stage2
 
     def evaluated_models(self, shared: Shared, training: list[Unit]) -> list[EvaluatedModel]:
-        final = by_name(training, "train/stage2/" if shared.config.stage2.enabled else "train/stage1/pref_")
-        return [EvaluatedModel(f"pref_{i:02d}", [float(w) for w in weights], adapters=[unit])
-                for i, (weights, unit) in enumerate(zip(shared.weights, final))]
+        stage2 = shared.config.stage2
+        final = by_name(training, "train/stage2/" if stage2.enabled else "train/stage1/pref_")
+        models = [EvaluatedModel(f"pref_{i:02d}", [float(w) for w in weights], adapters=[unit])
+                  for i, (weights, unit) in enumerate(zip(shared.weights, final))]
+        if stage2.enabled and stage2.evaluate_stage1:
+            stage1 = by_name(training, "train/stage1/pref_")
+            models += [EvaluatedModel(f"pref_{i:02d}_stage1", [float(w) for w in weights], adapters=[unit],
+                                      earlier_stage_of=f"pref_{i:02d}")
+                       for i, (weights, unit) in enumerate(zip(shared.weights, stage1))]
+        return models
 
 
 def stage2_generators(shared: Shared, stage1: list[Unit], pool: Unit) -> list[tuple[str, Unit, np.ndarray, list]]:

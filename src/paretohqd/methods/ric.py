@@ -8,7 +8,7 @@ into [-4, 4] and rounded to one decimal ("... <rm1_score> 0.5 <rm2_score> -0.3 \
 standard-normal draws), generate for prompts drawn from the training samples, relabel every sample with the
 z-scores it obtained, keep samples with any objective at or above its quantile, train on them (and on the kept
 samples of earlier rounds) mixed with filtered original samples. Inference: a preference becomes target rewards
-(RiC's 'linf' mapping by default) in the extremes of 50k standard-normal draws, written into the prompt.
+(the 'l2' mapping RiC's evaluation uses) in the extremes of 50k standard-normal draws, written into the prompt.
 """
 
 from __future__ import annotations

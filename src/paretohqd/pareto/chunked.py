@@ -109,7 +109,7 @@ def select_for_preferences_chunked(
         raise ValueError(f"metric must be one of {', '.join(SELECTION_METRICS)}, got {metric!r}")
     found = chunked_candidate_pool(chunks, min_pool=min_pool, normalisation=normalisation, quantiles=quantiles,
                                    stats=stats, maximise=maximise, names=names, layer_bound=layer_bound,
-                                   weights=weights)
+                                   weights=weights, k=k)
     pool = found.pool
     # The in-memory checks, with the in-memory messages: n is the whole stream, not the points kept.
     if k > found.n_points:
@@ -137,6 +137,7 @@ def chunked_candidate_pool(
     names: Sequence[str] | None = None,
     layer_bound: int | None = None,
     weights: object | None = None,
+    k: int = 0,
 ) -> ChunkedPool:
     """:func:`~paretohqd.pareto.select.candidate_pool` of a stream of score chunks (arguments as there and in
     :func:`select_for_preferences_chunked`; ``weights``, when given, are validated as soon as M is known so that a
@@ -162,12 +163,12 @@ def chunked_candidate_pool(
     passes = n = 0
     while True:
         passes += 1
-        scan = _scan(reader, bound, min_pool, maximise, check_objectives if passes == 1 else None)
+        scan = _scan(reader, bound, min_pool, k, maximise, check_objectives if passes == 1 else None)
         if passes > 1 and scan.n_points != n:
             raise ValueError(f"the score chunks held {n} rows on the first pass and {scan.n_points} on pass "
                              f"{passes}: the source must yield the same data on every pass")
         n, m = scan.n_points, scan.n_objectives
-        pool_min = default_min_pool(m) if min_pool is None else min_pool
+        pool_min = default_min_pool(n, k) if min_pool is None else min_pool
         needed = min(pool_min, n)
         counts = np.cumsum(np.bincount(scan.layers)) if scan.layers.size else np.zeros(1, dtype=np.int64)
         if counts[-1] >= needed:
@@ -253,7 +254,7 @@ class _Scan:
     max_candidates: int
 
 
-def _scan(reader: _Reader, bound: int | None, min_pool: int | None, maximise: bool,
+def _scan(reader: _Reader, bound: int | None, min_pool: int | None, k: int, maximise: bool,
           check_objectives: Callable[[int], None] | None) -> _Scan:
     """One pass: running min/max, and the running candidates (layer < bound within each merged union)."""
     indices = points = layers = low = high = None
@@ -264,7 +265,8 @@ def _scan(reader: _Reader, bound: int | None, min_pool: int | None, maximise: bo
             if check_objectives is not None:
                 check_objectives(m)
             if bound is None:
-                bound = _first_bound(X, default_min_pool(m) if min_pool is None else min_pool, maximise)
+                # a guess (speed only): n is not known before the pass ends
+                bound = _first_bound(X, default_min_pool(len(X), k) if min_pool is None else min_pool, maximise)
             indices, points, layers = np.empty(0, np.int64), np.empty((0, m)), np.empty(0, np.int64)
             low, high = np.full(m, np.inf), np.full(m, -np.inf)
         # Column by column: numpy's axis-0 reductions of a tall (n, 2) array are much slower than 1-D ones.

@@ -12,8 +12,9 @@ Cost (``metrics["cost"]``), over the units the evaluation depends on, by what th
   no record (a cache filled by an older version) counts 0 and is counted in ``unrecorded_units``. The merge is this
   run's own unit.
 - ``training``: the method's own work other than generation (selection, SFT, scoring of generated text, ...).
-- ``generation``: every generation unit (stage-2 / online rounds' data, held-out answers).
-- ``evaluation``: this evaluation (its own scoring of the held-out answers included); ``inputs``: reading the data.
+- ``generation``: the method's own generation (stage-2 / online rounds' data).
+- ``evaluation``: answering the held-out prompts and this evaluation (its scoring of the answers included): the same
+  protocol for every method, so in no method's cost; ``inputs``: reading the data.
 - ``method`` = training + generation: what the method costs on top of the shared scoring; ``total``: everything.
 
 Each with wall seconds (every recorded attempt of a unit) and GPU-seconds (wall x the CUDA devices it held), and per
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .. import io
@@ -43,21 +45,27 @@ from .select import selection_views
 from .units import Unit, UnitContext
 
 METRICS = "eval/metrics.json"
-METRICS_FORMAT = 2
+METRICS_FORMAT = 3
 """In the evaluation's key: a new format of metrics.json (named hypervolumes, cost) re-evaluates older runs."""
 SCORING_KINDS = frozenset({"score_check", "score_shard", "score"})
 GENERATION_KINDS = frozenset({"generate"})
 EVALUATION_KINDS = frozenset({"evaluate", "report"})
 INPUT_KINDS = frozenset({"input"})
 CATEGORIES = ("scoring", "training", "generation", "evaluation", "inputs")
+HELDOUT_STAGE = "generate"
+TRAINING_KINDS = frozenset({"sft", "dpo", "rloo"})
+COUNTED_KINDS = TRAINING_KINDS | GENERATION_KINDS | {"score", "score_generated"}
+"""The stage of the units that answer the held-out prompts (``pipeline.plan``)."""
 
 
-def cost_category(kind: str) -> str:
-    """Which line of the cost a unit of ``kind`` is counted on; anything a method declares itself is training."""
+def cost_category(kind: str, stage: str = "") -> str:
+    """Which line of the cost a unit of ``kind`` in ``stage`` is counted on; anything a method declares itself is
+    training. Answering the held-out prompts (stage ``HELDOUT_STAGE``) is evaluation, the same for every method,
+    never the method's own generation."""
     if kind in SCORING_KINDS:
         return "scoring"
     if kind in GENERATION_KINDS:
-        return "generation"
+        return "evaluation" if stage == HELDOUT_STAGE else "generation"
     if kind in EVALUATION_KINDS:
         return "evaluation"
     if kind in INPUT_KINDS:
@@ -67,21 +75,27 @@ def cost_category(kind: str) -> str:
 
 def evaluation_units(method: str, models: list[dict], generations: list[Unit], evaluate: EvaluateConfig,
                      scoring: tuple[dict, dict], seed: int, closure: list[str],
-                     report_inputs: Mapping[str, Unit] | None = None) -> tuple[Unit, Unit]:
+                     report_inputs: Mapping[str, Unit] | None = None,
+                     offline_scores: Unit | None = None) -> tuple[Unit, Unit]:
     """``models``: ``{"name", "weights"}`` in the order of ``generations``; ``closure``: the names of every unit
     the evaluation depends on, whose cost its metrics report; ``report_inputs``: the further units the report
-    draws (``pipeline.plan.report_inputs``)."""
+    draws (``pipeline.plan.report_inputs``); ``offline_scores``: the scored offline data, which declare the
+    default reference point and the fixed scales before any model is trained."""
     settings, options = scoring
     names = set(closure)
     cost_units = [{"name": u.name, "kind": u.kind, "stage": u.stage, "key": u.key,
-                   "outputs": list(u.output_paths) if u.content_addressed else []}
+                   "outputs": list(u.output_paths) if u.content_addressed else [],
+                   **({"files": list(u.output_paths)} if u.kind in COUNTED_KINDS else {})}
                   for u in units_needed(generations) if u.name in names]
     unit = Unit(name="evaluate", kind="evaluate", stage="evaluate", command="evaluate", action=run_evaluation,
                 outputs=(METRICS, "eval/per_preference.csv", "eval/scores.parquet"),
-                upstream={f"model:{i:03d}": g for i, g in enumerate(generations)},
+                upstream={**{f"model:{i:03d}": g for i, g in enumerate(generations)},
+                          **({"offline_scores": offline_scores} if offline_scores is not None else {})},
                 settings={**settings, "method": method, "models": models,
                           "collapse": dataclasses.asdict(evaluate.collapse),
-                          "reference_point": evaluate.reference_point, "metrics_format": METRICS_FORMAT},
+                          "reference_point": evaluate.reference_point,
+                          "reference_quantile": evaluate.reference_quantile if evaluate.reference_point is None
+                          else None, "metrics_format": METRICS_FORMAT},
                 options={**options, "closure": list(closure), "cost_units": cost_units,
                          "sampling": dataclasses.asdict(evaluate.sampling), "seed": seed})
     report = Unit(name="report", kind="report", stage="evaluate", command="evaluate", action=run_report,
@@ -99,7 +113,9 @@ def run_evaluation(ctx: UnitContext) -> None:
     detector = CollapseDetector(from_dict(CollapseConfig, s["collapse"]))
     scored["degenerate"] = detector.is_degenerate(scored["response"].tolist())
     names = [entry["name"] for entry in s["objectives"]]
-    table, metrics = summarise(scored, s["models"], names, detector, s["reference_point"])
+    reference, scales, rule = declared_frame(ctx, names)
+    table, metrics = summarise(scored, s["models"], names, detector, reference, scales, bootstrap_seed=o["seed"])
+    metrics["reference_point"] = {"raw": reference, "rule": rule}
     run_dir = ctx.outputs[0].parents[1]
     seconds = time.perf_counter() - started
     earlier = _earlier_attempts(run_dir / MANIFEST, ctx.name)  # failed or killed attempts count too
@@ -107,6 +123,7 @@ def run_evaluation(ctx: UnitContext) -> None:
               "wall_seconds": earlier["wall_seconds"] + seconds,
               "gpu_seconds": earlier["gpu_seconds"] + seconds * cuda_devices_in_use(launched_world()[1])}
     cost, wall, gpu = cost_summary(run_dir, o.get("cost_units", [{"name": n} for n in o["closure"]]), [itself])
+    cost["counts"] = work_counts(run_dir, o.get("cost_units", []))
     span = elapsed_span(run_dir / MANIFEST, o["closure"])
     metrics = {"method": s["method"], **metrics, "cost": cost, "wall_seconds": wall, "gpu_seconds": gpu,
                "elapsed_seconds": span + time.perf_counter() - started, "sampling": o["sampling"], "seed": o["seed"]}
@@ -158,7 +175,7 @@ def cost_summary(run_dir: Path, units: Sequence[dict], extra: Sequence[dict] = (
     wall_by_stage: dict[str, float] = {}
     gpu_by_stage: dict[str, float] = {}
     for kind, stage, wall, gpu in measured:
-        line = cost[cost_category(kind)]
+        line = cost[cost_category(kind, stage)]
         line["wall_seconds"] += wall
         line["gpu_seconds"] += gpu
         by_stage = line["stages"].setdefault(stage, {"wall_seconds": 0.0, "gpu_seconds": 0.0})
@@ -171,6 +188,36 @@ def cost_summary(run_dir: Path, units: Sequence[dict], extra: Sequence[dict] = (
     wall_by_stage["total"] = cost["total"]["wall_seconds"]
     gpu_by_stage["total"] = cost["total"]["gpu_seconds"]
     return cost, wall_by_stage, gpu_by_stage
+
+
+def work_counts(run_dir: Path, units: Sequence[dict]) -> dict:
+    """Counts of the work behind the cost that do not depend on the hardware: sequences and tokens trained (every
+    process's, from each model's ``training.json``), replies and tokens the method generated, held-out replies and
+    tokens, samples scored (the offline data; the method's generated samples)."""
+    counts = dict.fromkeys(("sequences_trained", "tokens_trained", "replies_generated", "tokens_generated",
+                            "evaluation_replies", "evaluation_tokens", "samples_scored", "generated_samples_scored"), 0)
+    for unit in units:
+        files = [Path(f) if Path(f).is_absolute() else Path(run_dir) / f for f in unit.get("files", ())]
+        kind = unit["kind"]
+        try:
+            if kind in TRAINING_KINDS:
+                record = io.read_json(files[0] / "training.json")
+                counts["sequences_trained"] += sum(int(r.get("sequences", 0)) for r in record.get("ranks", ()))
+                logged = [e["num_tokens"] for e in record.get("log_history", ()) if "num_tokens" in e]
+                counts["tokens_trained"] += int(max(logged, default=0))
+            elif kind in GENERATION_KINDS:
+                meta = io.read_json(files[1])
+                held_out = unit["stage"] == HELDOUT_STAGE
+                counts["evaluation_replies" if held_out else "replies_generated"] += int(meta["num_prompts"])
+                counts["evaluation_tokens" if held_out else "tokens_generated"] += int(meta.get("tokens_generated", 0))
+            elif kind in ("score", "score_generated"):
+                import pyarrow.parquet as pq
+
+                rows = pq.read_metadata(files[0]).num_rows
+                counts["samples_scored" if kind == "score" else "generated_samples_scored"] += int(rows)
+        except (OSError, ValueError, KeyError, IndexError):
+            continue  # a unit whose record is missing (an older version's) counts nothing
+    return counts
 
 
 def _cost_record(run_dir: Path, output: str) -> dict | None:
@@ -189,6 +236,22 @@ def elapsed_span(manifest: Path, names: list[str]) -> float:
     began = [units[n]["started"] for n in names if n in units and "started" in units[n] and "finished" in units[n]]
     ended = [units[n]["finished"] for n in names if n in units and "started" in units[n] and "finished" in units[n]]
     return (max(ended) - min(began)) if began else 0.0
+
+
+def declared_frame(ctx: UnitContext, names: list[str]) -> tuple[list[float] | None, list[float] | None, str]:
+    """(reference point, per-objective scales, how the reference was declared): ``evaluate.reference_point``, or
+    the ``reference_quantile`` quantile of the offline scores; the scales are the offline scores' standard
+    deviations. Both come from what existed before any model was trained."""
+    s = ctx.settings
+    if "offline_scores" not in ctx.inputs:
+        return s["reference_point"], None, "evaluate.reference_point" if s["reference_point"] else "none"
+    offline = pd.read_parquet(ctx.input("offline_scores"), columns=names).to_numpy(dtype=np.float64)
+    scales = [float(v) if v > 0 else 1.0 for v in offline.std(axis=0)]
+    if s["reference_point"] is not None:
+        return [float(v) for v in s["reference_point"]], scales, "evaluate.reference_point"
+    quantile = s["reference_quantile"]
+    return (np.quantile(offline, quantile, axis=0).tolist(), scales,
+            f"the {quantile:g} quantile of each objective's offline scores (evaluate.reference_quantile)")
 
 
 def run_report(ctx: UnitContext) -> None:

@@ -17,9 +17,9 @@ import pandas as pd
 
 from .. import io
 from ..config import GenerationConfig, SamplingConfig, from_dict
-from ..data import distinct_prompts, prompt_columns
+from ..data import TRUNCATED, distinct_prompts, prompt_columns
 from ..policy import check_model, generate_responses, load_policy, sampling_record
-from ..policy.generation import merge_responses
+from ..policy.generation import Replies, merge_responses
 from .train import model_settings, rebuild_model_config
 from .units import Unit, UnitContext
 
@@ -38,7 +38,9 @@ def generation_unit(name: str, stage: str, command: str, output: str, prompts: U
     settings: dict[str, Any] = {"model": model_values, "adapters": len(adapters),
                                 "mix": None if mix is None else [float(w) for w in mix],
                                 "sampling": dataclasses.asdict(sampling), "seed": seed,
-                                "prompt_sample": dict(prompt_sample) if prompt_sample else None}
+                                "prompt_sample": dict(prompt_sample) if prompt_sample else None,
+                                # files record which replies hit the token limit: earlier files do not
+                                "truncation_recorded": True}
     if condition is not None:
         settings["condition"] = {"function": _qualified(condition), **dict(condition_settings or {})}
     options: dict[str, Any] = {**placement, "condition": condition, "progress": progress}
@@ -146,7 +148,8 @@ def run_generation_group(contexts: list[UnitContext]) -> None:
         if ctx.settings["mix"] is not None:  # its adapter folder is gone: say what it was made of
             models = [str(ctx.input(f"adapter:{i}")) for i in range(ctx.settings["adapters"])]
             record["combined_from"] = {"models": models, "mix": ctx.settings["mix"]}
-        write_generation(ctx, frame, answer.responses, seconds, {"backend": "vllm", "vllm": record})
+        write_generation(ctx, frame, Replies(answer.responses, answer.truncated, answer.tokens), seconds,
+                         {"backend": "vllm", "vllm": record})
     head.gather(None)
 
 
@@ -159,18 +162,23 @@ def unit_prompts(ctx: UnitContext) -> tuple[pd.DataFrame, list[str]]:
     return prompts, shown
 
 
-def write_generation(ctx: UnitContext, prompts: pd.DataFrame, responses: list[str], seconds: float,
+def write_generation(ctx: UnitContext, prompts: pd.DataFrame, replies: Replies, seconds: float,
                      backend_record: Mapping | None = None) -> None:
-    """The unit's JSONL (its prompt rows with a response each) and its sidecar (sampling settings, and for a
-    backend other than HF what that backend did)."""
+    """The unit's JSONL (its prompt rows with a response each, and ``truncated``: whether it hit the token limit)
+    and its sidecar (sampling settings, how many replies hit the limit, and for a backend other than HF what that
+    backend did)."""
     s = ctx.settings
     frame = prompts.copy()  # context columns travel with the prompt: objectives may read them
-    frame["response"] = responses
+    frame["response"] = replies.texts
+    frame[TRUNCATED] = np.asarray(replies.truncated, dtype=bool)
     io.write_text(ctx.outputs[0], frame.to_json(orient="records", lines=True, force_ascii=False))
+    cut = int(frame[TRUNCATED].sum())
     meta = {"sampling": sampling_record(from_dict(SamplingConfig, s["sampling"]), s["seed"]),
-            "num_prompts": len(frame), "seconds": seconds, **(backend_record or {})}
+            "num_prompts": len(frame), "truncated": cut, "tokens_generated": int(sum(replies.tokens)),
+            "seconds": seconds, **(backend_record or {})}
     io.write_json(ctx.outputs[1], meta)
-    ctx.log(f"generate: {ctx.name} answered {len(frame)} prompts in {seconds:.0f} s")
+    ctx.log(f"generate: {ctx.name} answered {len(frame)} prompts in {seconds:.0f} s ({cut} cut at "
+            f"max_new_tokens {s['sampling']['max_new_tokens']})")
 
 
 def read_generations(path: Path) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 
 from .. import io
@@ -54,6 +55,8 @@ def test_prompts(evaluate: EvaluateConfig, data: DataConfig) -> pd.DataFrame:
         samples = load_all_samples(data)
         prompts = distinct_prompts(samples[heldout_mask(samples["prompt"], data.heldout_fraction)])
     prompts = prompts.iloc[:: evaluate.every_nth]
+    if evaluate.prompt_seed is not None:
+        prompts = prompts.iloc[np.random.default_rng(evaluate.prompt_seed).permutation(len(prompts))]
     if evaluate.num_prompts is not None:
         prompts = prompts.iloc[: evaluate.num_prompts]
     if prompts.empty:

@@ -18,7 +18,7 @@ from ..locking import folder_lock_file, writer_lock
 from ..pareto import resolve_grid, validate_preferences
 from ..pareto.interpolation import cell_midpoints
 from .distributed import distributed_executor, is_main_process
-from .evaluate import evaluation_units
+from .evaluate import HELDOUT_STAGE, evaluation_units
 from .executors import make_executor
 from .generate import generation_unit
 from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
@@ -144,25 +144,27 @@ def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) ->
     """One generation unit per evaluated model (and the base model), the evaluation and the report."""
     config = shared.config
     evaluated = method.evaluated_models(shared, training)
-    models = [{"name": m.name, "weights": m.weights} for m in evaluated]
+    models = [{"name": m.name, "weights": m.weights,
+               **({"earlier_stage_of": m.earlier_stage_of} if m.earlier_stage_of else {})} for m in evaluated]
     served = served_models(method, shared, training)
     models += [{"name": m.name, "weights": m.weights, "served": {"mode": mode, "from": m.made_from}}
                for m, mode in served]
     evaluated += [m for m, _ in served]
     heldout = dict(prompts=shared.inputs.prompts_unit, model=config.model, sampling=config.evaluate.sampling,
                    seed=config.seed + HELDOUT_SEED_OFFSET, progress=shared.progress, generation=config.generation)
-    generations = [generation_unit(f"generate/{m.name}", "generate", "generate", f"generations/{m.name}.jsonl",
+    generations = [generation_unit(f"generate/{m.name}", HELDOUT_STAGE, "generate", f"generations/{m.name}.jsonl",
                                    adapters=m.adapters, mix=m.mix, condition=m.condition,
                                    condition_settings=m.condition_settings, inputs=m.inputs, **heldout)
                    for m in evaluated]
     if config.evaluate.include_base:
         models.append({"name": "base", "weights": None})
-        generations.append(generation_unit("generate/base", "generate", "generate", "generations/base.jsonl",
+        generations.append(generation_unit("generate/base", HELDOUT_STAGE, "generate", "generations/base.jsonl",
                                            **heldout))
     evaluate, report = evaluation_units(method.name, models, generations, config.evaluate,
                                         shared.scoring, config.seed,
                                         [u.name for u in closure(generations)],
-                                        report_inputs=report_inputs(shared, training))
+                                        report_inputs=report_inputs(shared, training),
+                                        offline_scores=shared.scores)
     return generations, evaluate, report
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from .. import io
 from ..errors import UserError
 from ..pareto import CandidatePool, candidate_pool, default_min_pool, select_from_pool
+from ..pareto.select import POOL_FRACTION, POOL_PER_K
 from ..plots import plot_selection
 from ..tables import format_table, format_vector
 from .units import Unit, UnitContext
@@ -23,13 +24,17 @@ if TYPE_CHECKING:
 
 def selection_units(prefix: str, folder: str, stage: str, command: str, scores: Unit, names: list[str],
                     weights: np.ndarray, k: int, min_pool: int | None, normalisation: str, quantiles: list[float],
-                    metric: str, plot: bool, cap_to_pool: bool = False) -> tuple[list[Unit], list[Unit]]:
-    """(one selection unit per preference, in grid order; every unit declared, summary and plot included)."""
+                    metric: str, plot: bool, cap_to_pool: bool = False,
+                    pool_rule: tuple[float, float] = (POOL_FRACTION, POOL_PER_K)) -> tuple[list[Unit], list[Unit]]:
+    """(one selection unit per preference, in grid order; every unit declared, summary and plot included).
+    ``min_pool`` None: P_min by ``pool_rule`` = (share of the scored samples, multiple of ``k``), decided when the
+    number of samples is known."""
+    rule = None if min_pool else {"fraction": float(pool_rule[0]), "per_k": float(pool_rule[1]), "k": int(k)}
     pool = Unit(name=f"{prefix}/pool", kind="select_pool", stage=stage, command=command, action=run_pool,
                 outputs=(f"{folder}/pool.json",), upstream={"scores": scores},
                 settings={"objectives": names, "normalisation": normalisation,
                           "quantiles": list(quantiles) if normalisation == "robust" else None,
-                          "min_pool": min_pool or default_min_pool(len(names)), "cap_to_pool": cap_to_pool})
+                          "min_pool": min_pool or None, "min_pool_rule": rule, "cap_to_pool": cap_to_pool})
     prefs = [ray_unit(pool, f"pref_{i:02d}", w, k, metric, cap_to_pool) for i, w in enumerate(weights)]
     roles = {f"pref:{i:02d}": unit for i, unit in enumerate(prefs)}
     summary = Unit(name=f"{prefix}/summary", kind="select_summary", stage=stage, command=command,
@@ -72,13 +77,17 @@ def read_points(path: Path, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]
 def run_pool(ctx: UnitContext) -> None:
     _, points = _points(ctx)
     s = ctx.settings
-    min_pool = min(s["min_pool"], len(points)) if s["cap_to_pool"] else s["min_pool"]
+    rule = s["min_pool_rule"]
+    if rule is not None:
+        min_pool = default_min_pool(len(points), rule["k"], rule["fraction"], rule["per_k"])
+    else:
+        min_pool = min(s["min_pool"], len(points)) if s["cap_to_pool"] else s["min_pool"]
     try:
         pool = candidate_pool(points, min_pool=min_pool, normalisation=s["normalisation"],
                               quantiles=tuple(s["quantiles"] or (0.001, 0.999)), maximise=True, names=s["objectives"])
     except ValueError as exc:
         raise UserError(f"select: {exc}") from None
-    io.write_json(ctx.output, pool.to_dict())
+    io.write_json(ctx.output, {**pool.to_dict(), "min_pool_rule": rule})
 
 
 def run_ray(ctx: UnitContext) -> None:
@@ -93,7 +102,7 @@ def run_ray(ctx: UnitContext) -> None:
     rows = np.asarray(chosen.indices)
     entry = {**chosen.to_dict(), "objectives": s["objectives"], "k": int(len(rows)), "metric": s["metric"],
              "sample_ids": scores["id"].to_numpy()[rows].tolist(), "rows": rows.tolist(),
-             "mean_raw_scores": points[rows].mean(axis=0).tolist()}
+             "mean_raw_scores": points[rows].mean(axis=0).tolist(), "mean_layer": float(np.mean(chosen.layers))}
     entry.pop("indices")
     io.write_json(ctx.output, entry)
 
@@ -113,15 +122,20 @@ def run_summary(ctx: UnitContext) -> None:
     _, points = _points(ctx)
     pool = io.read_json(ctx.input("pool"))
     entries = _preference_entries(ctx)
+    layers = [float(np.mean(entry["layers"])) for _, entry in entries]
     summary = {"objectives": ctx.settings["objectives"], "num_samples": int(len(points)),
                **{key: pool[key] for key in ("pool_size", "num_layers", "layer_sizes", "min_pool", "maximise",
                                              "normalisation")},
+               "min_pool_rule": pool.get("min_pool_rule"),
                "k": entries[0][1]["k"] if entries else None,
                "metric": entries[0][1]["metric"] if entries else None,
-               "num_preferences": len(entries), "files": [name for name, _ in entries]}
+               "num_preferences": len(entries), "files": [name for name, _ in entries],
+               "mean_layers": layers}
     io.write_json(ctx.output, summary)
     ctx.log(f"{ctx.name.rsplit('/', 1)[0]}: {len(entries)} preferences x k={summary['k']} from a pool of "
-            f"{pool['pool_size']} samples in the first {pool['num_layers']} Pareto layers")
+            f"{pool['pool_size']} of {len(points)} samples ({pool['pool_size'] / len(points):.1%}) in the first "
+            f"{pool['num_layers']} Pareto layers; mean layer of the selections "
+            f"{min(layers, default=0):.2f}-{max(layers, default=0):.2f} (0 = the front)")
 
 
 def run_plot(ctx: UnitContext) -> None:

@@ -76,7 +76,9 @@ def _trainer_unit(kind: str, sources, lora_sources, check, name, stage, output, 
         settings = {**(settings or {}), "processes": processes}
     return Unit(
         name=name, kind=kind, stage=stage, command="train", action=action, outputs=(output,), upstream=upstream,
-        settings={kind: result, "lora": lora, "model": model, "seed": seed, **(settings or {})},
+        settings={kind: result, "lora": lora, "model": model, "seed": seed,
+                  **({"truncated_replies": config.train.truncated_replies} if kind == "sft" else {}),
+                  **(settings or {})},
         options={f"{kind}_cosmetic": cosmetic, "report_to": config.report_to, "progress": progress, **placement,
                  **(options or {})},
         check=lambda: (check(), check_model(config.model.name_or_path, config.model.revision, lora,
@@ -84,13 +86,15 @@ def _trainer_unit(kind: str, sources, lora_sources, check, name, stage, output, 
 
 
 def fit(ctx: UnitContext, samples, card: ModelCard) -> dict:
-    """Train the unit's model on ``samples`` (columns prompt, response) into its output folder."""
+    """Train the unit's model on ``samples`` (columns prompt, response; optional truncated) into its output
+    folder."""
     init = ctx.inputs.get("init")
     return train_model(samples, ctx.output, rebuild_model_config(ctx.settings["model"], ctx.options),
                        {**ctx.settings["sft"], **ctx.options["sft_cosmetic"]}, ctx.settings["lora"],
                        ctx.settings["seed"],
                        init_from=init[0] if init else None, report_to=ctx.options["report_to"], card=card,
-                       log=ctx.log, progress=ctx.options["progress"])
+                       log=ctx.log, progress=ctx.options["progress"],
+                       truncated_replies=ctx.settings.get("truncated_replies", "open"))
 
 
 def fit_pairs(ctx: UnitContext, pairs, card: ModelCard, beta: float | None = None) -> dict:

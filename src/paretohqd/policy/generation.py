@@ -2,12 +2,15 @@
 
 Prompts go through the policy's chat template and truncation rule; batches are length-sorted and left-padded; each
 batch draws from its own seeded generator state, so a resumed run reproduces the same text. Outputs are cut at the
-next turn marker: a model that starts writing the user's next turn has finished its reply.
+next turn marker: a model that starts writing the user's next turn has finished its reply. A reply that neither
+ended its turn nor reached a turn marker before ``max_new_tokens`` is *truncated*: it is recorded as such, so that
+training never takes it for a finished reply and evaluation reports how many hit the limit.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -18,10 +21,26 @@ _NEXT_TURN = re.compile(r"(?:^|\n)\s*(?:Human|Assistant|User)\s*:|<\|im_start\|>
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "max_new_tokens", "batch_size")
 
 
+@dataclass
+class Replies:
+    """Generated replies in prompt order, and whether each was cut at the token limit (None: another process's
+    share of a multi-process call, see :func:`merge_responses`)."""
+
+    texts: list[str | None]
+    truncated: list[bool | None]
+    tokens: list[int | None]
+    """New tokens each reply took, its end-of-turn token included: the hardware-neutral cost of generating it."""
+
+
 def clean_response(text: str) -> str:
     """Cut at the next turn marker and strip."""
+    return cut_at_turn(text)[0]
+
+
+def cut_at_turn(text: str) -> tuple[str, bool]:
+    """(the text cut at the next turn marker and stripped, whether a marker was found: the reply had ended)."""
     match = _NEXT_TURN.search(text)
-    return (text[: match.start()] if match else text).strip()
+    return (text[: match.start()] if match else text).strip(), match is not None
 
 
 def sampling_record(sampling, seed: int) -> dict:
@@ -31,8 +50,8 @@ def sampling_record(sampling, seed: int) -> dict:
 
 def generate_responses(policy: Policy, prompts: list[str], sampling, seed: int,
                        progress: Callable[[int], None] | None = None,
-                       share: tuple[int, int] = (0, 1)) -> list[str | None]:
-    """One sampled response per prompt, in the order of ``prompts``.
+                       share: tuple[int, int] = (0, 1)) -> Replies:
+    """One sampled response per prompt, in the order of ``prompts``, with whether it hit the token limit.
 
     ``share`` = (rank, world_size): answer only the batches whose number is ``rank`` modulo ``world_size`` (one
     process's share of the very batches, and per-batch seeds, of a single process, so that merged shares are
@@ -45,6 +64,8 @@ def generate_responses(policy: Policy, prompts: list[str], sampling, seed: int,
     lengths = np.array([len(t) for t in texts])
     order = np.argsort(-lengths, kind="stable")
     outputs: list[str | None] = [None] * len(prompts)
+    truncated: list[bool | None] = [None] * len(prompts)
+    tokens: list[int | None] = [None] * len(prompts)
     model = policy.model
     model.eval()
     device = next(model.parameters()).device
@@ -64,18 +85,29 @@ def generate_responses(policy: Policy, prompts: list[str], sampling, seed: int,
         with torch.inference_mode():
             generated = model.generate(**encoded, **kwargs)
         new_tokens = generated[:, encoded["input_ids"].shape[1]:]
-        for i, text in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-            outputs[i] = clean_response(text)
+        is_end = torch.isin(new_tokens, torch.tensor(eos, device=new_tokens.device))
+        ended = is_end.any(dim=1)
+        lengths = torch.where(ended, is_end.int().argmax(dim=1) + 1, new_tokens.shape[1]).tolist()
+        for i, text, turn_ended, length in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True),
+                                               ended.tolist(), lengths):
+            outputs[i], marker = cut_at_turn(text)
+            truncated[i] = not (turn_ended or marker)
+            tokens[i] = length
         if progress is not None:
             progress(len(indices))
-    return outputs
+    return Replies(outputs, truncated, tokens)
 
 
-def merge_responses(shares: list[list[str | None]]) -> list[str]:
-    """Every process's :func:`generate_responses` share (in rank order) as one list: each prompt's response from
-    the process that answered it (a response is always a string, so None marks the prompts of other shares)."""
+def merge_responses(shares: list[Replies]) -> Replies:
+    """Every process's :func:`generate_responses` share (in rank order) as one: each prompt's response from the
+    process that answered it (a response is always a string, so None marks the prompts of other shares)."""
     if len(shares) == 1:
         return shares[0]
-    stacked = np.array(shares, dtype=object)
-    answered = np.not_equal(stacked, None)
-    return stacked[answered.argmax(axis=0), np.arange(stacked.shape[1])].tolist()
+    texts = np.array([share.texts for share in shares], dtype=object)
+    columns = np.arange(texts.shape[1])
+    rows = np.not_equal(texts, None).argmax(axis=0)
+
+    def merged(field: str) -> list:
+        return np.array([getattr(share, field) for share in shares], dtype=object)[rows, columns].tolist()
+
+    return Replies(merged("texts"), merged("truncated"), merged("tokens"))

@@ -52,18 +52,23 @@ class Policy:
         """The text the model continues when it answers ``prompt``."""
         return self.tokenizer.apply_chat_template(self.messages(prompt), add_generation_prompt=True, tokenize=False)
 
-    def encode_for_training(self, prompt: str, response: str, max_length: int | None) -> dict[str, list[int]]:
-        """``input_ids`` and ``completion_mask`` (1 on the response and its end-of-turn tokens) of one sample."""
+    def encode_for_training(self, prompt: str, response: str, max_length: int | None,
+                            finished: bool = True) -> dict[str, list[int]]:
+        """``input_ids`` and ``completion_mask`` (1 on the response and its end-of-turn tokens) of one sample.
+
+        An unfinished response (one cut at a generation's token limit) gets no end-of-turn tokens: a model trained
+        on it learns its words, not to stop where the limit happened to fall."""
         messages = self.messages(prompt)
         prompt_ids = self._ids(messages, add_generation_prompt=True)
         full_ids = self._ids(messages + [{"role": "assistant", "content": response}])
         start = _common_prefix_length(prompt_ids, full_ids)
-        if max_length is not None and len(full_ids) > max_length:
-            tail = self._tail(messages)
-            completion = full_ids[start:]
-            if tail and completion[-len(tail):] == tail:
-                content = completion[: len(completion) - len(tail)][: max(0, max_length - start - len(tail))]
-                full_ids = full_ids[:start] + content + tail
+        tail = self._tail(messages)
+        has_tail = bool(tail) and full_ids[len(full_ids) - len(tail):] == tail and len(full_ids) - len(tail) >= start
+        content = full_ids[start: len(full_ids) - len(tail)] if has_tail else full_ids[start:]
+        ending = tail if has_tail and finished else []
+        if max_length is not None and start + len(content) + len(ending) > max_length:
+            content = content[: max(0, max_length - start - len(ending))]
+        full_ids = full_ids[:start] + content + ending
         return {"input_ids": full_ids, "completion_mask": [0] * start + [1] * (len(full_ids) - start)}
 
     def _ids(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 from .. import io
 from ..errors import UserError
 from .adapters import combine, is_adapter, load_ingredients
-from .generation import clean_response
+from .generation import cut_at_turn
 from .load import resolve_model_path
 from .policy import Policy
 
@@ -77,6 +77,10 @@ class ModelPrompts:
 class Answers:
     responses: list[str]
     record: dict
+    truncated: list[bool] = field(default_factory=list)
+    """Per response: vLLM stopped it at ``max_tokens`` (finish reason ``length``) before any turn marker."""
+    tokens: list[int] = field(default_factory=list)
+    """Per response: the new tokens it took."""
     """What the engine did, for the generation file's sidecar: the SamplingParams mapping and the engine args."""
 
 
@@ -314,10 +318,14 @@ def generate_with_vllm(requests: Sequence[ModelPrompts], model_config, engine_ar
         start = 0
         for i, policy, record in zip(members, policies, records):
             count = len(requests[i].prompts)
-            new_tokens = [list(out.outputs[0].token_ids) for out in outputs[start:start + count]]
+            finished = outputs[start:start + count]
+            new_tokens = [list(out.outputs[0].token_ids) for out in finished]
             start += count
             decoded = policy.tokenizer.batch_decode(new_tokens, skip_special_tokens=True) if new_tokens else []
-            answers[i] = Answers([clean_response(text) for text in decoded], record)
+            cut = [cut_at_turn(text) for text in decoded]
+            answers[i] = Answers([text for text, _ in cut], record,
+                                 [out.outputs[0].finish_reason == "length" and not marker
+                                  for out, (_, marker) in zip(finished, cut)], [len(ids) for ids in new_tokens])
     return answers  # type: ignore[return-value]
 
 

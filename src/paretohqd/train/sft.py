@@ -17,6 +17,8 @@ from typing import Callable
 
 import pandas as pd
 
+from ..data import TRUNCATED
+from ..errors import UserError
 from .cards import ModelCard
 from .common import (COMPLETE_MARKER, TRAINING_ARGS_FILE, check_lora_settings, check_trainer_settings,  # noqa: F401
                      model_label, save_trained_model, start_run, train_and_record)
@@ -62,6 +64,16 @@ def plan_training(num_samples: int, sft: dict, world_size: int = 1) -> TrainingP
     return TrainingPlan(num_samples, global_batch, max(1, math.ceil(epochs * steps_per_epoch)), epochs)
 
 
+def finished_replies(samples: pd.DataFrame, truncated_replies: str) -> tuple[pd.DataFrame, list[bool]]:
+    """(the samples to train on, whether each reply is finished) under ``train.truncated_replies``."""
+    if TRUNCATED not in samples.columns:
+        return samples, [True] * len(samples)
+    truncated = samples[TRUNCATED].fillna(False).to_numpy(dtype=bool)
+    if truncated_replies == "drop":
+        return samples[~truncated].reset_index(drop=True), [True] * int((~truncated).sum())
+    return samples, (~truncated).tolist()
+
+
 def split_settings(sft: dict, cosmetic: tuple[str, ...] = COSMETIC_SFT_FIELDS) -> tuple[dict, dict]:
     """(the SFTConfig fields that can change the trained weights: what a training unit's key holds; the rest).
     ``cosmetic``: the fields that cannot (the TrainingArguments ones by default; another trainer adds its own)."""
@@ -82,11 +94,12 @@ def check_training_settings(sft_layers: list[tuple[str, dict]], lora_layers: lis
 
 def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict, lora: dict | None, seed: int,
                 init_from: Path | None = None, report_to: str = "none", card: ModelCard | None = None,
-                log: Callable[[str], None] = print, progress: bool = True) -> dict:
+                log: Callable[[str], None] = print, progress: bool = True, truncated_replies: str = "open") -> dict:
     """Fine-tune and save to ``output_dir`` (adapter or full weights, tokenizer, generation config, card).
 
     ``lora`` None is full fine-tuning; ``init_from`` continues a previous stage's model (its adapter, or its full
-    weights)."""
+    weights). ``samples``' optional boolean column ``truncated`` marks replies cut at a token limit:
+    ``truncated_replies`` ``open`` trains on them without the end-of-turn token, ``drop`` leaves them out."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
@@ -94,8 +107,13 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
     staging, args, model, tokenizer, policy, peft_config = start_run(
         SFTConfig, sft, output_dir, seed, report_to, model_config, lora, init_from, progress)
     max_length = sft.get("max_length", 1024)
-    dataset = datasets.Dataset.from_list([policy.encode_for_training(p, r, max_length)
-                                          for p, r in zip(samples["prompt"], samples["response"])])
+    samples, finished = finished_replies(samples, truncated_replies)
+    if samples.empty:
+        raise UserError(f"train {Path(output_dir).name}: every training reply was cut at a token limit and "
+                        "train.truncated_replies is 'drop': nothing is left to train on (raise the generation's "
+                        "max_new_tokens, or set it to 'open')")
+    dataset = datasets.Dataset.from_list([policy.encode_for_training(p, r, max_length, f)
+                                          for p, r, f in zip(samples["prompt"], samples["response"], finished)])
     plan = plan_training(len(dataset), sft, args.world_size)
     log(plan.announce(output_dir, args.world_size))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
