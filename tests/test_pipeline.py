@@ -129,6 +129,7 @@ def test_run_produces_every_artifact(finished_run):
     assert "hypervolume" in report and "front.png" in report and "pref_00" in report
     page = (run / "eval" / "report.html").read_text()  # the front, both selection stages, the sample outputs
     assert all(f'id="{div}"' in page for div in ("front", "selection-0", "selection-1")) and "pref_02" in page
+    assert "Against the base model" in page and "Against the base model" in report  # the paired differences
     assert list(pd.read_csv(run / "eval" / "per_preference.csv")["model"]) == [
         "pref_00", "pref_01", "pref_02", "pref_00_stage1", "pref_01_stage1", "pref_02_stage1", "base"]
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..plots import background_rows, objective_pairs, ray_end
 from ..tables import format_vector
-from .metrics import BASE, format_front_table, weights_label
+from .metrics import BASE, format_front_table, format_vs_base_table, weights_label
 from .report import headline, prompt_number, report_title
 
 FRONT_DIV = "front"
@@ -76,6 +76,8 @@ def report_page(metrics: dict, scored: pd.DataFrame, sample_outputs: int,
     body = [f"<h1>{escape(report_title(metrics))}</h1>", f'<ul class="headline">\n{items}\n</ul>',
             *_figure_sections(figures),
             "<h2>Front</h2>", f"<pre>{escape(format_front_table(metrics))}</pre>",
+            *(["<h2>Against the base model</h2>", f"<pre>{escape(format_vs_base_table(metrics))}</pre>"]
+              if metrics.get("vs_base") else []),
             f"<h2>Sample outputs</h2>\n{samples_table(metrics, scored, sample_outputs)}"]
     return _page(report_title(metrics), body)
 
