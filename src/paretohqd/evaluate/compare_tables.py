@@ -91,7 +91,8 @@ def comparison_footer(result: dict) -> list[str]:
                     "for both), share of replicates in which ParetoHqD's seed-averaged hypervolume is higher (ties "
                     "count one half)" if result["reference_method"] else ""))
     lines.append("cost: wall seconds of the method's own units (every recorded attempt); train = training and "
-                 "selection, gen = generation (stage-2 / online data and held-out answers)")
+                 "selection, gen = the method's own generation (stage-2 / online data; answering the held-out "
+                 "prompts is evaluation, in no method's cost)")
     for line in result["scoring"]:
         spread = line["wall_seconds_range"]
         lines.append(f"scoring of the offline data, shared by {', '.join(line['runs'])} and in no method's cost: "
