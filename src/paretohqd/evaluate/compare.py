@@ -45,7 +45,7 @@ from ..plots import plot_fronts
 from ..tables import format_vector
 from .compare_tables import comparison_footer, comparison_tables, format_comparison
 from .html import comparison_page
-from .bootstrap import INTERVAL, bootstrap_counts, bootstrap_indices, interval, probability_higher, replicate_means
+from .bootstrap import bootstrap_counts, bootstrap_indices, interval, probability_higher, replicate_means
 from .metrics import BASE, HV_RAW_REF, HV_UNION_WORST, UNION_SCOPE, comparison_frame, definition
 
 REFERENCE_METHOD = "ParetoHqD"
@@ -280,8 +280,8 @@ def _labels(runs: list[dict]) -> list[str]:
 
 
 def _interval(name: str, replicates: np.ndarray) -> dict:
-    low, high = np.percentile(replicates, INTERVAL)
-    return {f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)}
+    low, high = interval(replicates)
+    return {f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
 def _spread(name: str, values: list[float]) -> dict:

@@ -124,15 +124,15 @@ def summarise(scored: pd.DataFrame, models: list[dict], names: list[str], detect
                                       for name, part in scored.groupby("model", sort=False)}
     if base is not None and reference_point is not None:
         metrics[BASE_HV_RAW_REF] = raw_frame(reference_point, len(names)).hypervolume(base[None, :])
+    scales = list(scales or [1.0] * len(names))
     if base is not None:
         metrics["vs_base"] = paired_with_base(scored, [e for e in models if e.get("weights") is not None
                                                        and e["name"] not in served and e["name"] not in earlier],
-                                              names, scales or [1.0] * len(names), bootstrap, bootstrap_seed)
-        metrics["vs_base_scales"] = list(scales or [1.0] * len(names))
+                                              names, scales, bootstrap, bootstrap_seed)
+        metrics["vs_base_scales"] = scales
     if earlier:
-        metrics["earlier_stage"] = earlier_stage_summary(scored, models, earlier, entries, names,
-                                                         scales or [1.0] * len(names), reference_point,
-                                                         bootstrap, bootstrap_seed)
+        metrics["earlier_stage"] = earlier_stage_summary(scored, models, earlier, entries, names, scales,
+                                                         reference_point, bootstrap, bootstrap_seed)
     if served:
         metrics.update(served_summary(entries, served, points, base, metrics))
     return table, metrics

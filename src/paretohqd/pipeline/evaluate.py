@@ -194,6 +194,8 @@ def work_counts(run_dir: Path, units: Sequence[dict]) -> dict:
     """Counts of the work behind the cost that do not depend on the hardware: sequences and tokens trained (every
     process's, from each model's ``training.json``), replies and tokens the method generated, held-out replies and
     tokens, samples scored (the offline data; the method's generated samples)."""
+    import pyarrow.parquet as pq
+
     counts = dict.fromkeys(("sequences_trained", "tokens_trained", "replies_generated", "tokens_generated",
                             "evaluation_replies", "evaluation_tokens", "samples_scored", "generated_samples_scored"), 0)
     for unit in units:
@@ -211,8 +213,6 @@ def work_counts(run_dir: Path, units: Sequence[dict]) -> dict:
                 counts["evaluation_replies" if held_out else "replies_generated"] += int(meta["num_prompts"])
                 counts["evaluation_tokens" if held_out else "tokens_generated"] += int(meta.get("tokens_generated", 0))
             elif kind in ("score", "score_generated"):
-                import pyarrow.parquet as pq
-
                 rows = pq.read_metadata(files[0]).num_rows
                 counts["samples_scored" if kind == "score" else "generated_samples_scored"] += int(rows)
         except (OSError, ValueError, KeyError, IndexError):
