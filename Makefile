@@ -56,8 +56,8 @@ bench: venv
 bench-parallel: venv
 	$(BIN)/python bench/parallel_speed.py
 
-# ParetoHqD vs RiC, SFT, Rewarded Soups, MORLHF (RLOO) and MODPO on HH-RLHF, two budgets, 3 seeds, the ablations,
-# with bootstrap intervals; rewrites the README's comparison (under 2 hours on 2 CPU cores).
+# ParetoHqD vs RiC, SFT, Rewarded Soups, MORLHF (RLOO) and MODPO on the demo's data, each at the learning rate a
+# validation sweep chose, 3 seeds, two-level bootstrap; rewrites the README's comparison (resumable: rerun to go on).
 bench-methods: venv
 	$(BIN)/python bench/compare_methods.py
 

@@ -1,31 +1,37 @@
-"""The paper's comparison on HH-RLHF (harmless vs helpful): ParetoHqD, RiC (offline + online), SFT, Rewarded
-Soups, MORLHF (RLOO) and MODPO under two budgets, the paper's ablations, then `paretohqd compare` with bootstrap
-intervals; writes the README's comparison section itself.
+"""ParetoHqD against its baselines where models move: every method on the demo's style-diverse data, each at the
+learning rate a validation sweep chose for its budget; writes the README's comparison section itself.
 
-    python bench/compare_methods.py [--out runs/bench] [--factor 0.01] [--seeds 0 1 2] [--jobs 3]
+    python bench/compare_methods.py [--out runs/bench] [--seeds 0 1 2] [--jobs 4]
 
-Same base model (the embedded SmolLM2-135M-Instruct, bf16), reward models (the offline harmless/helpful heads),
-data (../shared/data/hh-rlhf, 10% of prompts held out; the first 100 held-out prompts are the test set), preference
-grid (w_harmless in {0, .5, 1}: the M one-hots and the balanced preference, ParetoHqD's stage-2 generators; a finer
-grid does not fit 2 cores in 2 hours), optimizer batch (4 sequences) and generation settings for every method.
+Common to every run: the demo recipe (800 SmolLM2 replies to 100 prompts in six styles, the offline harmless and
+helpful heads, LoRA r 16 on SmolLM2-135M-Instruct, optimizer batch 4, 256 tokens), 3 preferences (w_harmless in
+{0, .5, 1}: the M + 1 representatives; a finer grid does not fit 2 cores in 2 hours), the 40
+test prompts of the demo answered in up to 128 new tokens at temperature 1.0 and top-p 0.9 (the papers'
+protocol), and the hypervolume above the reference point the runs declare before training (the 0.1 quantile of the
+offline scores).
 
-Budgets, in sequences seen (optimizer steps x batch), each method's paper's shape scaled by one common factor:
+1. **Learning-rate sweep.** Every method, at its budget below, trains at each rate of ``LEARNING_RATES`` on 80
+   of the 100 training prompts (``data.heldout_fraction`` 0.2) and is scored on the 16 held-out ones (never on the
+   test prompts) on the comparison's grid; the rate with the highest validation hypervolume among those at which
+   at most ``MAX_COLLAPSE`` of the replies collapse (else the least collapsing) is used below.
+2. **The comparison.** ParetoHqD, Rewarded Soups, SFT and RiC with ``--seeds``; MORLHF and MODPO with the first
+   seed at the CPU-seconds ParetoHqD spends per preference, their step counts derived from their sweep runs'
+   seconds per step. The base model is evaluated in every ParetoHqD run (its one-hots are compared with it seed by
+   seed) and in each other method's first seed. With ``--stage1-models`` ParetoHqD evaluates its stage-1 models
+   too, so that the stage-2 ablation is paired per preference and seed.
 
-- paper: ParetoHqD 200 steps x batch 8 at stage 1 and 100 x 8 at stage 2 per preference, 10,000 stage-2 prompts
-  per generator; RiC 20,000 offline steps x batch 1 (its code's batch) and 2 online rounds of 4,000, 20,000 prompts
-  per round, 10,000 original samples mixed in; MORLHF, MODPO, each Soups ingredient and SFT get ParetoHqD's
-  per-preference budget (their papers' budgets are far larger: MORLHF's 2,273 GPU-hours would not fit). Seeds:
-  ``--seeds``.
-- equal: every method the same total optimizer steps as ParetoHqD's (RiC split 20 : 4 : 4 like its paper). One seed.
-  A run whose settings equal the paper budget's seed-0 run is that run (ParetoHqD, MORLHF, MODPO).
+Budgets, per preference: ParetoHqD 12 stage-1 + 6 stage-2 steps of 4 (the demo's; 3 generators answer 24 prompts
+each); each Soups ingredient and SFT 18 steps (one ParetoHqD preference's sequences); RiC ParetoHqD's total
+sequences over a 5-preference grid (360: more than ParetoHqD's 216 over the 3 compared, which favours RiC; the
+sweep was sized for 5 preferences before they proved too slow) trained at RiC's launch's global batch 8, split
+20 : 4 : 4 over offline and two online rounds like its
+paper, each round answering 48 prompts with 24 original samples mixed in (RiC's 20,000 and 10,000 against
+ParetoHqD's 30,000 generated replies), its online rate in RiC's proportion to its offline one (1e-5 to 1.41e-4).
+The paper's own budgets (RiC 8.5 times ParetoHqD's sequences trained) do not fit this machine.
 
-Ablations (paper budget, seed 0): stage 1 only; a weighted-sum selection instead of rays; all data instead of the
-first Pareto layers (``select.min_pool`` above the number of samples).
-
-Runs are real `paretohqd run`s, resumable (rerun the script to continue), on one shared Ray cluster of
-``--cpus`` CPUs (one unit per CPU, one torch thread each) that ``--jobs`` runs feed at once; the score cache is
-filled once and shared, so scoring is reported on its own line. The default factor 0.01 is the largest that fits:
-ParetoHqD 4 + 2 steps (of 4 sequences) per preference, RiC 50 offline + 2 x 10 online steps.
+Runs are real `paretohqd run`s, resumable (rerun the script to continue), on one shared Ray cluster of ``--cpus``
+CPUs (one unit per CPU, one torch thread each) that ``--jobs`` runs feed at once; scores are cached once per data
+set and shared.
 """
 
 from __future__ import annotations
@@ -38,93 +44,70 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "hh_rlhf.yaml"
+RECIPE = REPO / "recipes" / "demo.yaml"
 README = REPO / "README.md"
 BEGIN, END = "<!-- compare_methods:begin -->", "<!-- compare_methods:end -->"
-BATCH = 4
-PREFERENCES = 3
-TEST_PROMPTS = 100
 RAY_PORT = 6391
-PRIORITY = ("ric", "morlhf", "modpo", "paretohqd", "soups", "sft")
+METHODS = ("ric", "paretohqd", "morlhf", "modpo", "soups", "sft")  # longest chains first
+SEEDED = ("paretohqd", "soups", "sft", "ric")
+COMPUTE_MATCHED = ("morlhf", "modpo")
+LEARNING_RATES = (5e-5, 2e-4, 8e-4)
+MAX_COLLAPSE = 0.25  # the sweep's bound on the validation collapse rate
+PREFERENCES = 3
+RIC_GRID = 5  # RiC's budget: ParetoHqD's sequences over a 5-preference grid (see the docstring)
+BATCH, RIC_BATCH = 4, 8
+STAGE1, STAGE2, GENERATORS, STAGE2_PROMPTS = 12, 6, 3, 24
+PER_PREFERENCE_STEPS = STAGE1 + STAGE2
+RIC_SHARES = (20, 4, 4)  # offline, round 1, round 2 (RiC: 20,000 and 2 x 4,000 steps)
+RIC_ONLINE_RATE = 1e-5 / 1.41e-4
+SWEEP_STEPS = {"morlhf": 8, "modpo": 12}  # a first guess at ParetoHqD's seconds per preference
+VALIDATION = ["--data.heldout_fraction", "0.2", "--evaluate.source", "null", "--preferences.n_points", str(PREFERENCES),
+              "--evaluate.include_base", "false", "--stage2.evaluate_stage1", "false"]
+COMPARISON = ["--preferences.n_points", str(PREFERENCES)]
+SMOKE = ["--train.sft.max_steps", "1", "--stage2.sft.max_steps", "1", "--stage2.num_prompts", "2",
+         "--evaluate.num_prompts", "3",
+         "--evaluate.sampling", "{temperature: 1.0, top_p: 0.9, top_k: 0, max_new_tokens: 6, batch_size: 4}",
+         "--stage2.sampling", "{temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 6, batch_size: 4}",
+         "--ric.online.sampling", "{temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 6, batch_size: 4}",
+         "--ric.online.prompts", "4", "--morlhf.rloo.max_completion_length", "6", "--ric.offline.sft.max_steps", "1",
+         "--ric.online.sft.max_steps", "1", "--morlhf.rloo.max_steps", "1", "--modpo.dpo.max_steps", "1"]
 
-# (optimizer steps, batch) as each paper ran them.
-PARETOHQD_STAGE1, PARETOHQD_STAGE2, PARETOHQD_BATCH = 200, 100, 8
-RIC_OFFLINE, RIC_ONLINE, RIC_ROUNDS, RIC_BATCH = 20000, 4000, 2, 1
-STAGE2_PROMPTS, RIC_PROMPTS, RIC_MIX = 10000, 20000, 10000
+
+def ric_steps() -> tuple[int, int]:
+    """RiC's (offline, per-round online) steps at batch 8: ParetoHqD's sequences over a ``RIC_GRID`` grid."""
+    sequences = RIC_GRID * PER_PREFERENCE_STEPS * BATCH
+    total = sequences / RIC_BATCH
+    return round(total * RIC_SHARES[0] / sum(RIC_SHARES)), round(total * RIC_SHARES[1] / sum(RIC_SHARES))
 
 
-def sampling(tokens: int, batch: int) -> str:
-    return f"{{temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: {tokens}, batch_size: {batch}}}"
-
-
-def common(tokens: int) -> list[str]:
-    return ["--preferences.n_points", str(PREFERENCES), "--evaluate.num_prompts", str(TEST_PROMPTS),
-            "--evaluate.sampling", f"{{temperature: 1.0, top_p: 0.9, top_k: 0, max_new_tokens: {tokens}, "
-                                   "batch_size: 25}",
-            "--train.sft.per_device_train_batch_size", str(BATCH), "--train.sft.max_length", "192",
-            "--model.max_prompt_length", "128", "--model.dtype", "bfloat16", "--train.sft.logging_steps", "4"]
-
-
-def steps(paper_steps: int, paper_batch: int, factor: float) -> int:
-    """Optimizer steps at our batch that see ``factor`` times the sequences the paper's run saw."""
-    return max(1, round(paper_steps * paper_batch * factor / BATCH))
-
-
-def budgets(factor: float, tokens: int) -> dict[str, dict[str, list[str]]]:
-    """budget -> method -> the `paretohqd run` overrides."""
-    s1, s2 = steps(PARETOHQD_STAGE1, PARETOHQD_BATCH, factor), steps(PARETOHQD_STAGE2, PARETOHQD_BATCH, factor)
-    per_preference = s1 + s2
-    generated = sampling(tokens, 16)
-    ric_offline, ric_online = steps(RIC_OFFLINE, RIC_BATCH, factor), steps(RIC_ONLINE, RIC_BATCH, factor)
-    prompts = max(8, round(STAGE2_PROMPTS * factor))
-
-    def paretohqd(stage1: int, stage2: int) -> list[str]:
-        return ["--method", "paretohqd", "--train.sft.max_steps", str(stage1), "--stage2.sft.max_steps", str(stage2),
-                "--stage2.num_prompts", str(prompts), "--stage2.sampling", generated]
-
-    def ric(offline: int, online: int) -> list[str]:
+def budget(method: str, rate: float, steps: int | None = None) -> list[str]:
+    """The `paretohqd run` overrides of ``method`` at learning rate ``rate`` (``steps``: MORLHF's and MODPO's)."""
+    lr = f"{rate:g}"
+    if method == "paretohqd":
+        return ["--method", "paretohqd", "--train.sft.learning_rate", lr]
+    if method in ("soups", "sft"):
+        return ["--method", method, "--train.sft.max_steps", str(PER_PREFERENCE_STEPS), "--soups.k", "24",
+                "--train.sft.learning_rate", lr]
+    if method == "ric":
+        offline, online = ric_steps()
         return ["--method", "ric", "--ric.offline.sft.max_steps", str(offline),
-                "--ric.online.sft.max_steps", str(online), "--ric.online.iterations", str(RIC_ROUNDS),
-                "--ric.online.prompts", str(max(8, round(RIC_PROMPTS * factor))),
-                "--ric.online.mix_samples", str(max(8, round(RIC_MIX * factor))), "--ric.online.sampling", generated]
-
-    def one_model(method: str, max_steps: int) -> list[str]:
-        return ["--method", method, "--train.sft.max_steps", str(max_steps)]
-
-    def per_preference_method(method: str, max_steps: int) -> list[str]:
-        section = {"morlhf": "morlhf.rloo", "modpo": "modpo.dpo"}[method]
-        # one RLOO step: BATCH completions (BATCH / 4 prompts x 4 generations) of the same length as the others'
-        extra = ["--morlhf.prompts", str(prompts), "--morlhf.rloo.per_device_train_batch_size", str(BATCH),
-                 "--morlhf.rloo.max_completion_length", str(tokens)] if method == "morlhf" else []
-        return ["--method", method, f"--{section}.max_steps", str(max_steps), *extra]
-
-    total = PREFERENCES * per_preference
-    share = RIC_OFFLINE + RIC_ROUNDS * RIC_ONLINE
-    paper = {
-        "paretohqd": paretohqd(s1, s2),
-        "ric": ric(ric_offline, ric_online),
-        "sft": one_model("sft", per_preference),
-        "soups": one_model("soups", per_preference) + ["--soups.k", "100"],
-        "morlhf": per_preference_method("morlhf", per_preference),
-        "modpo": per_preference_method("modpo", per_preference),
-    }
-    equal = {
-        "paretohqd": paper["paretohqd"],
-        "ric": ric(round(total * RIC_OFFLINE / share), round(total * RIC_ONLINE / share)),
-        "sft": one_model("sft", total),
-        "soups": one_model("soups", total // 2) + ["--soups.k", "100"],
-        "morlhf": per_preference_method("morlhf", per_preference),
-        "modpo": per_preference_method("modpo", per_preference),
-    }
-    ablations = {
-        "stage1_only": paper["paretohqd"] + ["--stage2.enabled", "false"],
-        "weighted_sum": paper["paretohqd"] + ["--select.metric", "weighted_sum"],
-        "all_data": paper["paretohqd"] + ["--select.min_pool", "100000000"],
-    }
-    return {"paper": paper, "equal": equal, "ablations": ablations}
+                "--ric.offline.sft.per_device_train_batch_size", str(RIC_BATCH), "--ric.offline.sft.learning_rate", lr,
+                "--ric.online.sft.max_steps", str(online), "--ric.online.sft.per_device_train_batch_size",
+                str(RIC_BATCH), "--ric.online.sft.learning_rate", f"{rate * RIC_ONLINE_RATE:.3g}",
+                "--ric.online.iterations", "2", "--ric.online.prompts", "48", "--ric.online.mix_samples", "24"]
+    if method == "morlhf":
+        return ["--method", "morlhf", "--morlhf.prompts", "64", "--morlhf.rloo.per_device_train_batch_size",
+                str(BATCH), "--morlhf.rloo.max_completion_length", "128", "--morlhf.rloo.max_steps", str(steps),
+                "--morlhf.rloo.learning_rate", lr]
+    if method == "modpo":
+        return ["--method", "modpo", "--modpo.dpo.max_steps", str(steps), "--modpo.dpo.learning_rate", lr]
+    raise ValueError(method)
 
 
 def ray_cluster(cpus: int, env: dict) -> str:
@@ -148,66 +131,198 @@ def run(label: str, command: list[str], env: dict, log: Path) -> float:
     return seconds
 
 
-def compare(name: str, runs: list[Path], out: Path, env: dict, labels: list[str] | None = None) -> Path:
+def run_many(commands: dict[Path, list[str]], out: Path, env: dict, jobs: int) -> None:
+    """The runs, ``jobs`` at once, after one of them has filled the shared score cache: runs that find every
+    shard there never wait on its lock."""
+    first, command = next(iter(commands.items()))
+    run(f"score for {first.relative_to(out)}", [*command[:3], "score", *command[4:]], env,
+        first.parent / f"{first.name}.log")
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(run, str(folder.relative_to(out)), command, env, folder.parent / f"{folder.name}.log")
+                   for folder, command in commands.items()]
+        for future in futures:
+            future.result()
+
+
+def metrics(folder: Path) -> dict:
+    return json.loads((folder / "eval" / "metrics.json").read_text())
+
+
+def seconds_of(cost: dict, *kinds: str) -> float:
+    return sum(cost[kind]["wall_seconds"] for kind in kinds)
+
+
+def sweep(args, base: list[str], out: Path, env: dict) -> dict:
+    """Every method at every rate on the validation split; returns the record of what each rate scored."""
+    folders = {(m, r): out / "sweep" / m / f"lr_{r:g}" for m in args.methods for r in args.rates}
+    commands = {folder: [*base, *budget(m, r, SWEEP_STEPS.get(m)), *VALIDATION, "--seed", str(args.seeds[0]),
+                         "--output_dir", str(folder), *args.smoke] for (m, r), folder in folders.items()}
+    if not args.report_only:
+        run_many(commands, out, env, args.jobs)
+    record: dict = {"rates": list(args.rates), "methods": {},
+                    "criterion": f"the highest hypervolume above the declared reference point on the validation "
+                                 f"prompts among rates whose collapse rate is at most {MAX_COLLAPSE:.0%}; if none, "
+                                 "the rate with the least collapse"}
+    for method in args.methods:
+        rows = []
+        for rate in args.rates:
+            folder = folders[(method, rate)]
+            m = metrics(folder) if (folder / "eval" / "metrics.json").exists() else None
+            if m is None or len(m["preferences"]) != (1 if method == "sft" else PREFERENCES):
+                continue  # not finished (a --report-only rebuild while the sweep still runs)
+            rows.append({"rate": rate, "hypervolume": m["hypervolume_raw_ref"], "collapse_rate": m["collapse_rate"],
+                         "cost": m["cost"], "validation_prompts": m["num_test_prompts"]})
+        if not rows:
+            continue
+        admissible = [row for row in rows if row["collapse_rate"] <= MAX_COLLAPSE]
+        best = (max(admissible, key=lambda row: (row["hypervolume"], -row["rate"])) if admissible
+                else min(rows, key=lambda row: (row["collapse_rate"], row["rate"])))
+        record["methods"][method] = {"chosen": best["rate"], "rows": rows}
+    return record
+
+
+def matched_steps(record: dict) -> dict:
+    """MORLHF's and MODPO's steps per preference at ParetoHqD's CPU-seconds per preference in the comparison.
+
+    ParetoHqD's seconds per preference: its chosen sweep run's training seconds per trained model (3: the
+    one-hots and the balanced generator) plus its stage-2 generation shared by the comparison's preferences;
+    the other methods' seconds per step: training seconds over (preferences x sweep steps), averaged over rates."""
+    ours = next(r for r in record["methods"]["paretohqd"]["rows"]
+                if r["rate"] == record["methods"]["paretohqd"]["chosen"])["cost"]
+    per_preference = seconds_of(ours, "training") / GENERATORS + seconds_of(ours, "generation") / PREFERENCES
+    result = {"paretohqd_seconds_per_preference": per_preference}
+    for method in COMPUTE_MATCHED:
+        if method not in record["methods"] or "paretohqd" not in record["methods"]:
+            continue
+        per_step = float(np.mean([seconds_of(r["cost"], "training", "generation") / (PREFERENCES * SWEEP_STEPS[method])
+                                  for r in record["methods"][method]["rows"]]))
+        result[method] = {"seconds_per_step": per_step, "steps": max(1, round(per_preference / per_step))}
+    return result
+
+
+def comparison_runs(args, base: list[str], out: Path, record: dict, steps: dict) -> dict[tuple[str, int], tuple]:
+    runs = {}
+    for method in args.methods:
+        if method not in record["methods"]:
+            continue
+        rate = record["methods"][method]["chosen"]
+        extra = ["--stage2.evaluate_stage1", "true"] if method == "paretohqd" and args.stage1_models else []
+        for seed in (args.seeds if method in SEEDED else args.seeds[:1]):
+            folder = out / "compare" / method / f"seed_{seed}"
+            # The base model's point in one run per method is the table's yardstick; ParetoHqD's one-hots are
+            # compared with it seed by seed.
+            base_model = method == "paretohqd" or seed == args.seeds[0]
+            command = [*base, *budget(method, rate, steps.get(method, {}).get("steps")), *COMPARISON, *extra,
+                       "--evaluate.include_base", str(base_model).lower(), "--seed", str(seed), "--output_dir",
+                       str(folder), *args.smoke]
+            runs[(method, seed)] = (folder, command)
+    return runs
+
+
+def compare(name: str, folders: list[Path], out: Path, env: dict) -> Path:
     target = out / f"compare_{name}"
-    subprocess.run([sys.executable, "-m", "paretohqd.cli", "compare", *map(str, runs), "--output", str(target),
-                    *(["--labels", *labels] if labels else [])], check=True, env=env, cwd=REPO)
+    subprocess.run([sys.executable, "-m", "paretohqd.cli", "compare", *map(str, folders), "--output", str(target)],
+                   check=True, env=env, cwd=REPO)
     return target
 
 
-def findings(folder: Path) -> list[str]:
-    """What a comparison shows, read from its compare.json: where ParetoHqD ranks, who it beats and who it does
-    not (P(ParetoHqD > method) from the paired bootstrap), at what cost."""
-    result = json.loads((folder / "compare.json").read_text())
+def findings(result: dict) -> list[str]:
+    """What the comparison shows, read from compare.json: rank, P(ParetoHqD higher) with the interval of the
+    seed-averaged difference, what the difference's interval could detect, and cost."""
     field, reference = result["hypervolume_field"], result["reference_method"]
     methods = sorted(result["methods"], key=lambda m: -m[f"{field}_mean"])
     lines = ["ranked by mean hypervolume: " + ", ".join(f"{m['method']} {m[f'{field}_mean']:.3f}" for m in methods)]
-    if reference is None:
-        return lines
-    others = [m for m in methods if m["method"] != reference and m.get("p_paretohqd_higher") is not None]
-    for verdict, chosen in (("higher with bootstrap probability P >= 0.95 than",
-                             [m for m in others if m["p_paretohqd_higher"] >= 0.95]),
-                            ("not clearly higher (0.5 <= P < 0.95) than",
-                             [m for m in others if 0.5 <= m["p_paretohqd_higher"] < 0.95]),
-                            ("more likely lower (P < 0.5) than", [m for m in others if m["p_paretohqd_higher"] < 0.5])):
-        if chosen:
-            lines.append(f"{reference}'s hypervolume is {verdict}: " + ", ".join(
-                f"{m['method']} (P = {m['p_paretohqd_higher']:.2f})" for m in chosen))
-    ours = next(m for m in methods if m["method"] == reference)
-    lines.append(f"training + generation seconds against {reference}'s "
-                 f"{ours['method_wall_seconds_mean']:.0f} s: " + ", ".join(
-                     f"{m['method']} {m['time_vs_paretohqd']:.2f}x" for m in methods
-                     if m["method"] != reference and m.get("time_vs_paretohqd") is not None))
+    for m in methods:
+        if m["method"] == reference or m.get("p_paretohqd_higher") is None:
+            continue
+        low, high = m["difference_ci"]
+        verdict = ("higher" if m["p_paretohqd_higher"] >= 0.975 else "lower" if m["p_paretohqd_higher"] <= 0.025
+                   else "not separable")
+        # 80% power at two-sided 5%: 2.8 standard errors; the interval's half-width is 1.96 of them.
+        detectable = 2.8 * (high - low) / (2 * 1.96)
+        ours = next(o for o in methods if o["method"] == reference)[f"{field}_mean"]
+        lines.append(f"{reference} minus {m['method']}: {ours - m[f'{field}_mean']:+.3f} "
+                     f"[{low:+.3f}, {high:+.3f}], P(higher) = {m['p_paretohqd_higher']:.3f} ({verdict}); "
+                     f"a difference of {detectable:.2f} would be detected 80% of the time")
     return lines
 
 
-def unit_seconds(folders: list[Path]) -> float:
-    """The units' own seconds over every distinct run (scoring once): what the whole benchmark cost in CPU-slot
-    time, whatever ran at once and however often it was interrupted."""
-    total, scoring = 0.0, 0.0
-    for folder in dict.fromkeys(folders):
-        cost = json.loads((folder / "eval" / "metrics.json").read_text())["cost"]
-        total += cost["total"]["wall_seconds"] - cost["scoring"]["wall_seconds"]
-        scoring = max(scoring, cost["scoring"]["wall_seconds"])
-    return total + scoring
+def base_line(runs: dict[tuple[str, int], tuple]) -> str:
+    """The yardstick: the base model's hypervolume above the same declared point, in every run that evaluated it
+    (each run samples the base model's replies with its own seed)."""
+    values = {}
+    for (method, seed), (folder, _) in runs.items():
+        value = metrics(folder).get("base_hypervolume_raw_ref")
+        if value is not None:
+            values.setdefault(seed, []).append(value)
+    return "the base model's hypervolume above the same point, by seed: " + ", ".join(
+        f"seed {seed} {np.mean(v):.3f}" + (f" (sd {np.std(v, ddof=1):.3f} over {len(v)} runs)" if len(v) > 1 else "")
+        for seed, v in sorted(values.items()))
 
 
-def write_readme(sections: list[tuple[str, Path]], factor: float, tokens: int, eval_tokens: int, seeds: list[int],
-                 wall: float, seconds: float, command: str) -> None:
-    body = [BEGIN, "",
-            f"Written by `{command}`: {wall / 60:.0f} min wall on this 2-core machine for its last invocation "
-            f"({seconds / 3600:.1f} h of the units' own seconds over all runs); common budget "
-            f"factor {factor:g}, {TEST_PROMPTS} held-out test prompts answered in up to {eval_tokens} new tokens, "
-            f"generated training data in up to {tokens}, seeds {seeds} for the paper budget. Hypervolumes share one "
-            "normalisation and reference point per table (below each); intervals are 95% bootstrap intervals over "
-            "test prompts; train / gen s are each method's own units' seconds.", ""]
-    for title, folder in sections:
-        body += [f"**{title}**", "", (folder / "compare.md").read_text().split("\n\n![fronts]")[0].strip(), "",
-                 "What it shows (computed from compare.json):", ""]
-        body += [f"- {line}" for line in findings(folder)] + [""]
-    body.append(END)
+def stage2_ablation(folders: list[Path]) -> list[str]:
+    """The final front against the stage-1 front of the same ParetoHqD run, seed by seed."""
+    rows = ["| seed | stage-1 front | final front | base | preferences where stage 2 is ahead / behind / "
+            "undecided (95% paired intervals along the preference) |", "|---|---|---|---|---|"]
+    gains = []
+    for folder in folders:
+        m = metrics(folder)
+        earlier = m.get("earlier_stage")
+        if not earlier:
+            continue
+        ahead = sum(p["gain_ci"][0] > 0 for p in earlier["pairs"])
+        behind = sum(p["gain_ci"][1] < 0 for p in earlier["pairs"])
+        gains.append(m["hypervolume_raw_ref"] - earlier["hypervolume_raw_ref"])
+        rows.append(f"| {m.get('seed', folder.name)} | {earlier['hypervolume_raw_ref']:.3f} | "
+                    f"{m['hypervolume_raw_ref']:.3f} | {m['base_hypervolume_raw_ref']:.3f} | {ahead} / {behind} / "
+                    f"{len(earlier['pairs']) - ahead - behind} |")
+    if gains:
+        spread = f" ± {np.std(gains, ddof=1):.3f} (sd over seeds)" if len(gains) > 1 else ""
+        rows += ["", f"Final minus stage-1 hypervolume: {np.mean(gains):+.3f}{spread}; "
+                     f"{sum(g > 0 for g in gains)} of {len(gains)} seeds ahead."]
+    return rows
+
+
+def one_hots_against_base(runs: dict[tuple[str, int], tuple]) -> list[str]:
+    """Each run's one-hot models against the base model on the same prompts, on the one objective they favour
+    (point 1 of the evidence: does a model trained for an objective beat the base on it, seed after seed?)."""
+    rows = ["| method | seed | objective | model - base [95% CI] | P(ahead) |", "|---|---|---|---|---|"]
+    for (method, seed), (folder, _) in runs.items():
+        m = metrics(folder)
+        for entry in m.get("vs_base", []):
+            weights = entry["weights"]
+            if max(weights) < 1.0:
+                continue
+            i = int(np.argmax(weights))
+            low, high = entry["difference_ci"][i]
+            rows.append(f"| {method} | {seed} | {m['objectives'][i]} | {entry['difference'][i]:+.3f} "
+                        f"[{low:+.3f}, {high:+.3f}] | {entry['p_ahead']:.3f} |")
+    return rows
+
+
+def sweep_table(record: dict, steps: dict) -> list[str]:
+    rates = record["rates"]
+    rows = ["| method | " + " | ".join(f"lr {r:g}" for r in rates) + " | chosen |",
+            "|---|" + "---|" * (len(rates) + 1)]
+    for method, entry in record["methods"].items():
+        done = {row["rate"]: row for row in entry["rows"]}
+        cells = [f"{done[r]['hypervolume']:.3f} ({100 * done[r]['collapse_rate']:.0f}%)" if r in done
+                 else "not finished" for r in rates]
+        rows.append(f"| {method} | " + " | ".join(cells) + f" | {entry['chosen']:g} |")
+    matched = [f"{m} {steps[m]['steps']} steps ({steps[m]['seconds_per_step']:.1f} s each)"
+               for m in COMPUTE_MATCHED if m in steps]
+    rows += ["", "Validation hypervolume above the declared reference point (collapse rate), on the comparison's "
+                 f"grid. Chosen: {record['criterion']}. The collapse bound was added after the first sweep results: "
+                 "the heads score repetitive text highly (length), and the hypervolume alone chose ParetoHqD's 8e-4, "
+                 "at which half of the validation replies collapsed. "
+                 f"ParetoHqD spends {steps['paretohqd_seconds_per_preference']:.0f} CPU-seconds per preference; "
+                 "at that budget the comparison trains " + ", ".join(matched) + " per preference."]
+    return rows
+
+
+def write_readme(lines: list[str]) -> None:
+    block = "\n".join([BEGIN, "", *lines, "", END])
     text = README.read_text()
-    block = "\n".join(body)
     if BEGIN in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     else:
@@ -215,21 +330,34 @@ def write_readme(sections: list[tuple[str, Path]], factor: float, tokens: int, e
     README.write_text(text)
 
 
+def unit_seconds(folders: list[Path]) -> float:
+    """The units' own seconds over every run: what the benchmark cost in CPU-slot time."""
+    return sum(metrics(folder)["cost"]["total"]["wall_seconds"] for folder in folders
+               if (folder / "eval" / "metrics.json").exists())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench")
-    parser.add_argument("--factor", type=float, default=0.01, help="the common budget factor")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--tokens", type=int, default=32, help="new tokens per generated training response")
-    parser.add_argument("--eval-tokens", type=int, default=24, help="new tokens per held-out response")
-    parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs (one unit each)")
-    parser.add_argument("--jobs", type=int, default=3, help="runs feeding the cluster at once")
-    parser.add_argument("--budgets", nargs="+", default=["paper", "equal", "ablations"])
-    parser.add_argument("--methods", nargs="+", default=list(PRIORITY), choices=PRIORITY)
+    parser.add_argument("--rates", type=float, nargs="+", default=list(LEARNING_RATES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--cpus", type=int, default=2,
+                        help="Ray CPUs (one unit each); 0: no Ray, each run's units one after another")
+    parser.add_argument("--jobs", type=int, default=4, help="runs feeding the cluster at once")
+    parser.add_argument("--since", help="when the benchmark's first invocation started (ISO time with zone): the "
+                                        "wall time reported runs from then, across interruptions")
+    parser.add_argument("--address", help="a running Ray cluster to use (and leave running) instead of a new one")
+    parser.add_argument("--stage1-models", action="store_true",
+                        help="ParetoHqD also evaluates its stage-1 models (the stage-2 ablation; 30%% more time)")
+    parser.add_argument("--smoke", action="store_const", const=SMOKE, default=[],
+                        help="1 step, 6 tokens, 3 prompts: checks the plumbing")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--report-only", action="store_true",
-                        help="run nothing: rebuild the comparisons and the README section from finished runs")
+                        help="run nothing: rebuild the comparison and the README section from finished runs")
     args = parser.parse_args()
+    if "paretohqd" not in args.methods:
+        parser.error("--methods must include paretohqd: it is what the others are compared with")
     out = (REPO / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -239,80 +367,64 @@ def main() -> int:
     if (Path.home() / ".ray" / "auth_token").exists():
         env.setdefault("RAY_AUTH_MODE", "token")  # what `ray start` turns on when a token exists
     began = time.perf_counter()
-    plans = budgets(args.factor, args.tokens)
-    base = [sys.executable, "-m", "paretohqd.cli", "run", str(RECIPE), "--score.cache_dir", str(out / "score_cache"),
-            *common(args.eval_tokens)]
-    runs: dict[tuple[str, str, int], Path] = {}
-    commands: dict[Path, list[str]] = {}
-    methods: dict[Path, str] = {}
-    for budget in args.budgets:
-        seeds = args.seeds if budget == "paper" else [args.seeds[0]]
-        for method, overrides in plans[budget].items():
-            if budget != "ablations" and method not in args.methods or budget == "ablations" and \
-                    "paretohqd" not in args.methods:
-                continue
-            for seed in seeds:
-                same = budget != "paper" and plans["paper"].get(method) == overrides and "paper" in args.budgets
-                folder = out / ("paper" if same else budget) / method / f"seed_{seed}"
-                runs[(budget, method, seed)] = folder
-                if same:
-                    continue  # that paper-budget run is this one
-                # the base model's point is not part of any comparison: its generations would only cost
-                commands[folder] = [*base, *overrides, "--seed", str(seed), "--output_dir", str(folder),
-                                    "--evaluate.include_base", "false"]
-                methods[folder] = overrides[overrides.index("--method") + 1]
-    if not args.report_only:
-        run_all(commands, methods, args, out, env)
-    sections = []
-    if "paper" in args.budgets:
-        folders = [runs[("paper", m, s)] for m in plans["paper"] if m in args.methods for s in args.seeds]
-        sections.append((f"Paper-shaped budgets, {len(args.seeds)} seeds", compare("paper", folders, out, env)))
-    if "equal" in args.budgets:
-        folders = [runs[("equal", m, args.seeds[0])] for m in plans["equal"] if m in args.methods]
-        sections.append(("Equal optimizer steps, 1 seed", compare("equal", folders, out, env)))
-    if "ablations" in args.budgets and "paper" in args.budgets and "paretohqd" in args.methods:
-        folders = [runs[("paper", "paretohqd", args.seeds[0])]] + [runs[("ablations", a, args.seeds[0])]
-                                                                    for a in plans["ablations"]]
-        sections.append(("Ablations of ParetoHqD (paper budget, seed 0)",
-                         compare("ablations", folders, out, env, ["both stages", "stage 1 only",
-                                                                  "weighted-sum selection", "all data"])))
-    record = out / "bench.json"
-    wall = time.perf_counter() - began
-    if args.report_only and record.exists():
-        wall = json.loads(record.read_text())["wall_seconds"]
-    seconds = unit_seconds(list(runs.values()))
-    summary = {"factor": args.factor, "seeds": args.seeds, "tokens": args.tokens, "eval_tokens": args.eval_tokens,
-               "wall_seconds": wall, "unit_seconds": seconds,
-               "runs": {f"{b}/{m}/seed_{s}": str(f) for (b, m, s), f in runs.items()}}
-    record.write_text(json.dumps(summary, indent=2))
-    print(f"compare_methods: {len(commands)} runs in {wall / 60:.1f} min ({seconds / 3600:.2f} h of unit seconds); "
-          "tables in " + ", ".join(str(folder / "compare.md") for _, folder in sections))
-    if not args.no_readme and sections:
-        command = "python bench/compare_methods.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
-        write_readme(sections, args.factor, args.tokens, args.eval_tokens, args.seeds, wall, seconds,
-                     command.strip())
-    return 0
-
-
-def run_all(commands: dict[Path, list[str]], methods: dict[Path, str], args, out: Path, env: dict) -> None:
-    """Every run on one Ray cluster of ``args.cpus`` CPUs, ``args.jobs`` runs feeding it at once."""
-    address = ray_cluster(args.cpus, env)
-    ray_args = ["--execution.executor", "ray", "--execution.ray_address", address,
-                "--execution.resources", "{default: {num_cpus: 1, torch_threads: 1}}"]
+    base = [sys.executable, "-m", "paretohqd.cli", "run", str(RECIPE), "--wait", "--score.cache_dir",
+            str(out / "score_cache")]
+    address = args.address or (None if args.report_only or not args.cpus else ray_cluster(args.cpus, env))
+    if not args.cpus:
+        base += ["--execution.executor", "local"]
+    elif address:
+        base += ["--execution.executor", "ray", "--execution.ray_address", address,
+                 "--execution.resources", "{default: {num_cpus: 1, torch_threads: 1}}"]
     try:
-        first = next(iter(commands))
-        # Scoring once fills the shared cache: the runs then find every shard there.
-        score = [sys.executable, "-m", "paretohqd.cli", "score", *commands[first][4:], *ray_args]
-        run("score", score, env, out / "score.log")
-        # Longest first: RiC's chain of offline and online stages, then the per-preference methods.
-        order = sorted(commands, key=lambda folder: PRIORITY.index(methods[folder]))
-        with ThreadPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(run, str(folder.relative_to(out)), [*commands[folder], *ray_args], env,
-                                   folder.with_suffix(".log")) for folder in order]
-            for future in futures:
-                future.result()
+        record = sweep(args, base, out, env)
+        steps = matched_steps(record)
+        runs = comparison_runs(args, base, out, record, steps)
+        if not args.report_only:
+            run_many(dict(runs.values()), out, env, args.jobs)
     finally:
-        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], env=env, capture_output=True)
+        if address and not args.address:
+            subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], env=env,
+                           capture_output=True)
+    finished = {key: (folder / "eval" / "metrics.json").exists() for key, (folder, _) in runs.items()}
+    missing = [f"{m}/seed_{s}" for (m, s), done in finished.items() if not done]
+    runs = {key: value for key, value in runs.items() if finished[key]}
+    folders = [folder for folder, _ in runs.values()]
+    target = compare("methods", folders, out, env)
+    result = json.loads((target / "compare.json").read_text())
+    wall = time.perf_counter() - began
+    bench_json = out / "bench.json"
+    if args.since:
+        wall = (datetime.now(timezone.utc) - datetime.fromisoformat(args.since)).total_seconds()
+    elif args.report_only and bench_json.exists():
+        wall = json.loads(bench_json.read_text())["wall_seconds"]
+    sweep_folders = [out / "sweep" / m / f"lr_{r:g}" for m in args.methods for r in args.rates]
+    seconds = unit_seconds(folders + sweep_folders)
+    bench_json.write_text(json.dumps({"seeds": args.seeds, "rates": args.rates, "wall_seconds": wall,
+                                      "unit_seconds": seconds, "sweep": record, "matched_steps": steps,
+                                      "runs": {f"{m}/seed_{s}": str(f) for (m, s), (f, _) in runs.items()}},
+                                     indent=2, default=str))
+    command = "python bench/compare_methods.py " + " ".join(sys.argv[1:])
+    span = f"since {args.since}" if args.since else "for its last invocation"
+    lines = [f"Written by `{command.strip()}`: {wall / 60:.0f} min wall on this 2-core machine {span} "
+             f"({seconds / 3600:.1f} h of the units' own seconds, sweep included); seeds "
+             f"{args.seeds} for {', '.join(m for m in args.methods if m in SEEDED)}, seed {args.seeds[0]} for the "
+             "compute-matched MORLHF and MODPO."
+             + (f" **Not finished, so not in the tables: {', '.join(missing)}.**" if missing else ""), "",
+             "**Learning rates, chosen on the validation split**", "", *sweep_table(record, steps), "",
+             "**The comparison** (40 test prompts; hypervolume above the declared reference point; intervals are 95% "
+             "two-level bootstrap intervals, seeds then prompts)", "",
+             (target / "compare.md").read_text().split("\n\n![fronts]")[0].strip(), "",
+             "What it shows (computed from compare.json):", "", *[f"- {line}" for line in findings(result)],
+             f"- {base_line(runs)}", "",
+             "**Each one-hot model against the base model** (paired by test prompt, on the objective it favours; "
+             "SFT trains no one-hot model)", "", *one_hots_against_base(runs), "",
+             *(["**Stage 2 against stage 1** (ParetoHqD, the same run's stage-1 models on the same prompts)", "",
+                *stage2_ablation([runs[("paretohqd", s)][0] for s in args.seeds if ("paretohqd", s) in runs])]
+               if args.stage1_models else [])]
+    print("\n".join(lines))
+    if not args.no_readme and not args.smoke:
+        write_readme(lines)
+    return 0
 
 
 if __name__ == "__main__":
