@@ -22,9 +22,9 @@ offline scores).
 
 Budgets, per preference: ParetoHqD 12 stage-1 + 6 stage-2 steps of 4 (the demo's; 3 generators answer 24 prompts
 each); each Soups ingredient and SFT 18 steps (one ParetoHqD preference's sequences); RiC ParetoHqD's total
-sequences over a 5-preference grid (360: more than ParetoHqD's 216 over the 3 compared, which favours RiC; the
-sweep was sized for 5 preferences before they proved too slow) trained at RiC's launch's global batch 8, split
-20 : 4 : 4 over offline and two online rounds like its
+sequences over a 5-preference grid (360, 352 in whole steps of 8: more than ParetoHqD's 216 over the 3 compared,
+which favours RiC; the sweep was sized for 5 preferences before they proved too slow) trained at RiC's launch's
+global batch 8, split 20 : 4 : 4 over offline and two online rounds like its
 paper, each round answering 48 prompts with 24 original samples mixed in (RiC's 20,000 and 10,000 against
 ParetoHqD's 30,000 generated replies), its online rate in RiC's proportion to its offline one (1e-5 to 1.41e-4).
 The paper's own budgets (RiC 8.5 times ParetoHqD's sequences trained) do not fit this machine.
