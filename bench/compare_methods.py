@@ -5,7 +5,7 @@ learning rate a validation sweep chose for its budget; writes the README's compa
 
 Common to every run: the demo recipe (800 SmolLM2 replies to 100 prompts in six styles, the offline harmless and
 helpful heads, LoRA r 16 on SmolLM2-135M-Instruct, optimizer batch 4, 256 tokens), 3 preferences (w_harmless in
-{0, .5, 1}: the M + 1 representatives; a finer grid does not fit 2 cores in 2 hours), the 40
+{0, .5, 1}: the M + 1 representatives; 5 were planned and did not fit 2 cores in 2 hours), the 40
 test prompts of the demo answered in up to 128 new tokens at temperature 1.0 and top-p 0.9 (the papers'
 protocol), and the hypervolume above the reference point the runs declare before training (the 0.1 quantile of the
 offline scores).
