@@ -359,6 +359,10 @@ def run_objective(name: str, args: argparse.Namespace, log) -> dict:
             "n_matched": int(matched.sum()), "train_length_accuracy": train_len_acc, "timing": timing}
 
 
+def fmt_p(p: float) -> str:
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
 def fmt_ci(x: float, ci: tuple[float, float], signed: bool = False) -> str:
     s = "+" if signed else ""
     return f"{x:{s}.3f} [{ci[0]:{s}.3f}, {ci[1]:{s}.3f}]"
@@ -380,7 +384,7 @@ def print_results(results: dict[str, dict], args: argparse.Namespace) -> None:
         for row in res["rows"]:
             same = row["signal"] == "length (longer wins)"
             diff = "—" if same else fmt_ci(row["diff_vs_length"], row["diff_ci"], signed=True)
-            p = "—" if same else f"{row['p']:.2g}" if row["p"] < 0.001 else f"{row['p']:.3f}"
+            p = "—" if same else fmt_p(row["p"])
             print(f"{name:<9} {row['signal']:<22} {fmt_ci(row['accuracy'], row['ci']):<24} {diff:<26} {p:>7} "
                   f"{row['corr_length']:>8.3f}  {fmt_ci(row['matched_accuracy'], row['matched_ci']):<24}")
         print(f"{'':<9} (n = {res['n']} held-out pairs, {res['n_matched']} length-matched)")
@@ -393,7 +397,7 @@ def print_results(results: dict[str, dict], args: argparse.Namespace) -> None:
     print("-" * len(header))
     for name, res in results.items():
         for c in res["comparisons"]:
-            p = f"{c['p']:.2g}" if c["p"] < 0.001 else f"{c['p']:.3f}"
+            p = fmt_p(c["p"])
             print(f"{name:<9} {c['a']:<18} {c['b']:<22} {fmt_ci(c['diff'], c['ci'], signed=True):<26} {p:>7} "
                   f"{c['a_better']:>4}/{c['b_better']:<4}  {c['matched_diff']:>+16.3f} {c['matched_p']:>7.3f}")
     print()
