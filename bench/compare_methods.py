@@ -1,7 +1,8 @@
 """ParetoHqD against its baselines where models move: every method on the demo's style-diverse data, each at the
 learning rate a validation sweep chose for its budget; writes the README's comparison section itself.
 
-    python bench/compare_methods.py [--out runs/bench] [--seeds 0 1 2] [--jobs 4]
+    python bench/compare_methods.py --sweep          # once per budget: records the rates in learning_rates.json
+    python bench/compare_methods.py --stage1-models  # the comparison, at the recorded rates; writes the README
 
 Common to every run: the demo recipe (800 SmolLM2 replies to 100 prompts in six styles, the offline harmless and
 helpful heads, LoRA r 16 on SmolLM2-135M-Instruct, optimizer batch 4, 256 tokens), 3 preferences (w_harmless in
@@ -10,8 +11,9 @@ test prompts of the demo answered in up to 128 new tokens at temperature 1.0 and
 protocol), and the hypervolume above the reference point the runs declare before training (the 0.1 quantile of the
 offline scores).
 
-1. **Learning-rate sweep.** Every method, at its budget below, trains at each rate of ``LEARNING_RATES`` on 80
-   of the 100 training prompts (``data.heldout_fraction`` 0.2) and is scored on the 16 held-out ones (never on the
+1. **Learning-rate sweep** (``--sweep``; recorded in ``bench/learning_rates.json``, which the comparison reads: the
+   comparison reruns, with other seeds too, without tuning again). Every method, at its budget below, trains at
+   each rate of ``LEARNING_RATES`` on 80 of the 100 training prompts (``data.heldout_fraction`` 0.2) and is scored on the 16 held-out ones (never on the
    test prompts) on the comparison's grid; the rate with the highest validation hypervolume among those at which
    at most ``MAX_COLLAPSE`` of the replies collapse (else the least collapsing) is used below.
 2. **The comparison.** ParetoHqD, Rewarded Soups, SFT and RiC with ``--seeds``; MORLHF and MODPO with the first
@@ -52,6 +54,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "demo.yaml"
 README = REPO / "README.md"
+RATES_FILE = REPO / "bench" / "learning_rates.json"
 BEGIN, END = "<!-- compare_methods:begin -->", "<!-- compare_methods:end -->"
 RAY_PORT = 6391
 METHODS = ("ric", "paretohqd", "morlhf", "modpo", "soups", "sft")  # longest chains first
@@ -336,10 +339,89 @@ def unit_seconds(folders: list[Path]) -> float:
                if (folder / "eval" / "metrics.json").exists())
 
 
+def sweep_phase(args, base: list[str], out: Path, env: dict, began: float) -> int:
+    """Run (or with --report-only read) the sweep and record the chosen rates and matched steps in RATES_FILE."""
+    record = sweep(args, base, out, env)
+    steps = matched_steps(record)
+    folders = [out / "sweep" / m / f"lr_{r:g}" for m in args.methods for r in args.rates]
+    previous = json.loads(RATES_FILE.read_text()) if RATES_FILE.exists() else {}
+    wall = None if args.report_only else time.perf_counter() - began
+    RATES_FILE.write_text(json.dumps({
+        "command": "python bench/compare_methods.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only"),
+        "seed": args.seeds[0], "rates": args.rates, "sweep": record, "matched_steps": steps,
+        "unit_seconds": unit_seconds(folders),
+        "wall_seconds": wall if wall is not None else previous.get("wall_seconds")}, indent=2, default=str) + "\n")
+    print("\n".join(sweep_table(record, steps)))
+    print(f"recorded in {RATES_FILE.relative_to(REPO)}")
+    return 0
+
+
+def compare_phase(args, base: list[str], out: Path, env: dict, began: float) -> int:
+    if not RATES_FILE.exists():
+        raise SystemExit(f"{RATES_FILE.relative_to(REPO)} is missing: run the sweep first "
+                         "(python bench/compare_methods.py --sweep)")
+    chosen = json.loads(RATES_FILE.read_text())
+    record, steps = chosen["sweep"], chosen["matched_steps"]
+    unknown = [m for m in args.methods if m not in record["methods"]]
+    if unknown:
+        raise SystemExit(f"{RATES_FILE.relative_to(REPO)} has no learning rate for {', '.join(unknown)}: sweep them "
+                         "first")
+    runs = comparison_runs(args, base, out, record, steps)
+    if not args.report_only:
+        run_many(dict(runs.values()), out, env, args.jobs)
+    finished = {key: (folder / "eval" / "metrics.json").exists() for key, (folder, _) in runs.items()}
+    missing = [f"{m}/seed_{s}" for (m, s), done in finished.items() if not done]
+    runs = {key: value for key, value in runs.items() if finished[key]}
+    folders = [folder for folder, _ in runs.values()]
+    target = compare("methods", folders, out, env)
+    result = json.loads((target / "compare.json").read_text())
+    wall = time.perf_counter() - began
+    bench_json = out / "bench.json"
+    if args.since:
+        wall = (datetime.now(timezone.utc) - datetime.fromisoformat(args.since)).total_seconds()
+    elif args.report_only and bench_json.exists():
+        wall = json.loads(bench_json.read_text())["wall_seconds"]
+    seconds = unit_seconds(folders)
+    bench_json.write_text(json.dumps({"seeds": args.seeds, "wall_seconds": wall, "unit_seconds": seconds,
+                                      "learning_rates": str(RATES_FILE.relative_to(REPO)),
+                                      "runs": {f"{m}/seed_{s}": str(f) for (m, s), (f, _) in runs.items()}},
+                                     indent=2, default=str))
+    command = "python bench/compare_methods.py " + " ".join(sys.argv[1:])
+    span = f"since {args.since}" if args.since else "in one invocation"
+    sweep_cost = (f"{chosen['wall_seconds'] / 60:.0f} min wall" if chosen.get("wall_seconds")
+                  else "its wall time not measured on its own (it shared the cores with other runs)")
+    lines = [f"Written by `{command.strip()}`: the comparison took **{wall / 60:.0f} min wall** on this 2-core machine "
+             f"{span} ({seconds / 3600:.1f} h of the units' own seconds); seeds {args.seeds} for "
+             f"{', '.join(m for m in args.methods if m in SEEDED)}, seed {args.seeds[0]} for the compute-matched "
+             f"MORLHF and MODPO. The learning rates come from the sweep recorded in "
+             f"`{RATES_FILE.relative_to(REPO)}` (`{chosen['command']}`; "
+             f"{chosen['unit_seconds'] / 3600:.1f} h of unit seconds, {sweep_cost}), run once per budget."
+             + (f" **Not finished, so not in the tables: {', '.join(missing)}.**" if missing else ""), "",
+             "**Learning rates, chosen on the validation split**", "", *sweep_table(record, steps), "",
+             "**The comparison** (40 test prompts; hypervolume above the declared reference point; intervals are 95% "
+             "two-level bootstrap intervals, seeds then prompts)", "",
+             (target / "compare.md").read_text().split("\n\n![fronts]")[0].strip(), "",
+             "What it shows (computed from compare.json):", "", *[f"- {line}" for line in findings(result)],
+             f"- {base_line(runs)}", "",
+             "**Each one-hot model against the base model** (paired by test prompt, on the objective it favours; "
+             "SFT trains no one-hot model)", "", *one_hots_against_base(runs), "",
+             *(["**Stage 2 against stage 1** (ParetoHqD, the same run's stage-1 models on the same prompts)", "",
+                *stage2_ablation([runs[("paretohqd", s)][0] for s in args.seeds if ("paretohqd", s) in runs])]
+               if args.stage1_models else [])]
+    print("\n".join(lines))
+    if not args.no_readme and not args.smoke:
+        write_readme(lines)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sweep", action="store_true",
+                        help=f"run the learning-rate sweep and record its choice in {RATES_FILE.name} (the "
+                             "comparison reads it)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="the comparison's seeds (the sweep uses the first)")
     parser.add_argument("--rates", type=float, nargs="+", default=list(LEARNING_RATES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--cpus", type=int, default=2,
@@ -349,15 +431,17 @@ def main() -> int:
                                         "wall time reported runs from then, across interruptions")
     parser.add_argument("--address", help="a running Ray cluster to use (and leave running) instead of a new one")
     parser.add_argument("--stage1-models", action="store_true",
-                        help="ParetoHqD also evaluates its stage-1 models (the stage-2 ablation; 30%% more time)")
+                        help="ParetoHqD also evaluates its stage-1 models (the stage-2 ablation)")
     parser.add_argument("--smoke", action="store_const", const=SMOKE, default=[],
                         help="1 step, 6 tokens, 3 prompts: checks the plumbing")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--report-only", action="store_true",
-                        help="run nothing: rebuild the comparison and the README section from finished runs")
+                        help="run nothing: rebuild the record (--sweep) or the README section from finished runs")
     args = parser.parse_args()
     if "paretohqd" not in args.methods:
         parser.error("--methods must include paretohqd: it is what the others are compared with")
+    if args.smoke and args.sweep:
+        parser.error("--smoke checks the comparison's plumbing; a smoke sweep would overwrite the recorded rates")
     out = (REPO / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -376,55 +460,13 @@ def main() -> int:
         base += ["--execution.executor", "ray", "--execution.ray_address", address,
                  "--execution.resources", "{default: {num_cpus: 1, torch_threads: 1}}"]
     try:
-        record = sweep(args, base, out, env)
-        steps = matched_steps(record)
-        runs = comparison_runs(args, base, out, record, steps)
-        if not args.report_only:
-            run_many(dict(runs.values()), out, env, args.jobs)
+        if args.sweep:
+            return sweep_phase(args, base, out, env, began)
+        return compare_phase(args, base, out, env, began)
     finally:
         if address and not args.address:
             subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], env=env,
                            capture_output=True)
-    finished = {key: (folder / "eval" / "metrics.json").exists() for key, (folder, _) in runs.items()}
-    missing = [f"{m}/seed_{s}" for (m, s), done in finished.items() if not done]
-    runs = {key: value for key, value in runs.items() if finished[key]}
-    folders = [folder for folder, _ in runs.values()]
-    target = compare("methods", folders, out, env)
-    result = json.loads((target / "compare.json").read_text())
-    wall = time.perf_counter() - began
-    bench_json = out / "bench.json"
-    if args.since:
-        wall = (datetime.now(timezone.utc) - datetime.fromisoformat(args.since)).total_seconds()
-    elif args.report_only and bench_json.exists():
-        wall = json.loads(bench_json.read_text())["wall_seconds"]
-    sweep_folders = [out / "sweep" / m / f"lr_{r:g}" for m in args.methods for r in args.rates]
-    seconds = unit_seconds(folders + sweep_folders)
-    bench_json.write_text(json.dumps({"seeds": args.seeds, "rates": args.rates, "wall_seconds": wall,
-                                      "unit_seconds": seconds, "sweep": record, "matched_steps": steps,
-                                      "runs": {f"{m}/seed_{s}": str(f) for (m, s), (f, _) in runs.items()}},
-                                     indent=2, default=str))
-    command = "python bench/compare_methods.py " + " ".join(sys.argv[1:])
-    span = f"since {args.since}" if args.since else "for its last invocation"
-    lines = [f"Written by `{command.strip()}`: {wall / 60:.0f} min wall on this 2-core machine {span} "
-             f"({seconds / 3600:.1f} h of the units' own seconds, sweep included); seeds "
-             f"{args.seeds} for {', '.join(m for m in args.methods if m in SEEDED)}, seed {args.seeds[0]} for the "
-             "compute-matched MORLHF and MODPO."
-             + (f" **Not finished, so not in the tables: {', '.join(missing)}.**" if missing else ""), "",
-             "**Learning rates, chosen on the validation split**", "", *sweep_table(record, steps), "",
-             "**The comparison** (40 test prompts; hypervolume above the declared reference point; intervals are 95% "
-             "two-level bootstrap intervals, seeds then prompts)", "",
-             (target / "compare.md").read_text().split("\n\n![fronts]")[0].strip(), "",
-             "What it shows (computed from compare.json):", "", *[f"- {line}" for line in findings(result)],
-             f"- {base_line(runs)}", "",
-             "**Each one-hot model against the base model** (paired by test prompt, on the objective it favours; "
-             "SFT trains no one-hot model)", "", *one_hots_against_base(runs), "",
-             *(["**Stage 2 against stage 1** (ParetoHqD, the same run's stage-1 models on the same prompts)", "",
-                *stage2_ablation([runs[("paretohqd", s)][0] for s in args.seeds if ("paretohqd", s) in runs])]
-               if args.stage1_models else [])]
-    print("\n".join(lines))
-    if not args.no_readme and not args.smoke:
-        write_readme(lines)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The one run / skip / resume / reuse mechanism, on toy units whose actions write small files."""
 
+import contextlib
 import json
 
 import pytest
@@ -104,6 +105,40 @@ def test_content_addressed_outputs_are_shared_between_runs(tmp_path):
     again = unit("shard", 5, output=str(shared), content_addressed=True)
     assert Runner(RunDir(tmp_path / "run_b"), log=lambda *_: None).execute([again]).ran == []
     assert CALLS == ["shard"]
+
+
+def test_the_shared_claim_is_held_while_content_addressed_units_run_and_only_then(tmp_path):
+    """The shared score cache's lock: another run that shares the cache waits for this run's scoring only."""
+    held = []
+
+    @contextlib.contextmanager
+    def claim():
+        held.append(True)
+        try:
+            yield
+        finally:
+            held.append(False)
+
+    def record(ctx):
+        CALLS.append((ctx.name, held[-1] if held else False))
+        write_value(ctx)
+
+    shard = unit("shard", 5, output=str(tmp_path / "cache" / "{key}.txt"), content_addressed=True, action=record)
+    train = unit("train", 1, upstream={"scores": shard}, action=record)
+    rescore = unit("rescore", 2, upstream={"model": train}, output=str(tmp_path / "cache" / "{key}.txt"),
+                   content_addressed=True, action=record)
+    report = unit("report", 3, upstream={"scores": rescore}, action=record)
+    Runner(RunDir(tmp_path / "run"), log=lambda *_: None).execute([report], claim_shared=claim)
+    assert [call for call in CALLS if isinstance(call, tuple)] == [
+        ("shard", True), ("train", False), ("rescore", True), ("report", False)]
+    assert held == [True, False, True, False]  # taken twice, released twice
+
+    CALLS.clear()
+    held.clear()
+    broken = unit("broken", 7, output=str(tmp_path / "cache" / "{key}.txt"), content_addressed=True, action=fail)
+    with pytest.raises(RuntimeError):
+        Runner(RunDir(tmp_path / "run"), log=lambda *_: None).execute([broken], claim_shared=claim)
+    assert held == [True, False]  # a failure releases it too
 
 
 def test_prune_forgets_units_no_longer_planned(tmp_path):

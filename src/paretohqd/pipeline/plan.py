@@ -71,7 +71,7 @@ class Plan:
     """The method's own units (what ``shared`` and the method make of the config: what serving a preference reads)."""
 
     def execute(self, command: str = "run", force: bool = False, log=print, executor=None,
-                prepare=None) -> Execution:
+                prepare=None, claim_shared=None) -> Execution:
         targets = self.targets[command]
         # Inside a multi-process launch every process runs this plan together; only rank 0 writes and speaks.
         executor = executor or distributed_executor(self.units, self.execution) \
@@ -79,7 +79,8 @@ class Plan:
         main_process = getattr(executor, "main_process", True)
         runner = Runner(self.run, log=log if main_process else _quiet, executor=executor, main_process=main_process)
         execution = runner.execute(targets, force=[u.name for u in targets] if force else (),
-                                   stages=self.stages[command], declared=self.units, prepare=prepare)
+                                   stages=self.stages[command], declared=self.units, prepare=prepare,
+                                   claim_shared=claim_shared)
         if command == "run":
             runner.prune(self.units)
         return execution
@@ -238,11 +239,17 @@ def execute(method: MethodLike, config: RunConfig, command: str = "run", force: 
 
         def prepare(order: list[Unit]) -> None:
             if main:
-                if any(unit.content_addressed for unit in order):
-                    held.enter_context(score_cache_claimed(config, wait, log))
+                if any(unit.content_addressed for unit in order) and not wait:
+                    # Refused now, before any work, when another run is writing the cache (the lock itself is held
+                    # only while this run's score units run: a run waits for another's scoring, not its training).
+                    with score_cache_claimed(config, wait, log):
+                        pass
                 plan.run.init(dump_yaml(config))
 
-        return plan.execute(command, force=force, log=log, prepare=prepare)
+        def claim_shared():
+            return score_cache_claimed(config, wait, log)
+
+        return plan.execute(command, force=force, log=log, prepare=prepare, claim_shared=claim_shared if main else None)
 
 
 def plan_identity(plan: Plan) -> dict:
@@ -252,8 +259,8 @@ def plan_identity(plan: Plan) -> dict:
 
 
 def score_cache_claimed(config: RunConfig, wait: bool, log):
-    """The shared score cache's lock, while this run writes score shards into it (a cache inside the run directory
-    is the run's own)."""
+    """The shared score cache's lock, held while this run's score units run (a cache inside the run directory is the
+    run's own)."""
     cache = config.score.cache_dir
     if not cache or os.path.abspath(cache).startswith(os.path.abspath(config.output_dir) + os.sep):
         return contextlib.nullcontext()

@@ -15,6 +15,7 @@ finding it cached can still count what it cost, the same for every run.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import shutil
@@ -23,12 +24,39 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, ContextManager, Iterable, Sequence
 
 from .. import io
 from .executors import LocalExecutor, RayExecutor
 from .rundir import COST_SIDECAR, RunDir, cuda_devices_in_use
 from .units import Unit, UnitContext
+
+
+class HeldWhileRunning:
+    """A lock held while at least one of some units runs: taken when the first starts, released when the last of
+    those running ends, and released at the end of the ``with`` block whatever happened."""
+
+    def __init__(self, claim: Callable[[], ContextManager] | None):
+        self.claim = claim
+        self.running = 0
+        self.held = contextlib.ExitStack()
+
+    def begin(self) -> None:
+        if self.claim is not None and self.running == 0:
+            self.held.enter_context(self.claim())
+        self.running += 1
+
+    def end(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self.held.close()
+
+    def __enter__(self) -> "HeldWhileRunning":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = 0
+        self.held.close()
 
 
 @dataclass
@@ -166,9 +194,12 @@ class Runner:
     # ---------------------------------------------------------------------------------------------------- run
 
     def execute(self, targets: Sequence[Unit], force: Iterable[str] = (), stages: Sequence[str] = (),
-                declared: Sequence[Unit] = (), prepare: Callable[[list[Unit]], None] | None = None) -> Execution:
+                declared: Sequence[Unit] = (), prepare: Callable[[list[Unit]], None] | None = None,
+                claim_shared: Callable[[], ContextManager] | None = None) -> Execution:
         """Run what ``targets`` need; ``prepare(units to run)`` is called once every unit's check has passed, before
-        any work (it writes the run directory's resolved config: a run refused by a check leaves nothing behind)."""
+        any work (it writes the run directory's resolved config: a run refused by a check leaves nothing behind).
+        ``claim_shared()`` (the shared score cache's lock) is held while content-addressed units run, and only
+        then: other runs that share the cache wait for this run's scoring, not for the whole run."""
         everything = closure(targets)
         duplicates = sorted(name for name, count in Counter(u.name for u in everything).items() if count > 1)
         if duplicates:
@@ -180,6 +211,7 @@ class Runner:
         if prepare is not None:
             prepare(order)
         heartbeat = Heartbeat(self.run.path / HEARTBEAT_FOLDER, self.main_process)
+        shared = HeldWhileRunning(claim_shared)
         self._settle_killed(everything, heartbeat)
         execution = Execution(reused=[unit.name for unit, _ in reuse])
         self._reuse(reuse)
@@ -194,6 +226,8 @@ class Runner:
                 self._reuse([(unit, found[0])])
                 execution.reused.append(unit.name)
                 return False
+            if unit.content_addressed:
+                shared.begin()  # before the unit is marked running: a refusal leaves the manifest as it was
             previous = self.manifest["units"].get(unit.name, {})
             resumed = previous.get("key") == unit.key and previous.get("status") != "done"
             killed = heartbeat.lost_seconds(unit.name, previous) if resumed else 0.0
@@ -231,8 +265,10 @@ class Runner:
                 entry["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
                 self._clear_leftovers(unit)
             self._write_manifest()
+            if unit.content_addressed:
+                shared.end()
 
-        with heartbeat:
+        with heartbeat, shared:
             self.executor.run(order, self.context, start, finish)
             # A finished unit whose inputs the units just run made with other bytes (an evaluation's timings, a
             # regenerated file that had been edited) is out of date now: run those too, until none is. (In a launch
