@@ -89,6 +89,19 @@ def test_run_writes_the_run_directory_and_resumes(tmp_path, capsys):
     assert not list(run.rglob("*.tmp"))
 
 
+def test_k_by_its_rule_scales_with_the_samples_and_sizes_the_pool(tmp_path):
+    """select.k null: k = max(k_min, k_fraction x n), decided on the scored samples, and P_min follows it."""
+    config = write_config(tmp_path, select={"k": None, "min_pool": None, "k_fraction": 0.05, "k_min": 4})
+    run = tmp_path / "run"
+    assert score_and_select(config) == 0  # 300 samples: ceil(0.05 x 300) = 15
+    summary = json.loads((run / "selection" / "summary.json").read_text())
+    assert summary["k"] == 15 and summary["min_pool"] == 75  # P_min = max(0.625% of 300, 5 x 15)
+    assert len(json.loads((run / "selection" / "pref_03.json").read_text())["sample_ids"]) == 15
+    assert score_and_select(config, "--select.k_fraction", "0.01") == 0  # 3 < the floor
+    summary = json.loads((run / "selection" / "summary.json").read_text())
+    assert summary["k"] == 4 and summary["min_pool"] == 20
+
+
 def test_three_objectives_use_ric_grid(tmp_path):
     config = write_config(tmp_path, objectives=[
         {"name": "obj_a", "type": "column", "column": "a"}, {"name": "obj_b", "type": "column", "column": "b"},

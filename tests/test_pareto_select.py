@@ -8,6 +8,7 @@ import pytest
 from paretohqd.pareto import (
     NormalisationStats,
     check_finite_scores,
+    default_k,
     default_min_pool,
     fit_normalisation,
     linear_grid,
@@ -140,6 +141,14 @@ def test_stats_given_robust_and_minimise():
 def test_the_default_pool_scales_with_the_data(n, k, expected):
     """The paper's share of the data (2,000 of 320,000), at least 5k, at most n."""
     assert default_min_pool(n, k) == expected
+
+
+@pytest.mark.parametrize("n, kwargs, expected", [
+    (800, {}, 100), (320_000, {}, 100), (1_000_000, {}, 313), (3_200_000, {}, 1_000),
+    (800, {"fraction": 0.05, "minimum": 10}, 40), (100, {"fraction": 0.05, "minimum": 10}, 10)])
+def test_the_default_k_is_the_papers_share_of_the_data_with_a_floor(n, kwargs, expected):
+    """The paper's 100 of ~320,000; below that size the floor (the paper's 100) keeps it trainable."""
+    assert default_k(n, **kwargs) == expected
 
 
 def test_the_default_pool_is_a_thin_band_at_any_size():

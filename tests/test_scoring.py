@@ -6,7 +6,7 @@ from paretohqd.config import ObjectiveConfig
 from paretohqd.errors import UserError
 from paretohqd.rewards import build_objective
 from paretohqd.rewards.builtin import FunctionObjective
-from paretohqd.rewards.scoring import check_batch_invariance, score_frame
+from paretohqd.rewards.scoring import check_batch_invariance, consistency_tolerance, score_frame
 
 
 def score_samples(samples, objectives, batch_sizes, cache_root, shard_size, **_):
@@ -66,6 +66,25 @@ def test_batch_dependent_objective_is_caught():
     leaky = FunctionObjective("leaky", lambda b: b["rating"].to_numpy() - b["rating"].mean())
     with pytest.raises(UserError, match="depend on batching or padding"):
         check_batch_invariance(leaky, make_samples(10), 4, 4, 1e-6)
+
+
+def test_the_self_check_tolerates_half_precision_rounding_and_still_names_padding_faults(tiny_reward_model):
+    """bf16 scoring batched and alone differ by about one unit in the last place (2^-7 relative); a padding fault
+    moves scores by far more. The default tolerance follows the dtype; an error it causes names the dtype."""
+    rounding = FunctionObjective("bf16ish", lambda b: b["rating"].to_numpy() * (1 + 2.0 ** -8 * (len(b) > 1)))
+    samples = make_samples(10)
+    assert check_batch_invariance(rounding, samples, 4, 4, consistency_tolerance("bfloat16"), "bfloat16") > 0
+    with pytest.raises(UserError, match="depend on batching or padding"):  # float32 has no such excuse
+        check_batch_invariance(rounding, samples, 4, 4, consistency_tolerance("float32"), "float32")
+    with pytest.raises(UserError, match=r"what bfloat16 rounding can make \(score in float32, or raise "
+                                        r"score\.consistency_tolerance above 0\.001\)"):
+        check_batch_invariance(rounding, samples, 4, 4, 1e-3, "bfloat16")  # a tolerance given too tight
+    assert consistency_tolerance("bfloat16", 0.5) == 0.5 and consistency_tolerance("float32") == 1e-3
+
+    objective = hf_objective(tiny_reward_model, dtype="bfloat16")
+    objective.tokenizer.padding_side = "left"
+    with pytest.raises(UserError, match="depend on batching or padding"):
+        check_batch_invariance(objective, make_samples(12), 8, 8, consistency_tolerance("bfloat16"), "bfloat16")
 
 
 class CountingObjective:
@@ -197,3 +216,21 @@ def test_embeddings_do_not_depend_on_batch_composition_or_threads():
     assert together.dtype == np.float32 and together.shape == (12, 384)
     np.testing.assert_array_equal(together[6:], others)  # to the bit
     assert torch.get_num_threads() == threads
+
+
+def test_the_self_check_unit_reads_the_tolerance_of_its_objectives_dtype(tiny_policy, tmp_path):
+    from paretohqd.config import load_config
+    from paretohqd.methods import get_method
+    from paretohqd.pipeline import build_plan
+
+    from .test_pipeline import write_run_config
+
+    config = load_config(write_run_config(tmp_path, tiny_policy))
+    config.objectives[0].dtype = "bfloat16"
+    checks = {u.name: u.settings["tolerance"] for u in build_plan(get_method("paretohqd"), config).units
+              if u.kind == "score_check"}
+    first, second = (f"score/{o.name}/check" for o in config.objectives)
+    assert checks[first] == 2.0 ** -5 and checks[second] == 1e-3  # float32's, as before: its key is unchanged
+    config.score.consistency_tolerance = 0.01
+    assert {u.settings["tolerance"] for u in build_plan(get_method("paretohqd"), config).units
+            if u.kind == "score_check"} == {0.01}

@@ -44,6 +44,21 @@ def test_the_balanced_generator_is_trained_when_the_grid_lacks_it(tiny_policy, t
         plan_units(config)
 
 
+def test_stage2_k_is_half_of_stage1s_given_or_by_the_rule_on_the_generated_pool(tiny_policy, tmp_path):
+    config = load_config(write_run_config(tmp_path, tiny_policy))
+    config.select.k, config.stage2.k = 10, None
+    units = plan_units(config)
+    # A given k keeps the settings, and so the keys, that runs had before the rule existed.
+    assert units["select/pref_00"].settings["k"] == 10 and "k_rule" not in units["select/pref_00"].settings
+    assert units["stage2/select/pref_00"].settings["k"] == 5 and "k_rule" not in units["stage2/select/pref_00"].settings
+    config.select.k = None
+    units = plan_units(config)
+    assert units["select/pref_00"].settings["k"] is None
+    assert units["select/pref_00"].settings["k_rule"] == {"fraction": 0.0003125, "min": 100, "divisor": 1}
+    # Stage 2: half of what the rule gives on the generated samples (the paper's 50 of 30,000).
+    assert units["stage2/select/pref_00"].settings["k_rule"] == {"fraction": 0.0003125, "min": 100, "divisor": 2}
+
+
 def test_grid_with_every_representative_keeps_its_generators(tiny_policy, tmp_path):
     units = plan_units(load_config(write_run_config(tmp_path, tiny_policy)))  # (1,0), (.5,.5), (0,1)
     assert sorted(n for n in units if n.startswith("stage2/generate/")) == [

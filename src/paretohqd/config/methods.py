@@ -21,7 +21,8 @@ class Stage2Config(Section):
     num_prompts: int = 10000
     """Training prompts each representative model answers (paper: 10,000; capped at the distinct prompts)."""
     k: Optional[int] = None
-    """Samples per preference from the new data (None: select.k // 2, the paper's 50)."""
+    """Samples per preference from the new data (None: half of select.k, or with select.k None half of what
+    select's rule gives on the generated samples: the paper's 50 of 30,000)."""
     min_pool: Optional[int] = None
     """P_min on the new pool (None: select.min_pool if set, else select's rule on the generated samples with
     stage 2's k; capped at the pool size). The pool stays a band near the new front, as at stage 1."""

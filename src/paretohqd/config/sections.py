@@ -107,7 +107,10 @@ class ScoreConfig(Section):
     """Batch samples of similar length together (less padding); scores do not depend on it."""
     consistency_check: int = 8
     """Score this many samples both batched and one at a time, and stop if they differ (0 turns it off)."""
-    consistency_tolerance: float = 1e-3
+    consistency_tolerance: Optional[float] = None
+    """The largest batched-versus-alone difference the self-check accepts, relative to the scores' scale. DEFAULT
+    None: what the objective's dtype rounds to (float32 1e-3; bfloat16 2^-5 and float16 2^-8, four units in the
+    last place: batching reorders the sums, and a pad-token or padding-side fault moves scores by far more)."""
     progress: bool = True
     cache_dir: Optional[str] = None
     """Where score shards are kept (default RUN/scores/cache); runs on the same data and objectives can share one,
@@ -141,14 +144,19 @@ class PreferencesConfig(Section):
 
 @dataclass
 class SelectConfig(Section):
-    k: int = 100
-    """Samples selected per preference (the paper's k)."""
+    k: Optional[int] = None
+    """Samples selected per preference. DEFAULT None: the rule k = max(k_min, k_fraction x n), decided when the
+    number of scored samples n is known (the paper's 100 at its ~320,000 samples, growing with larger data)."""
+    k_fraction: float = 0.0003125
+    """The rule's share of the scored samples (the paper's 100 of ~320,000)."""
+    k_min: int = 100
+    """The rule's floor (the paper's k): below ~320,000 samples the share alone would leave too few to train on."""
     min_pool: Optional[int] = None
     """P_min: the smallest number of first-layer samples to pool. DEFAULT None: the rule below, which keeps the
     pool a thin band near the front at any data size."""
     pool_fraction: float = 0.00625
-    """The rule's share of the scored samples: P_min = max(pool_fraction x n, pool_per_k x k), capped at n. The
-    default is the paper's 2,000 of ~320,000."""
+    """The rule's share of the scored samples: P_min = max(pool_fraction x n, pool_per_k x k), capped at n (k as
+    given or as its rule gives it). The default is the paper's 2,000 of ~320,000."""
     pool_per_k: float = 5.0
     """The rule's floor in multiples of k: each ray chooses its k from at least this many times as many."""
     normalisation: Literal["minmax", "robust"] = "minmax"
@@ -161,7 +169,9 @@ class SelectConfig(Section):
     """Draw selection.png (no unit reruns when this changes)."""
 
     def check(self) -> None:
-        require(self.k >= 1, f"k must be at least 1, not {self.k}")
+        require(self.k is None or self.k >= 1, f"k must be at least 1, not {self.k}")
+        require(0 < self.k_fraction <= 1, f"k_fraction must be in (0, 1], not {self.k_fraction}")
+        require(self.k_min >= 1, f"k_min must be at least 1, not {self.k_min}")
         require(self.min_pool is None or self.min_pool >= 1, f"min_pool must be at least 1, not {self.min_pool}")
         require(0 < self.pool_fraction <= 1, f"pool_fraction must be in (0, 1], not {self.pool_fraction}")
         require(self.pool_per_k >= 1, f"pool_per_k must be at least 1, not {self.pool_per_k}")

@@ -18,7 +18,7 @@ from ..pareto import nearest_preferences, representative_preferences, validate_p
 from ..pipeline import Shared, Unit
 from ..pipeline.generate import generation_unit
 from ..pipeline.score import scoring_unit
-from ..pipeline.select import ray_unit, selection_units
+from ..pipeline.select import k_rule, ray_unit, selection_units
 from ..tables import format_vector
 from ..pipeline.train import fit, training_unit
 from ..train import ModelCard
@@ -41,7 +41,7 @@ class ParetoHqD(Method):
         rule = (select.pool_fraction, select.pool_per_k)
         prefs, declared = selection_units("select", "selection", "select", "select", shared.scores, names, weights,
                                           select.k, select.min_pool, select.normalisation, select.robust_quantiles,
-                                          select.metric, select.plot, pool_rule=rule)
+                                          select.metric, select.plot, pool_rule=rule, k_from=stage1_k_rule(c))
         stage1 = [training_unit(f"train/stage1/pref_{i:02d}", "train_stage1", f"models/pref_{i:02d}/stage1",
                                 train_preference, c, {"selection": unit, "scores": shared.scores}, seed=c.seed,
                                 options={"stage": "stage1"}, progress=shared.progress)
@@ -60,10 +60,10 @@ class ParetoHqD(Method):
         pooled = scoring_unit("stage2/score", "stage2", "stage2", generators, shared.scoring,
                               original=shared.scores if c.stage2.pool == "generated+original" else None)
         prefs2, declared2 = selection_units("stage2/select", "stage2/selection", "stage2", "train", pooled, names,
-                                            weights, c.stage2.k or max(1, select.k // 2),
+                                            weights, c.stage2.k or (max(1, select.k // 2) if select.k else None),
                                             c.stage2.min_pool or select.min_pool, select.normalisation,
                                             select.robust_quantiles, select.metric, select.plot, cap_to_pool=True,
-                                            pool_rule=rule)
+                                            pool_rule=rule, k_from=k_rule(select.k_fraction, select.k_min, 2))
         stage2 = [training_unit(f"train/stage2/pref_{i:02d}", "stage2", f"models/pref_{i:02d}/stage2",
                                 train_preference, c, {"selection": unit, "scores": pooled, "init": stage1[i]},
                                 seed=c.seed, sft_layers=[("stage2.sft", c.stage2.sft)], options={"stage": "stage2"},
@@ -82,6 +82,10 @@ class ParetoHqD(Method):
                                       earlier_stage_of=f"pref_{i:02d}")
                        for i, (weights, unit) in enumerate(zip(shared.weights, stage1))]
         return models
+
+
+def stage1_k_rule(config) -> dict:
+    return k_rule(config.select.k_fraction, config.select.k_min)
 
 
 def stage2_generators(shared: Shared, stage1: list[Unit], pool: Unit) -> list[tuple[str, Unit, np.ndarray, list]]:
@@ -106,7 +110,7 @@ def stage2_generators(shared: Shared, stage1: list[Unit], pool: Unit) -> list[tu
             chosen.setdefault(f"pref_{index:02d}", (f"pref_{index:02d}", stage1[index], weights[index], []))
             continue
         label = f"generator_{j:02d}"
-        selection = ray_unit(pool, label, w, c.select.k, c.select.metric)
+        selection = ray_unit(pool, label, w, c.select.k, c.select.metric, k_from=stage1_k_rule(c))
         model = training_unit(f"train/stage1/{label}", "train_stage1", f"models/{label}/stage1", train_preference,
                               c, {"selection": selection, "scores": shared.scores}, seed=c.seed,
                               options={"stage": "stage1"}, progress=shared.progress)

@@ -19,7 +19,7 @@ from .layers import layers_validated
 from .normalise import METHODS, NormalisationStats, check_quantiles, fit_validated
 
 __all__ = ["SelectionResult", "Selection", "CandidatePool", "candidate_pool", "select_from_pool",
-           "select_for_preferences", "default_min_pool", "SELECTION_METRICS"]
+           "select_for_preferences", "default_min_pool", "default_k", "SELECTION_METRICS"]
 
 SELECTION_METRICS = (*METRICS, "weighted_sum")
 """The ray metrics, and ``weighted_sum``: the k pool samples with the highest w . z (the scalarisation the ray
@@ -32,6 +32,20 @@ POOL_PER_K = 5.0
 """The pool never holds fewer than this many times k samples. Measured on the 5,550 HH-RLHF samples with k 100 and
 11 preferences (``bench/ray_vs_weighted_sum.py``'s measures): at 2x, 45% of the preferences select the same set as
 a neighbour; at 5x none does, and the selections' mean Pareto layer is 5.2 (11.5 at the paper's fixed 2,000)."""
+
+
+K_FRACTION = 100 / 320_000
+"""The paper's k as a share of its data: 100 samples per preference of ~320,000."""
+K_MIN = 100
+"""The fewest samples the rule gives a preference (the paper's k): below ~320,000 samples the share would give a
+preference too few to train on (0.25 at 800)."""
+
+
+def default_k(n_samples: int, fraction: float = K_FRACTION, minimum: int = K_MIN) -> int:
+    """METHOD.md 1.5 DEFAULT ``k`` at any data size: ``fraction`` of the ``n_samples`` (the paper's 100 of
+    ~320,000), at least ``minimum``. At the paper's size both give 100; on larger data k grows with it, so that
+    each preference's share of the data stays the paper's."""
+    return int(max(minimum, math.ceil(fraction * n_samples)))
 
 
 def default_min_pool(n_samples: int, k: int = 0, fraction: float = POOL_FRACTION, per_k: float = POOL_PER_K) -> int:

@@ -21,8 +21,8 @@ from .. import io
 from ..config import ObjectiveConfig, ScoreConfig, from_dict
 from ..data import fingerprint
 from ..rewards import build_objective, objective_identity
-from ..rewards.scoring import (check_batch_invariance, length_spread, load_scores, save_scores, score_frame,
-                               score_rows, score_statistics, text_lengths)
+from ..rewards.scoring import (check_batch_invariance, consistency_tolerance, length_spread, load_scores,
+                               save_scores, score_frame, score_rows, score_statistics, text_lengths)
 from .generate import read_generations
 from .inputs import Inputs
 from .units import Unit, UnitContext
@@ -51,7 +51,8 @@ def score_units(scoring: tuple[dict, dict], score: ScoreConfig, inputs: Inputs, 
             check = Unit(name=f"score/{name}/check", kind="score_check", stage="score", command="score",
                          action=run_check, outputs=(f"{cache}/{name}/check-{{key}}.json",),
                          settings={"objective": identity, "samples": score.consistency_check,
-                                   "tolerance": score.consistency_tolerance},
+                                   "tolerance": consistency_tolerance(objective.get("dtype", "float32"),
+                                                                      score.consistency_tolerance)},
                          upstream={"samples": inputs.samples_unit}, options=options, content_addressed=True)
             needs[f"check:{name}"] = check
         for shard, (start, stop, content) in enumerate(shards):
@@ -84,8 +85,9 @@ def run_check(ctx: UnitContext) -> None:
     picks = length_spread(text_lengths(texts), ctx.settings["samples"])
     samples = pd.concat([io.read_parquet_rows(ctx.input("samples"), int(i), int(i) + 1) for i in picks]) \
         if len(picks) else texts
-    worst = check_batch_invariance(objective, samples, ctx.settings["samples"], ctx.options["objective"]["batch_size"],
-                                   ctx.settings["tolerance"])
+    config = ctx.options["objective"]
+    worst = check_batch_invariance(objective, samples, ctx.settings["samples"], config["batch_size"],
+                                   ctx.settings["tolerance"], config.get("dtype", "float32"))
     io.write_json(ctx.output, {"samples": ctx.settings["samples"], "max_abs_difference": worst})
 
 

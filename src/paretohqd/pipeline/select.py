@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import io
 from ..errors import UserError
-from ..pareto import CandidatePool, candidate_pool, default_min_pool, select_from_pool
+from ..pareto import CandidatePool, candidate_pool, default_k, default_min_pool, select_from_pool
 from ..pareto.select import POOL_FRACTION, POOL_PER_K
 from ..plots import plot_selection
 from ..tables import format_table, format_vector
@@ -22,20 +22,42 @@ if TYPE_CHECKING:
     from ..evaluate.html import SelectionView
 
 
+def k_rule(fraction: float, minimum: int, divisor: int = 1) -> dict:
+    """k by :func:`~paretohqd.pareto.default_k` on the number of samples the unit reads, divided by ``divisor``
+    (stage 2's half)."""
+    return {"fraction": float(fraction), "min": int(minimum), "divisor": int(divisor)}
+
+
+def resolve_k(k: int | None, rule: dict | None, n_samples: int) -> int:
+    """``k`` as given, or as ``rule`` (:func:`k_rule`) gives it for ``n_samples``."""
+    if k is not None:
+        return int(k)
+    return max(1, default_k(n_samples, rule["fraction"], rule["min"]) // rule["divisor"])
+
+
+def _k_settings(k: int | None, rule: dict | None) -> dict:
+    # A given k keeps the settings (and so the keys) runs had before the rule existed.
+    if k is None and rule is None:
+        raise ValueError("a selection needs k or a rule for it")
+    return {"k": int(k)} if k is not None else {"k": None, "k_rule": rule}
+
+
 def selection_units(prefix: str, folder: str, stage: str, command: str, scores: Unit, names: list[str],
-                    weights: np.ndarray, k: int, min_pool: int | None, normalisation: str, quantiles: list[float],
-                    metric: str, plot: bool, cap_to_pool: bool = False,
-                    pool_rule: tuple[float, float] = (POOL_FRACTION, POOL_PER_K)) -> tuple[list[Unit], list[Unit]]:
+                    weights: np.ndarray, k: int | None, min_pool: int | None, normalisation: str,
+                    quantiles: list[float], metric: str, plot: bool, cap_to_pool: bool = False,
+                    pool_rule: tuple[float, float] = (POOL_FRACTION, POOL_PER_K),
+                    k_from: dict | None = None) -> tuple[list[Unit], list[Unit]]:
     """(one selection unit per preference, in grid order; every unit declared, summary and plot included).
-    ``min_pool`` None: P_min by ``pool_rule`` = (share of the scored samples, multiple of ``k``), decided when the
-    number of samples is known."""
-    rule = None if min_pool else {"fraction": float(pool_rule[0]), "per_k": float(pool_rule[1]), "k": int(k)}
+    ``k`` None: k by the rule ``k_from`` (:func:`k_rule`); ``min_pool`` None: P_min by ``pool_rule`` = (share of the
+    scored samples, multiple of k). Both are decided when the number of samples is known."""
+    ks = _k_settings(k, k_from)
+    rule = None if min_pool else {"fraction": float(pool_rule[0]), "per_k": float(pool_rule[1]), **ks}
     pool = Unit(name=f"{prefix}/pool", kind="select_pool", stage=stage, command=command, action=run_pool,
                 outputs=(f"{folder}/pool.json",), upstream={"scores": scores},
                 settings={"objectives": names, "normalisation": normalisation,
                           "quantiles": list(quantiles) if normalisation == "robust" else None,
                           "min_pool": min_pool or None, "min_pool_rule": rule, "cap_to_pool": cap_to_pool})
-    prefs = [ray_unit(pool, f"pref_{i:02d}", w, k, metric, cap_to_pool) for i, w in enumerate(weights)]
+    prefs = [ray_unit(pool, f"pref_{i:02d}", w, k, metric, cap_to_pool, k_from) for i, w in enumerate(weights)]
     roles = {f"pref:{i:02d}": unit for i, unit in enumerate(prefs)}
     summary = Unit(name=f"{prefix}/summary", kind="select_summary", stage=stage, command=command,
                    action=run_summary, outputs=(f"{folder}/summary.json",),
@@ -48,14 +70,15 @@ def selection_units(prefix: str, folder: str, stage: str, command: str, scores: 
     return prefs, declared
 
 
-def ray_unit(pool: Unit, label: str, weights, k: int, metric: str, cap_to_pool: bool = False) -> Unit:
-    """The ``k`` samples of ``pool``'s candidates nearest one preference's ray, into ``{folder}/{label}.json``
-    beside the pool's file."""
+def ray_unit(pool: Unit, label: str, weights, k: int | None, metric: str, cap_to_pool: bool = False,
+             k_from: dict | None = None) -> Unit:
+    """The ``k`` samples (``None``: as the rule ``k_from`` gives) of ``pool``'s candidates nearest one preference's
+    ray, into ``{folder}/{label}.json`` beside the pool's file."""
     prefix, folder = pool.name.removesuffix("/pool"), pool.outputs[0].rsplit("/", 1)[0]
     return Unit(name=f"{prefix}/{label}", kind="select_ray", stage=pool.stage, command=pool.command, action=run_ray,
                 outputs=(f"{folder}/{label}.json",), upstream={"pool": pool, "scores": pool.upstream["scores"]},
-                settings={"objectives": pool.settings["objectives"], "weights": [float(x) for x in weights], "k": k,
-                          "metric": metric, "cap_to_pool": cap_to_pool})
+                settings={"objectives": pool.settings["objectives"], "weights": [float(x) for x in weights],
+                          **_k_settings(k, k_from), "metric": metric, "cap_to_pool": cap_to_pool})
 
 
 def _points(ctx: UnitContext) -> tuple[pd.DataFrame, np.ndarray]:
@@ -79,7 +102,8 @@ def run_pool(ctx: UnitContext) -> None:
     s = ctx.settings
     rule = s["min_pool_rule"]
     if rule is not None:
-        min_pool = default_min_pool(len(points), rule["k"], rule["fraction"], rule["per_k"])
+        k = resolve_k(rule["k"], rule.get("k_rule"), len(points))
+        min_pool = default_min_pool(len(points), k, rule["fraction"], rule["per_k"])
     else:
         min_pool = min(s["min_pool"], len(points)) if s["cap_to_pool"] else s["min_pool"]
     try:
@@ -94,7 +118,8 @@ def run_ray(ctx: UnitContext) -> None:
     scores, points = _points(ctx)
     pool = CandidatePool.from_dict(io.read_json(ctx.input("pool")))
     s = ctx.settings
-    k = min(s["k"], len(points)) if s["cap_to_pool"] else s["k"]
+    k = resolve_k(s["k"], s.get("k_rule"), len(points))
+    k = min(k, len(points)) if s["cap_to_pool"] else k
     try:
         chosen = select_from_pool(points, pool, [s["weights"]], k=k, metric=s["metric"], names=s["objectives"])[0]
     except ValueError as exc:

@@ -91,12 +91,22 @@ def length_spread(lengths: np.ndarray, count: int) -> np.ndarray:
     return np.unique(by_length[np.linspace(0, len(lengths) - 1, min(count, len(lengths))).round().astype(int)])
 
 
+CONSISTENCY_TOLERANCE = {"float32": 1e-3, "bfloat16": 2.0 ** -5, "float16": 2.0 ** -8}
+"""The self-check's default tolerance by scoring dtype, relative to the scores' scale: four units in the last place
+of the half-precision formats (bfloat16 2^-7, float16 2^-10), whose rounding a change of batch reorders."""
+
+
+def consistency_tolerance(dtype: str, given: float | None = None) -> float:
+    return float(given) if given is not None else CONSISTENCY_TOLERANCE.get(dtype, CONSISTENCY_TOLERANCE["float32"])
+
+
 def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: int, batch_size: int,
-                           tolerance: float) -> float:
+                           tolerance: float, dtype: str = "float32") -> float:
     """Score ``count`` samples of spread-out lengths batched and one at a time; fail loudly if they differ.
 
     Returns the largest absolute difference seen. Differences beyond ``tolerance`` (relative to the score scale)
-    mean padding or batching leaks into the reward: a wrong pad token or padding side, usually.
+    mean padding or batching leaks into the reward: a wrong pad token or padding side, usually; in a half-precision
+    ``dtype`` a difference within a few times its rounding may be rounding, and the error says so.
     """
     if count <= 0 or len(samples) == 0:
         return 0.0
@@ -112,9 +122,14 @@ def check_batch_invariance(objective: Objective, samples: pd.DataFrame, count: i
     scale = max(1.0, float(np.max(np.abs(batched))))
     worst = int(np.nanargmax(difference)) if np.isfinite(difference).any() else int(np.argmin(np.isfinite(single)))
     if not np.all(np.isfinite(difference)) or difference[worst] > tolerance * scale:
+        relative = difference[worst] / scale
+        half = dtype in CONSISTENCY_TOLERANCE and dtype != "float32"
+        rounding = half and relative <= 2 * CONSISTENCY_TOLERANCE[dtype]
+        cause = (f"a difference of {relative:.2g} of the scores' scale is what {dtype} rounding can make (score in "
+                 f"float32, or raise score.consistency_tolerance above {tolerance:g})" if rounding
+                 else "rewards depend on batching or padding (check the pad token and padding side)")
         raise UserError(f"objective '{objective.name}' scores sample '{subset['id'].iloc[worst]}' as "
-                        f"{batched[worst]:.6g} in a batch but {single[worst]:.6g} alone: rewards depend on batching "
-                        "or padding (check the pad token and padding side)")
+                        f"{batched[worst]:.6g} in a batch but {single[worst]:.6g} alone: {cause}")
     return float(np.nanmax(difference))
 
 
