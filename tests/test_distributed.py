@@ -65,6 +65,26 @@ def test_launch_options_go_to_accelerate_and_the_rest_to_the_command():
     assert without_launch_arguments(["run", "c.yaml", "--accelerate_config=ddp"], []) == ["run", "c.yaml"]
 
 
+def test_a_one_machine_gpu_launch_starts_one_process_per_visible_gpu(tmp_path):
+    from paretohqd.errors import UserError
+    from paretohqd.launch import process_count_options
+
+    said = []
+    ddp = accelerate_config_path("ddp")  # says 8
+    assert process_count_options(ddp, [], visible_gpus=3, log=said.append) == ["--num_processes", "3"]
+    assert "3 processes, one per visible GPU (the config says 8" in said[0]
+    assert process_count_options(ddp, ["--num_processes", "2"], visible_gpus=3) == []  # the user's number holds
+    assert process_count_options(accelerate_config_path("zero3"), [], visible_gpus=8, log=said.append) == [
+        "--num_processes", "8"] and len(said) == 1  # the number it had: nothing to say
+    with pytest.raises(UserError, match="no GPU is visible here: pass --num_processes N --cpu"):
+        process_count_options(ddp, [], visible_gpus=0)
+    cpu = tmp_path / "cpu.yaml"
+    cpu.write_text(yaml.safe_dump(CPU_LAUNCH))
+    several = tmp_path / "nodes.yaml"
+    several.write_text(yaml.safe_dump({**yaml.safe_load(ddp.read_text()), "num_machines": 2, "num_processes": 16}))
+    assert process_count_options(cpu, [], visible_gpus=0) == process_count_options(several, [], visible_gpus=1) == []
+
+
 @pytest.mark.parametrize("value, message", [("zero4", "neither a file nor a shipped accelerate config"),
                                             ("missing/config.yaml", "neither a file nor a shipped")])
 def test_a_bad_accelerate_config_is_one_sentence_before_anything_starts(tmp_path, capsys, value, message):

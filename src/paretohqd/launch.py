@@ -103,6 +103,32 @@ def check_launch(config_file: Path) -> None:
         raise UserError(f"{OPTION} {config_file.stem} uses DeepSpeed, which is not installed: pip install deepspeed")
 
 
+def process_count_options(config_file: Path, launch_options: list[str], visible_gpus: int | None = None,
+                          log=print) -> list[str]:
+    """``--num_processes`` for a one-machine GPU launch that does not give it: one process per visible GPU (the
+    shipped configs say 8; on fewer GPUs that fails with "invalid device ordinal", on more it leaves GPUs idle).
+    A launch over several machines, on CPUs, or with the option given keeps what it says."""
+    import yaml
+
+    if any(option.split("=", 1)[0] in ("--num_processes", "--cpu") for option in launch_options):
+        return []
+    settings = yaml.safe_load(config_file.read_text()) or {}
+    if settings.get("use_cpu") or int(settings.get("num_machines", 1) or 1) > 1 \
+            or settings.get("distributed_type") in (None, "NO"):
+        return []
+    if visible_gpus is None:
+        import torch
+
+        visible_gpus = torch.cuda.device_count()
+    if visible_gpus < 1:
+        raise UserError(f"{OPTION} {config_file.stem} starts one process per GPU, and no GPU is visible here: pass "
+                        "--num_processes N --cpu to launch CPU processes")
+    if settings.get("num_processes") != visible_gpus:
+        log(f"{OPTION} {config_file.stem}: {visible_gpus} processes, one per visible GPU (the config says "
+            f"{settings.get('num_processes')}; --num_processes N decides)")
+    return ["--num_processes", str(visible_gpus)]
+
+
 def relaunch(argv: list[str], config_file: Path, launch_options: list[str], output_dir: str,
              overwrite: bool = False, wait: bool = False) -> int:
     """Run ``argv`` (a stage command) on every process ``config_file`` asks for; the launched processes' exit code
@@ -113,8 +139,8 @@ def relaunch(argv: list[str], config_file: Path, launch_options: list[str], outp
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     arguments = launch_command_parser().parse_args(
-        ["--config_file", str(config_file), *launch_options, "--module", "paretohqd.cli",
-         *without_launch_arguments(argv, launch_options)])
+        ["--config_file", str(config_file), *launch_options, *process_count_options(config_file, launch_options),
+         "--module", "paretohqd.cli", *without_launch_arguments(argv, launch_options)])
     run = RunDir(output_dir)
     run.check_writable()
     with run.claimed(overwrite, wait, log=print), handed_down(folder_lock_file(run.path)):
