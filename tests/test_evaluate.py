@@ -152,30 +152,39 @@ def test_runner_records_attempts_devices_and_a_cost_record_beside_cached_outputs
     assert manifest["stages"]["score"]["gpu_seconds"] == 0.0
 
 
-def test_gpu_seconds_count_the_devices_a_unit_held_once_cuda_is_in_use(tmp_path, monkeypatch):
-    """No GPU here: torch.cuda is told that CUDA starts inside the second unit, on 2 devices."""
+def test_gpu_seconds_count_only_the_devices_a_unit_allocated_on(tmp_path, monkeypatch):
+    """No GPU here: torch.cuda is told that CUDA starts inside the second unit, on 2 devices of which it uses one;
+    the third unit runs on the CPU after it (CUDA still up: before, every unit from then on was charged both
+    devices, env.json's CUDA start charged them from the first), the fourth uses both."""
     import torch
 
-    state = {"initialised": False}
+    state = {"initialised": False, "allocations": [0, 0]}
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: state["initialised"])
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "memory_stats",
+                        lambda device: {"allocation.all.allocated": state["allocations"][device]})
 
     def on_cpu(ctx):
         ctx.output.parent.mkdir(parents=True, exist_ok=True)
         ctx.output.write_text("cpu")
 
-    def on_cuda(ctx):
-        state["initialised"] = True
-        on_cpu(ctx)
+    def on(*devices):
+        def action(ctx):
+            state["initialised"] = True
+            for device in devices:
+                state["allocations"][device] += 3
+            on_cpu(ctx)
+        return action
 
-    first = Unit(name="a", kind="toy", stage="toy", command="run", action=on_cpu, outputs=("out/a",))
-    second = Unit(name="b", kind="toy", stage="toy", command="run", action=on_cuda, outputs=("out/b",),
-                  upstream={"a": first})
-    Runner(RunDir(tmp_path), log=lambda *_: None).execute([second])
-    units = json.loads((tmp_path / "manifest.json").read_text())["units"]
-    assert units["a"]["cuda_devices"] == 0 and units["a"]["gpu_seconds"] == 0.0
-    assert units["b"]["cuda_devices"] == 2
-    assert units["b"]["gpu_seconds"] == pytest.approx(2 * units["b"]["wall_seconds"])
+    units = {}
+    for name, action in (("a", on_cpu), ("b", on(1)), ("c", on_cpu), ("d", on(0, 1))):
+        units[name] = Unit(name=name, kind="toy", stage="toy", command="run", action=action,
+                           outputs=(f"out/{name}",), upstream={"up": units[chr(ord(name) - 1)]} if units else {})
+    Runner(RunDir(tmp_path), log=lambda *_: None).execute([units["d"]])
+    recorded = json.loads((tmp_path / "manifest.json").read_text())["units"]
+    assert [recorded[name]["cuda_devices"] for name in "abcd"] == [0, 1, 0, 2]
+    assert recorded["c"]["gpu_seconds"] == 0.0
+    assert recorded["d"]["gpu_seconds"] == pytest.approx(2 * recorded["d"]["wall_seconds"])
 
 
 def test_each_model_is_paired_with_the_base_model_prompt_by_prompt():

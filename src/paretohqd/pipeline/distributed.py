@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 from ..config import ExecutionConfig
 from ..errors import UserError
-from .executors import Finish, ReadyGraph, Start, kind_threads, perform
+from .executors import Finish, ReadyGraph, Start, devices_of, kind_threads, perform
 from .units import Unit, UnitContext
 
 SHARED_KINDS = frozenset({"sft", "dpo", "rloo", "score_shard", "generate", "score_generated"})
@@ -206,16 +206,19 @@ class DistributedExecutor:
             shared = self.shared(chosen)
             began = time.perf_counter()
             own: BaseException | None = None
+            used: int | None = None
             if shared or self.main_process:
                 try:
-                    perform((chosen[0].action, chosen[0].group_action),
-                            [self._context(context_of(unit), shared) for unit in chosen],
-                            kind_threads(self.execution, chosen[0].kind))
+                    _, used = perform((chosen[0].action, chosen[0].group_action),
+                                      [self._context(context_of(unit), shared) for unit in chosen],
+                                      kind_threads(self.execution, chosen[0].kind))
                 except BaseException as exc:  # noqa: BLE001 - every process must hear of it before anyone stops
-                    own = exc
+                    own, used = exc, devices_of(exc)
             failure = agreed_failure(self.collective.agree(_failure(own, self.rank)), chosen[0].name)
             seconds = (time.perf_counter() - began) / len(chosen)
-            self._on_main(lambda: [finish(unit, seconds, failure) for unit in chosen], chosen[0].name)
+            # Rank 0 speaks for the launch: a unit every process ran used as many devices on each.
+            devices = None if used is None else used * (self.world_size if shared else 1)
+            self._on_main(lambda: [finish(unit, seconds, failure, devices) for unit in chosen], chosen[0].name)
             if failure is not None:
                 raise failure from (own if own is not None and not isinstance(own, PeerFailed) else None)
             for unit in chosen:

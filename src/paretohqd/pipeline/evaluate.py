@@ -37,8 +37,7 @@ from ..evaluate.collapse import CollapseDetector
 from ..evaluate.html import report_page
 from ..evaluate.metrics import BASE, HV_RUN_WORST, summarise
 from ..evaluate.report import write_report
-from .distributed import launched_world
-from .rundir import COST_SIDECAR, MANIFEST, cuda_devices_in_use
+from .rundir import COST_SIDECAR, MANIFEST, CudaUse
 from .runner import closure as units_needed
 from .score import score_generations
 from .select import selection_views
@@ -108,8 +107,9 @@ def evaluation_units(method: str, models: list[dict], generations: list[Unit], e
 def run_evaluation(ctx: UnitContext) -> None:
     started = time.perf_counter()
     s, o = ctx.settings, ctx.options
-    scored = score_generations(ctx, [(m["name"], ctx.input(f"model:{i:03d}")) for i, m in enumerate(s["models"])],
-                               "model")
+    with CudaUse() as cuda:  # the reward models may run on a GPU
+        scored = score_generations(ctx, [(m["name"], ctx.input(f"model:{i:03d}"))
+                                         for i, m in enumerate(s["models"])], "model")
     detector = CollapseDetector(from_dict(CollapseConfig, s["collapse"]))
     scored["degenerate"] = detector.is_degenerate(scored["response"].tolist())
     names = [entry["name"] for entry in s["objectives"]]
@@ -121,7 +121,7 @@ def run_evaluation(ctx: UnitContext) -> None:
     earlier = _earlier_attempts(run_dir / MANIFEST, ctx.name)  # failed or killed attempts count too
     itself = {"name": ctx.name, "kind": "evaluate", "stage": "evaluate",
               "wall_seconds": earlier["wall_seconds"] + seconds,
-              "gpu_seconds": earlier["gpu_seconds"] + seconds * cuda_devices_in_use(launched_world()[1])}
+              "gpu_seconds": earlier["gpu_seconds"] + seconds * cuda.devices}
     cost, wall, gpu = cost_summary(run_dir, o.get("cost_units", [{"name": n} for n in o["closure"]]), [itself])
     cost["counts"] = work_counts(run_dir, o.get("cost_units", []))
     span = elapsed_span(run_dir / MANIFEST, o["closure"])

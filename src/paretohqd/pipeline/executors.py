@@ -25,12 +25,14 @@ from ..config import ExecutionConfig, UnitResources
 from ..env import quiet_library_warnings
 from ..env import torch_threads as threads_held
 from ..errors import UserError
+from .rundir import CudaUse
 from .units import Unit, UnitContext
 
 RAY_TOKEN = Path.home() / ".ray" / "auth_token"
 
 Start = Callable[[Unit], bool]
-Finish = Callable[[Unit, float, "BaseException | None"], None]
+Finish = Callable[[Unit, float, "BaseException | None", "float | None"], None]
+"""(unit, wall seconds, its failure or None, the CUDA devices it used: None where unknown)."""
 
 
 class ReadyGraph:
@@ -71,17 +73,29 @@ class ReadyGraph:
 
 
 def perform(batch_actions: tuple[Callable | None, Callable | None], contexts: list[UnitContext],
-            torch_threads: int | None = None) -> float:
-    """Run one unit (``action(context)``) or a group (``group_action(contexts)``); return the wall seconds."""
+            torch_threads: int | None = None) -> tuple[float, int]:
+    """Run one unit (``action(context)``) or a group (``group_action(contexts)``); return the wall seconds and the
+    CUDA devices it allocated on (a failure carries them as its ``cuda_devices``)."""
     action, group_action = batch_actions
     quiet_library_warnings()  # a Ray worker never ran the command line's main()
-    with threads_held(torch_threads) if torch_threads is not None else contextlib.nullcontext():
-        began = time.perf_counter()
-        if group_action is not None:
-            group_action(contexts)
-        else:
-            action(contexts[0])
-    return time.perf_counter() - began
+    cuda = CudaUse()
+    try:
+        with threads_held(torch_threads) if torch_threads is not None else contextlib.nullcontext(), cuda:
+            began = time.perf_counter()
+            if group_action is not None:
+                group_action(contexts)
+            else:
+                action(contexts[0])
+    except BaseException as exc:
+        with contextlib.suppress(AttributeError, TypeError):  # some built-in exceptions take no attributes
+            exc.cuda_devices = cuda.devices
+        raise
+    return time.perf_counter() - began, cuda.devices
+
+
+def devices_of(error: BaseException | None) -> int | None:
+    """The CUDA devices a failed unit had used, as :func:`perform` recorded them (None: not known)."""
+    return getattr(error, "cuda_devices", None)
 
 
 def kind_threads(execution: ExecutionConfig | None, kind: str) -> int | None:
@@ -122,13 +136,13 @@ class LocalExecutor:
             threads = kind_threads(self.execution, batch[0].kind)
             began = time.perf_counter()
             try:
-                perform(_actions(batch), [context_of(u) for u in batch], threads)
+                _, devices = perform(_actions(batch), [context_of(u) for u in batch], threads)
             except BaseException as exc:
                 for unit in batch:
-                    finish(unit, (time.perf_counter() - began) / len(batch), exc)
+                    finish(unit, (time.perf_counter() - began) / len(batch), exc, devices_of(exc))
                 raise
             for unit in batch:
-                finish(unit, (time.perf_counter() - began) / len(batch), None)
+                finish(unit, (time.perf_counter() - began) / len(batch), None, devices)
                 graph.done(unit)
 
 
@@ -226,11 +240,12 @@ class RayExecutor:
                 used["GPU"] -= need.num_gpus
                 error: BaseException | None = None
                 try:
-                    seconds = ray.get(ref)
+                    seconds, devices = ray.get(ref)
                 except BaseException as exc:  # noqa: BLE001 - every failure is recorded, the first re-raised
                     error, seconds = _cause(exc, batch[0], self.execution.max_retries), time.perf_counter() - began
+                    devices = devices_of(error)
                 for unit in batch:
-                    finish(unit, seconds / len(batch), error)
+                    finish(unit, seconds / len(batch), error, devices)
                     if error is None:
                         graph.done(unit)
                 if error is not None and failure is None:

@@ -1,6 +1,6 @@
 """The run directory, the contract between units: the resolved config, the environment, the manifest, and every
 unit's outputs. The manifest records, per unit, its key, status, outputs, wall seconds (every recorded attempt),
-attempts, the CUDA devices it held and its GPU-seconds, and per stage the sums.
+attempts, the CUDA devices it used and its GPU-seconds, and per stage the sums.
 """
 
 from __future__ import annotations
@@ -28,18 +28,38 @@ GPU-seconds and CUDA devices, written by the run that computed it and read by ev
 EVAL_SCORES = "eval/scores.parquet"
 
 
-def cuda_devices_in_use(world_size: int = 1) -> int:
-    """The CUDA devices this process holds: ``torch.cuda.device_count()`` once CUDA is initialised here (a unit
-    ran on cuda: the process holds them from then on), 0 before that or without torch or CUDA; in a launch of
-    ``world_size`` > 1 processes, one device per process once CUDA is in use. Never initialises CUDA itself."""
+def _cuda_allocations() -> list[int]:
+    """Per CUDA device, how many allocations this process has made on it so far (empty: CUDA not in use here).
+    Never initialises CUDA."""
     torch = sys.modules.get("torch")
     if torch is None:
-        return 0
+        return []
     try:
-        count = int(torch.cuda.device_count()) if torch.cuda.is_initialized() else 0
+        if not torch.cuda.is_initialized():
+            return []
+        return [int(torch.cuda.memory_stats(device).get("allocation.all.allocated", 0))
+                for device in range(torch.cuda.device_count())]
     except Exception:  # noqa: BLE001 - a broken driver is no reason to lose a finished unit's record
-        return 0
-    return world_size if world_size > 1 and count else count
+        return []
+
+
+class CudaUse:
+    """The CUDA devices a block of work allocated memory on (``devices`` after the ``with`` block): a unit that
+    ran on a GPU did (weights, activations, a vLLM cache); one that did not, in a process where an earlier unit or
+    ``env.json`` started CUDA, did not. Never initialises CUDA."""
+
+    def __init__(self) -> None:
+        self.devices = 0
+        self._before: list[int] = []
+
+    def __enter__(self) -> "CudaUse":
+        self._before = _cuda_allocations()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        after = _cuda_allocations()
+        before = self._before + [0] * (len(after) - len(self._before))
+        self.devices = sum(1 for now, then in zip(after, before) if now > then)
 
 
 class RunDir:

@@ -8,7 +8,8 @@ in seconds rather than after hours. The manifest is written atomically after eve
 
 Cost: each unit's entry keeps its wall seconds over every attempt (a failed attempt's seconds carry over to the
 next; an attempt killed outright, kill -9, counts up to its last heartbeat, see :class:`Heartbeat`), the CUDA
-devices it held and its GPU-seconds (wall x devices). A content-addressed unit (a score shard in a cache several
+devices it allocated memory on and its GPU-seconds (wall x those devices: a unit that never touched CUDA costs no
+GPU time, whatever the machine has). A content-addressed unit (a score shard in a cache several
 runs share) also gets those numbers in a sidecar beside its first output, ``<output>.cost.json``, so that a run
 finding it cached can still count what it cost, the same for every run.
 """
@@ -28,7 +29,7 @@ from typing import Callable, ContextManager, Iterable, Sequence
 
 from .. import io
 from .executors import LocalExecutor, RayExecutor
-from .rundir import COST_SIDECAR, RunDir, cuda_devices_in_use
+from .rundir import COST_SIDECAR, RunDir
 from .units import Unit, UnitContext
 
 
@@ -244,9 +245,9 @@ class Runner:
             heartbeat.begin(unit.name, started)
             return True
 
-        def finish(unit: Unit, seconds: float, error: BaseException | None) -> None:
+        def finish(unit: Unit, seconds: float, error: BaseException | None, used: float | None = None) -> None:
             entry = self.manifest["units"][unit.name]
-            devices = self.devices(unit)
+            devices = float(used) if used is not None else self.devices(unit)
             entry["wall_seconds"] = entry.get("wall_seconds", 0.0) + seconds
             entry["cuda_devices"] = devices
             entry["gpu_seconds"] = entry.get("gpu_seconds", 0.0) + seconds * devices
@@ -288,12 +289,11 @@ class Runner:
         return execution
 
     def devices(self, unit: Unit) -> float:
-        """The CUDA devices ``unit`` held while it ran: on Ray the GPUs its kind reserves (Ray hides the others
-        from it); in a multi-process launch one per process once CUDA is in use; in this process
-        ``torch.cuda.device_count()`` once CUDA is in use here (a unit ran on cuda), 0 on the CPU."""
+        """The CUDA devices charged to ``unit`` when its executor could not say which it used (see
+        :class:`~.rundir.CudaUse`): on Ray the GPUs its kind reserves, elsewhere none."""
         if isinstance(self.executor, RayExecutor):
             return float(self.executor.execution.resources_for(unit.kind).num_gpus)
-        return float(cuda_devices_in_use(getattr(self.executor, "world_size", 1)))
+        return 0.0
 
     def _write_cost_sidecar(self, unit: Unit, entry: dict) -> None:
         path = self.run.resolve(unit.output_paths[0])
