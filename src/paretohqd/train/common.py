@@ -117,9 +117,15 @@ def trainer_arguments(config_class, settings: dict, staging: Path, seed: int, re
     trl's scripts: it sets up the processes of a launch (the Trainer then trains data-parallel over all of them:
     DDP, DeepSpeed or FSDP, as the accelerate config says; only the main process writes files), and under ZeRO-3
     the model must be loaded after it to be sharded as it loads."""
-    return config_class(**settings, output_dir=str(staging / "trainer"), seed=seed, data_seed=seed,
+    args = config_class(**settings, output_dir=str(staging / "trainer"), seed=seed, data_seed=seed,
                         report_to=report_to, use_cpu=resolve_device(model_config.device) == "cpu",
                         disable_tqdm=not progress)
+    if args.n_gpu > 1:
+        # One process trains on one device. Outside a launch transformers counts every visible GPU (n_gpu) and
+        # wraps the model in nn.DataParallel, multiplying the global batch behind the plan's back (8 GPUs: 64 where
+        # the paper's 8 was asked for); data parallelism is a launch's (--accelerate_config), where n_gpu is 1.
+        args._n_gpu = 1
+    return args
 
 
 def start_run(config_class, settings: dict, output_dir: Path, seed: int, report_to: str, model_config,
