@@ -17,7 +17,8 @@ from .test_pipeline import artifacts, write_run_config
 
 ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'paretohqd[ray]'")
 
-TWO_WORKERS = ExecutionConfig(executor="ray", ray_num_cpus=2,
+# One GPU that Ray counts and nothing uses (no GPU here): units that reserve it show how Ray places GPU work.
+TWO_WORKERS = ExecutionConfig(executor="ray", ray_num_cpus=2, ray_num_gpus=1,
                               resources={"default": UnitResources(num_cpus=1, torch_threads=1)})
 
 
@@ -90,11 +91,22 @@ def test_a_failing_unit_is_named_and_the_others_finish(tmp_path):
 
 
 def test_a_unit_asking_for_more_than_the_cluster_has_fails_before_any_work(tmp_path):
-    greedy = ExecutionConfig(executor="ray", resources={"default": UnitResources(num_gpus=1)})
+    greedy = ExecutionConfig(executor="ray", resources={"default": UnitResources(num_gpus=2)})
     runner = Runner(RunDir(tmp_path), log=lambda _: None, executor=RayExecutor(greedy))
-    with pytest.raises(UserError, match="asks for 1 GPU but the Ray cluster has 0"):
+    with pytest.raises(UserError, match="asks for 2 GPU but the Ray cluster has 1"):
         runner.execute([unit("a")])
     assert not (tmp_path / "a.json").exists()
+
+
+def test_each_unit_that_reserves_a_gpu_runs_in_a_fresh_worker_process(tmp_path):
+    """A reused worker would keep the CUDA context of the GPU it first touched, its cached models and engines."""
+    on_gpu = ExecutionConfig(executor="ray", resources={"default": UnitResources(num_cpus=1, torch_threads=1),
+                                                        "select_ray": UnitResources(num_cpus=1, num_gpus=1)})
+    chain = [unit("g0")]
+    for i in range(1, 3):
+        chain.append(unit(f"g{i}", before=chain[-1]))
+    Runner(RunDir(tmp_path / "gpu"), log=lambda _: None, executor=RayExecutor(on_gpu)).execute([chain[-1]])
+    assert len({seen["pid"] for seen in stamps(tmp_path / "gpu", ["g0", "g1", "g2"]).values()}) == 3
 
 
 def test_groups_run_as_one_call(tmp_path):

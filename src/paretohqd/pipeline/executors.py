@@ -93,6 +93,15 @@ def perform(batch_actions: tuple[Callable | None, Callable | None], contexts: li
     return time.perf_counter() - began, cuda.devices
 
 
+def perform_in_a_fresh_process(batch_actions: tuple[Callable | None, Callable | None], contexts: list[UnitContext],
+                               torch_threads: int | None = None) -> tuple[float, int]:
+    """:func:`perform` as the Ray task of a unit that reserves GPUs, registered with ``max_calls=1``: its worker
+    process ends after it, so the next GPU unit never inherits a CUDA context bound to another GPU, its allocator
+    cache, cached reward models or a vLLM engine (Ray's one-process-per-GPU-task default applies only to a function
+    declared with ``num_gpus``, not to ``num_gpus`` given per call)."""
+    return perform(batch_actions, contexts, torch_threads)
+
+
 def devices_of(error: BaseException | None) -> int | None:
     """The CUDA devices a failed unit had used, as :func:`perform` recorded them (None: not known)."""
     return getattr(error, "cuda_devices", None)
@@ -196,6 +205,7 @@ class RayExecutor:
                     raise UserError(f"execution.resources for '{kind}' units asks for {amount:g} {resource} but "
                                     f"the Ray cluster has {total[resource]:g}")
         remote = ray.remote(perform)
+        fresh = ray.remote(max_calls=1)(perform_in_a_fresh_process)
         graph = ReadyGraph(units)
         height = graph.heights()
         used = {"CPU": 0.0, "GPU": 0.0}
@@ -219,7 +229,8 @@ class RayExecutor:
                 batch = _starting(graph.take(unit), start, graph)
                 if batch:
                     threads = need.torch_threads or max(1, int(need.num_cpus))
-                    ref = remote.options(num_cpus=need.num_cpus, num_gpus=need.num_gpus,
+                    task = fresh if need.num_gpus > 0 else remote
+                    ref = task.options(num_cpus=need.num_cpus, num_gpus=need.num_gpus,
                                          max_retries=self.execution.max_retries, retry_exceptions=False,
                                          name=batch[0].name).remote(
                         _actions(batch), [dataclasses.replace(context_of(u), log=worker_log) for u in batch], threads)
