@@ -115,6 +115,32 @@ def test_requests_engine_arguments_sampling_and_output_order(fake_vllm, tiny_pol
     assert record["engine"]["max_lora_rank"] == 16 and record["adapter"] == first
 
 
+def test_an_engine_gets_the_gpu_share_that_is_free_after_this_process_lets_go(fake_vllm, tiny_policy, monkeypatch):
+    """vLLM refuses to start when gpu_memory_utilization (default 0.9) of the whole GPU is more than is free; a
+    process that trained or scored there first holds some. No GPU here: torch.cuda reports 30 of 80 GiB free once
+    its cache is emptied, and the reward models the process kept are let go before the engine starts."""
+    import torch
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: events.append("empty_cache"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: events.append("mem_get_info") or (30 * 2**30, 80 * 2**30))
+    base = str(tiny_policy)
+    request = [ModelPrompts(ServedModel(base, None, base), ["\n\nHuman: hi?\n\nAssistant:"], SamplingConfig(
+        max_new_tokens=3), 0)]
+    generate_with_vllm(request, ModelConfig(name_or_path=base), {})
+    assert fake_vllm.RECORD["engines"][-1].args["gpu_memory_utilization"] == 0.32  # 30/80 less 5% headroom
+    assert events[-2:] == ["empty_cache", "mem_get_info"]
+    vllm_backend.release_engine()
+    generate_with_vllm(request, ModelConfig(name_or_path=base), {"gpu_memory_utilization": 0.6})  # the user's word
+    assert fake_vllm.RECORD["engines"][-1].args["gpu_memory_utilization"] == 0.6
+    vllm_backend.release_engine()
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2 * 2**30, 80 * 2**30))
+    with pytest.raises(UserError, match="2.0 GiB of the GPU's 80.0 GiB are free"):
+        generate_with_vllm(request, ModelConfig(name_or_path=base), {})
+
+
+
 def test_engine_is_cached_and_rebuilt_only_for_more_adapters_or_a_higher_rank(fake_vllm, tiny_policy, tmp_path):
     base = str(tiny_policy)
     small, large = fake_adapter(tmp_path / "small", 4), fake_adapter(tmp_path / "large", 24)
@@ -196,7 +222,11 @@ def test_group_builds_each_members_prompts_and_writes_its_own_file(fake_vllm, ti
     contexts = [UnitContext(u.name, u.settings, u.options, {"prompts": [table]},
                             [tmp_path / u.outputs[0], tmp_path / u.outputs[1]], log=lambda *_: None)
                 for u in (conditioned, sampled)]
+    from paretohqd.pipeline import built_objectives
+
+    built_objectives._BUILT["a reward model scored with earlier"] = object()
     run_generation_group(contexts)
+    assert built_objectives._BUILT == {}  # let go before the engine started: it needs the GPU memory
 
     [call] = fake_vllm.RECORD["generate"]
     assert len(call["prompt_token_ids"]) == 6 + 3

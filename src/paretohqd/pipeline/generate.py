@@ -20,6 +20,7 @@ from ..config import GenerationConfig, SamplingConfig, from_dict
 from ..data import TRUNCATED, distinct_prompts, prompt_columns
 from ..policy import check_model, generate_responses, load_policy, sampling_record
 from ..policy.generation import Replies, merge_responses
+from .built_objectives import release_built_objectives
 from .train import model_settings, rebuild_model_config
 from .units import Unit, UnitContext
 
@@ -136,6 +137,7 @@ def run_generation_group(contexts: list[UnitContext]) -> None:
                                 model_config)
         requests = [ModelPrompts(model, shown, from_dict(SamplingConfig, ctx.settings["sampling"]),
                                  ctx.settings["seed"]) for ctx, model, (_, shown) in zip(contexts, served, prompts)]
+        release_built_objectives()  # reward models scored with earlier in this process: the engine needs their memory
         answers = generate_with_vllm(requests, model_config, head.options["vllm"], progress=head.options["progress"])
     finally:
         # What runs next on this GPU (stage-2 training, scoring) needs the memory the engine holds.

@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import ObjectiveConfig, ScoreConfig, from_dict
+from ..config import ObjectiveConfig, ScoreConfig
 from ..data import fingerprint
-from ..rewards import build_objective, objective_identity
+from ..rewards import objective_identity
 from ..rewards.scoring import (check_batch_invariance, consistency_tolerance, length_spread, load_scores,
                                save_scores, score_frame, score_rows, score_statistics, text_lengths)
+from .built_objectives import built_objective
 from .generate import read_generations
 from .inputs import Inputs
 from .units import Unit, UnitContext
@@ -65,17 +66,6 @@ def score_units(scoring: tuple[dict, dict], score: ScoreConfig, inputs: Inputs, 
     return Unit(name="score", kind="score", stage="score", command="score", action=run_merge,
                 outputs=("scores/scores.parquet", "scores/stats.json"), settings=scoring[0],
                 upstream={"samples": inputs.samples_unit}, after=needs)
-
-
-_BUILT: dict[str, object] = {}
-
-
-def built_objective(config: dict):
-    """One instance per objective per process: a reward model is loaded once, not once per shard."""
-    key = io.digest(config)
-    if key not in _BUILT:
-        _BUILT[key] = build_objective(from_dict(ObjectiveConfig, config))
-    return _BUILT[key]
 
 
 def run_check(ctx: UnitContext) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,34 @@ def release_engine() -> None:
         torch.cuda.empty_cache()
 
 
+MAX_MEMORY_SHARE = 0.9
+"""vLLM's own default share of the GPU, the most an engine is given here."""
+MEMORY_HEADROOM = 0.05
+"""Share of the GPU left free below what the process does not hold: CUDA graphs, the sampler, fragmentation."""
+
+
+def memory_budget(user_args: Mapping) -> dict:
+    """``gpu_memory_utilization`` for a new engine when ``generation.vllm`` does not give it: vLLM refuses to start
+    when that share of the whole GPU exceeds its free memory, and this process may still hold some (a model it
+    trained, reward models it scored with). The caches are emptied first; then the free share less
+    ``MEMORY_HEADROOM``, at most vLLM's default 0.9, in hundredths."""
+    if "gpu_memory_utilization" in user_args:
+        return {}
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    gc.collect()
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info()
+    share = min(MAX_MEMORY_SHARE, math.floor((free / total - MEMORY_HEADROOM) * 100) / 100)
+    if share < 0.05:
+        raise UserError(f"vLLM cannot start: {free / 2**30:.1f} GiB of the GPU's {total / 2**30:.1f} GiB are free "
+                        "after this process released what it could; give the engine another GPU "
+                        "(execution.resources) or set generation.vllm.gpu_memory_utilization")
+    return {"gpu_memory_utilization": share}
+
+
 def _engine_for(llm_class, model: ServedModel, model_config, user_args: Mapping, adapters: int, rank: int) -> _Engine:
     """The cached engine when it serves ``model`` with room for ``adapters`` adapters of ``rank``; else a new one
     (capacity only grows, so calls that alternate between needs do not rebuild each time)."""
@@ -253,7 +282,7 @@ def _engine_for(llm_class, model: ServedModel, model_config, user_args: Mapping,
         if current.args.get("enable_lora"):
             wanted = {name: max(value, current.args[name]) for name, value in wanted.items()}
     release_engine()
-    args = {**settings, **wanted}
+    args = {**settings, **wanted, **memory_budget(user_args)}
     engine_model = args.pop("model")
     _engine = _Engine(key, llm_class(engine_model, **args), {"model": engine_model, **args})
     return _engine
