@@ -141,6 +141,33 @@ def test_the_shared_claim_is_held_while_content_addressed_units_run_and_only_the
     assert held == [True, False]  # a failure releases it too
 
 
+def test_a_run_directory_copied_with_new_times_reruns_nothing_and_changed_bytes_rerun(tmp_path):
+    """`cp -r` (new modification times), or a move: the outputs' bytes decide, whatever their size (a 7B adapter is
+    hundreds of MB; before 0.8 a file over 64 MB was judged by its time and retrained)."""
+    import shutil
+
+    def write_large(ctx):
+        CALLS.append(ctx.name)
+        ctx.output.parent.mkdir(parents=True, exist_ok=True)
+        ctx.output.write_bytes(bytes(70 << 20))
+
+    large = unit("large", 1, action=write_large)
+    report = unit("report", 2, upstream={"in": large},
+                  action=lambda ctx: (CALLS.append(ctx.name), ctx.output.parent.mkdir(exist_ok=True),
+                                      ctx.output.write_text(str(ctx.inputs["in"][0].stat().st_size))))
+    Runner(RunDir(tmp_path / "run"), log=lambda *_: None).execute([report])
+    copied = tmp_path / "elsewhere" / "run"
+    shutil.copytree(tmp_path / "run", copied, copy_function=shutil.copy)  # cp -r: every file gets a new time
+    assert (copied / "out" / "large.txt").stat().st_mtime_ns != (tmp_path / "run" / "out" / "large.txt").stat(
+        ).st_mtime_ns
+    CALLS.clear()
+    assert Runner(RunDir(copied), log=lambda *_: None).execute([report]).ran == [] and CALLS == []
+    with open(copied / "out" / "large.txt", "r+b") as handle:  # one byte changed, size and all else kept
+        handle.seek(50 << 20)
+        handle.write(b"\x01")
+    assert Runner(RunDir(copied), log=lambda *_: None).execute([report]).ran == ["large", "report"]
+
+
 def test_prune_forgets_units_no_longer_planned(tmp_path):
     run = RunDir(tmp_path)
     runner = Runner(run, log=lambda *_: None)

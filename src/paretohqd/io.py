@@ -160,6 +160,29 @@ def content_fingerprint(path: str | os.PathLike) -> str:
     return digest(parts, length=32)
 
 
+STAMP_DIGEST = "xxh3_128"
+
+
+def file_stamp_digest(path: Path) -> str:
+    """A fast digest of a file's bytes (xxHash's XXH3, 128 bits: ~10 GB/s, disk permitting), for telling whether
+    an output still holds what its unit wrote: ``"xxh3_128:<hex>"``. Not for keys (those stay sha256)."""
+    import xxhash
+
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 23), b""):
+            hasher.update(block)
+    return f"{STAMP_DIGEST}:{hasher.hexdigest()}"
+
+
+def same_bytes(path: Path, recorded: str) -> bool:
+    """Whether ``path`` holds the bytes a stamp digest recorded (:func:`file_stamp_digest`, or the sha256 hex of
+    stamps from before 0.8)."""
+    if recorded.startswith(STAMP_DIGEST + ":"):
+        return file_stamp_digest(path) == recorded
+    return file_sha256(path) == recorded
+
+
 def file_sha256(path: Path) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -129,14 +129,13 @@ class Runner:
         return files
 
     def stamp(self, paths: Iterable[str] | dict[str, str]) -> dict[str, list]:
-        """Every file of ``paths`` (folders walked), by path: [size, modification time in ns, sha256 of its bytes
-        for files up to ``STAMP_DIGEST_BYTES``]. A file whose time moved but whose bytes are the same (made again
-        identically, re-copied) is unchanged; a large one (full weights) is compared by size and time alone."""
+        """Every file of ``paths`` (folders walked), by path: [size, modification time in ns, a fast digest of its
+        bytes (:func:`~paretohqd.io.file_stamp_digest`)]. A file whose time moved but whose bytes are the same (made
+        again identically, a run directory copied with ``cp -r`` or moved) is unchanged, whatever its size."""
         stamps = {}
         for name, file in self._files(paths).items():
             info = file.stat()
-            stamps[name] = [info.st_size, info.st_mtime_ns,
-                            io.file_sha256(file) if info.st_size <= STAMP_DIGEST_BYTES else None]
+            stamps[name] = [info.st_size, info.st_mtime_ns, io.file_stamp_digest(file)]
         return stamps
 
     def _unchanged(self, recorded: dict[str, list], paths: Iterable[str] | dict[str, str], all_there: bool) -> bool:
@@ -148,7 +147,8 @@ class Runner:
             info = file.stat()
             if info.st_size != size:
                 return False
-            if info.st_mtime_ns != mtime and (digest is None or io.file_sha256(file) != digest):
+            # The time alone decides nothing: only bytes that differ from what was recorded make a unit rerun.
+            if info.st_mtime_ns != mtime and (digest is None or not io.same_bytes(file, digest)):
                 return False
         return True
 
@@ -393,7 +393,6 @@ class Runner:
         return removed
 
 
-STAMP_DIGEST_BYTES = 64 << 20
 HEARTBEAT_FOLDER = ".heartbeat"
 HEARTBEAT_SECONDS = 0.5
 
