@@ -190,6 +190,28 @@ def test_cli_serves_a_prompt_file_in_its_own_process(finished_run, tmp_path):
     assert records[0]["made_from"][1] == {"model": "pref_01", "weights": [0.5, 0.5], "weight": 0.6}
 
 
+def test_a_run_copied_elsewhere_without_its_training_data_still_serves_and_exports(finished_run, tmp_path, capsys):
+    """What the run directory holds is enough: `cp -r` to another machine, the training data left behind."""
+    import shutil
+
+    import yaml
+
+    from paretohqd.cli import main
+
+    run, _ = finished_run
+    copied = tmp_path / "moved" / "run"
+    shutil.copytree(run, copied, copy_function=shutil.copy)
+    resolved = copied / "config.resolved.yaml"
+    config = yaml.safe_load(resolved.read_text())
+    config["data"]["source"] = str(tmp_path / "left-behind.jsonl")  # no such file here
+    resolved.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["generate", str(copied), "--weights", "0.3,0.7", "--prompt", "cat please?",
+                 "--sampling.max_new_tokens", "3"]) == 0, capsys.readouterr().err
+    assert main(["export", str(copied), "--weights", "1,0", "--output", str(tmp_path / "exported")]) == 0, \
+        capsys.readouterr().err
+    assert (tmp_path / "exported").is_dir()
+
+
 def test_cli_prints_the_answer_to_one_prompt(finished_run, capsys):
     from paretohqd.cli import main
 

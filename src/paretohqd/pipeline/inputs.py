@@ -4,6 +4,7 @@ directory by a unit whose key is the content of what was read (never a file's na
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,9 +91,11 @@ class Inputs:
     prompts_unit: Unit | None = None
 
 
-def input_units(data: DataConfig, evaluate: EvaluateConfig | None) -> Inputs:
-    """Load (and so check) the training samples and, when ``evaluate`` is given, the test prompts."""
-    samples = training_samples(data)
+def input_units(data: DataConfig, evaluate: EvaluateConfig | None, samples_file: Path | None = None) -> Inputs:
+    """Load (and so check) the training samples and, when ``evaluate`` is given, the test prompts. ``samples_file``:
+    the samples as a run wrote them (its ``inputs/samples.parquet``), read instead of ``data`` (serving a finished
+    run that was copied or moved without its training data)."""
+    samples = pd.read_parquet(samples_file) if samples_file is not None else training_samples(data)
     inputs = Inputs(samples, _frame_unit("inputs/samples", "score", SAMPLES, samples, training_samples, data))
     if evaluate is not None:
         prompts = test_prompts(evaluate, data)

@@ -21,7 +21,7 @@ from .distributed import distributed_executor, is_main_process
 from .evaluate import HELDOUT_STAGE, evaluation_units
 from .executors import make_executor
 from .generate import generation_unit
-from .inputs import Inputs, check_objective_names, check_objectives_score_text, input_units
+from .inputs import SAMPLES, Inputs, check_objective_names, check_objectives_score_text, input_units
 from .rundir import RunDir, check_writable_folder, run_identity
 from .runner import Execution, Runner, closure
 from .score import scoring_settings, score_units
@@ -107,9 +107,11 @@ def progress_enabled() -> bool:
     return enabled
 
 
-def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> Plan:
+def build_plan(method: MethodLike, config: RunConfig, command: str = "run", from_run_directory: bool = False) -> Plan:
     """Every unit ``command`` may need, checked before any work: data, objectives, preferences and, for commands
-    that generate, the test prompts (held-out generation and evaluation are declared only for those)."""
+    that generate, the test prompts (held-out generation and evaluation are declared only for those).
+    ``from_run_directory``: the training samples as the run directory holds them, when it does (serving a finished
+    run needs nothing outside it)."""
     run = RunDir(config.output_dir)
     held_out = command in ("generate", "evaluate", "run")
     if command != "score" and command != "select":
@@ -119,7 +121,9 @@ def build_plan(method: MethodLike, config: RunConfig, command: str = "run") -> P
                                config.preferences.n_partitions, config.preferences.weights)
     except ValueError as exc:
         raise UserError(f"preferences: {exc}") from None
-    inputs = input_units(config.data, config.evaluate if held_out else None)
+    kept = run.resolve(SAMPLES) if from_run_directory else None
+    inputs = input_units(config.data, config.evaluate if held_out else None,
+                         kept if kept is not None and kept.is_file() else None)
     check_objective_names(inputs.samples, config.objectives)
     progress = progress_enabled()
     scoring = scoring_settings(config.objectives, config.score)

@@ -65,7 +65,7 @@ def served_model(method, config: RunConfig, weights, mode: str | None = None) ->
     preference; ``mode`` for methods with one model per preference: ``nearest`` or ``interpolate``)."""
     run_dir = config.output_dir
     preference = check_serving_weights(weights, len(config.objectives))
-    plan = build_plan(method, config, "train")
+    plan = build_plan(method, config, "train", from_run_directory=True)
     model = method.served_model(plan.shared, plan.training, preference, mode)
     runner = Runner(plan.run)
     missing = [unit for unit in [*model.adapters, *model.inputs.values()] if not runner.is_done(unit)]
