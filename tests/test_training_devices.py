@@ -22,3 +22,81 @@ def test_a_local_run_trains_on_one_device_even_where_several_gpus_are_visible(tm
     args = trainer_arguments(FourVisibleGPUs, {"per_device_train_batch_size": 2, "max_steps": 1}, tmp_path, 0, "none",
                              ModelConfig(device="cpu"), progress=False)
     assert args.n_gpu == 1 and args.train_batch_size == 2  # no nn.DataParallel: the plan's global batch
+
+
+# ------------------------------------------------------------------------------------------ checkpoints in a unit
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from .conftest import torch_threads  # noqa: E402
+
+
+class Killed(Exception):
+    """What a kill -9 would leave: an attempt that stopped after a step, its checkpoints on disk."""
+
+
+def stop_at(step: int):
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Killed(step)
+
+    return StopAt()
+
+
+def train(kind, data, output, model_config, identity, monkeypatch=None, stop=None):
+    from paretohqd.train import common
+    from paretohqd.train.dpo import train_dpo
+    from paretohqd.train.sft import train_model
+
+    if stop is not None:
+        real = common.finite_guard
+        monkeypatch.setattr(common, "finite_guard", lambda label: [real(label), stop_at(stop)][1])
+    settings = {"max_steps": 5, "per_device_train_batch_size": 2, "learning_rate": 5e-3, "save_strategy": "steps",
+                "save_steps": 2, "save_total_limit": 1, "logging_steps": 1, "max_length": 64, "bf16": False,
+                "lr_scheduler_type": "linear"}
+    lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1, "target_modules": "all-linear"}  # dropout draws numbers
+    common_args = dict(log=lambda *_: None, progress=False, checkpoint_identity=identity)
+    with torch_threads(1):
+        if kind == "sft":
+            return train_model(data, output, model_config, settings, lora, 3, **common_args)
+        return train_dpo(data, output, model_config, {**settings, "beta": 0.1}, lora, 3, **common_args)
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo"])
+def test_a_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(kind, tiny_policy, tmp_path,
+                                                                                   monkeypatch):
+    from paretohqd.config import ModelConfig
+    from paretohqd.train.common import checkpoint_folder
+
+    model_config = ModelConfig(name_or_path=str(tiny_policy), device="cpu")
+    prompts = [f"\n\nHuman: question {i}?\n\nAssistant:" for i in range(10)]
+    if kind == "sft":
+        data = pd.DataFrame({"prompt": prompts, "response": [f"answer number {i}" for i in range(10)]})
+    else:
+        data = pd.DataFrame({"prompt": prompts, "chosen": [f"good {i}" for i in range(10)],
+                             "rejected": [f"bad bad {i}" for i in range(10)]})
+    whole = tmp_path / "whole" / "model"
+    train(kind, data, whole, model_config, "unit-key")
+    resumed = tmp_path / "resumed" / "model"
+    with pytest.raises(Killed):
+        train(kind, data, resumed, model_config, "unit-key", monkeypatch, stop=3)
+    monkeypatch.undo()
+    assert (checkpoint_folder(resumed) / "checkpoint-2").is_dir() and not resumed.exists()
+    half_written = checkpoint_folder(resumed) / "checkpoint-4"  # killed while saving: no trainer_state.json yet
+    half_written.mkdir()
+    (half_written / "adapter_model.safetensors").write_bytes(b"cut short")
+    stats = train(kind, data, resumed, model_config, "unit-key")
+    assert stats["resumed_from"] == "checkpoint-2" and not checkpoint_folder(resumed).exists()
+    first, second = (load_file(folder / "adapter_model.safetensors") for folder in (whole, resumed))
+    assert first.keys() == second.keys() and all((first[k] == second[k]).all() for k in first)  # bitwise
+
+    # Another unit's (or changed settings') checkpoints are never resumed from.
+    with pytest.raises(Killed):
+        train(kind, data, tmp_path / "other" / "model", model_config, "old-key", monkeypatch, stop=3)
+    monkeypatch.undo()
+    assert train(kind, data, tmp_path / "other" / "model", model_config, "new-key")["resumed_from"] is None

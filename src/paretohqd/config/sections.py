@@ -217,7 +217,11 @@ SFT_DEFAULTS = {
     "bf16": False,
     "logging_steps": 10,
     "completion_only_loss": True,
-    "save_strategy": "no",
+    # A checkpoint every 500 steps, the last one kept, beside the unit's output: a unit killed mid-training (RiC's
+    # 20,000 offline steps) resumes from it, to the same weights. Not in any key (the result does not change).
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": 1,
     # TRL turns activation checkpointing on by default; it only pays off when memory is the limit.
     "activation_checkpointing": False,
 }

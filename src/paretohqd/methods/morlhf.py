@@ -118,4 +118,4 @@ def train_preference(ctx) -> None:
          "method: MORLHF with RLOO instead of PPO (TRL 1.x has no PPO trainer)"])
     train_rloo(prompts, ctx.output, rebuild_model_config(s["model"], o), rloo, s["lora"], s["seed"], rewards,
                s["weights"], report_to=o["report_to"], card=card, log=ctx.log, progress=o["progress"],
-               facts={"normalise": s["normalise"], "normalisation": normalisation})
+               facts={"normalise": s["normalise"], "normalisation": normalisation}, checkpoint_identity=ctx.key)

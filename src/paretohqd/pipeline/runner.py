@@ -346,7 +346,7 @@ class Runner:
             name=unit.name, settings=unit.settings, options=unit.options,
             inputs={role: [self.run.resolve(p) for p in up.output_paths]
                     for role, up in {**unit.after, **unit.upstream}.items()},
-            outputs=[self.run.resolve(p) for p in unit.output_paths], log=self.log)
+            outputs=[self.run.resolve(p) for p in unit.output_paths], log=self.log, key=unit.key)
 
     def _reuse(self, pairs: list[tuple[Unit, str]]) -> None:
         """Stage every donor's outputs first (hard links), then move them into place: a donor may sit where

@@ -94,7 +94,7 @@ def fit(ctx: UnitContext, samples, card: ModelCard) -> dict:
                        ctx.settings["seed"],
                        init_from=init[0] if init else None, report_to=ctx.options["report_to"], card=card,
                        log=ctx.log, progress=ctx.options["progress"],
-                       truncated_replies=ctx.settings.get("truncated_replies", "open"))
+                       truncated_replies=ctx.settings.get("truncated_replies", "open"), checkpoint_identity=ctx.key)
 
 
 def fit_pairs(ctx: UnitContext, pairs, card: ModelCard, beta: float | None = None) -> dict:
@@ -104,4 +104,5 @@ def fit_pairs(ctx: UnitContext, pairs, card: ModelCard, beta: float | None = Non
     dpo = {**ctx.settings["dpo"], **ctx.options["dpo_cosmetic"], **({"beta": beta} if beta is not None else {})}
     return train_dpo(pairs, ctx.output, rebuild_model_config(ctx.settings["model"], ctx.options), dpo,
                      ctx.settings["lora"], ctx.settings["seed"], init_from=init[0] if init else None,
-                     report_to=ctx.options["report_to"], card=card, log=ctx.log, progress=ctx.options["progress"])
+                     report_to=ctx.options["report_to"], card=card, log=ctx.log, progress=ctx.options["progress"],
+                     checkpoint_identity=ctx.key)

@@ -83,6 +83,9 @@ class UnitContext:
     inputs: Mapping[str, list[Path]]
     outputs: list[Path]
     log: Callable[[str], None] = print
+    key: str | None = None
+    """The unit's key: what a training unit's checkpoints are kept under, so that only an attempt of the same
+    unit resumes from them."""
     rank: int = 0
     """Which of the ``world_size`` processes running this unit this one is (training, score shards and generation
     run on every process of a multi-process launch): each does its share of the work, only rank 0 writes."""

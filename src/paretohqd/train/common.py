@@ -111,13 +111,67 @@ def clear_leftovers(staging: Path, main_process: bool) -> None:
         shutil.rmtree(staging)  # leftovers of an interrupted run: that unit starts over
 
 
-def trainer_arguments(config_class, settings: dict, staging: Path, seed: int, report_to: str, model_config,
+def checkpoint_folder(output_dir: Path) -> Path:
+    """Where a training run's checkpoints (``save_strategy`` / ``save_steps``, TRL's own) wait for the attempt
+    after a kill: beside the staging folder, which is cleared when an attempt starts or fails."""
+    return Path(output_dir).with_name(Path(output_dir).name + ".checkpoints")
+
+
+CHECKPOINT_IDENTITY = "identity.json"
+
+
+def keep_matching_checkpoints(folder: Path, identity: str | None, main_process: bool) -> None:
+    """Keep ``folder``'s checkpoints only if an attempt of this very training left them (``identity``: what its
+    result depends on, the unit key in a run); anything else there goes. No identity: nothing is resumed."""
+    if not main_process:
+        return
+    marker = folder / CHECKPOINT_IDENTITY
+    recorded = io.read_json(marker).get("identity") if marker.is_file() else None
+    if folder.exists() and (identity is None or recorded != identity):
+        shutil.rmtree(folder)
+    if identity is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        io.write_json(marker, {"identity": identity})
+
+
+def last_checkpoint(folder: str | Path) -> str | None:
+    """The newest complete ``checkpoint-N`` in ``folder``: the Trainer writes ``trainer_state.json`` last, so one
+    killed while it was being written has none (or half of one) and is passed over."""
+    import json
+    import re
+
+    folder = Path(folder)
+    steps = sorted(((int(match.group(1)), path) for path in (folder.iterdir() if folder.is_dir() else ())
+                    if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name))), reverse=True)
+    for _, path in steps:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(path)
+    return None
+
+
+def no_checkpoint_at_the_end():
+    """The Trainer saves a checkpoint at the last step whatever ``save_steps`` says; the unit saves its model
+    then anyway, so that one would only cost a write of the optimizer state per unit."""
+    from transformers import TrainerCallback
+
+    class NoFinalCheckpoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
+    return NoFinalCheckpoint()
+
+
+def trainer_arguments(config_class, settings: dict, checkpoints: Path, seed: int, report_to: str, model_config,
                       progress: bool):
     """The trainer's config: ``settings`` and what the run sets itself. Made before the model is loaded, as in
     trl's scripts: it sets up the processes of a launch (the Trainer then trains data-parallel over all of them:
     DDP, DeepSpeed or FSDP, as the accelerate config says; only the main process writes files), and under ZeRO-3
     the model must be loaded after it to be sharded as it loads."""
-    args = config_class(**settings, output_dir=str(staging / "trainer"), seed=seed, data_seed=seed,
+    args = config_class(**settings, output_dir=str(checkpoints), seed=seed, data_seed=seed,
                         report_to=report_to, use_cpu=resolve_device(model_config.device) == "cpu",
                         disable_tqdm=not progress)
     if args.n_gpu > 1:
@@ -129,15 +183,19 @@ def trainer_arguments(config_class, settings: dict, staging: Path, seed: int, re
 
 
 def start_run(config_class, settings: dict, output_dir: Path, seed: int, report_to: str, model_config,
-              lora: dict | None, init_from: Path | None, progress: bool):
+              lora: dict | None, init_from: Path | None, progress: bool, checkpoint_identity: str | None = None):
     """How every training run starts: (staging folder, trainer arguments, model, tokenizer, policy, peft config).
-    The arguments come first (see :func:`trainer_arguments`), an interrupted run's leftovers go, the seed is set,
+    The arguments come first (see :func:`trainer_arguments`), an interrupted run's leftovers go (its checkpoints
+    stay when ``checkpoint_identity`` is theirs: :func:`train_and_record` resumes from the last), the seed is set,
     then the model is loaded (:func:`load_trainable`)."""
     from transformers import set_seed
 
     staging = staging_folder(output_dir)
-    args = trainer_arguments(config_class, settings, staging, seed, report_to, model_config, progress)
+    checkpoints = checkpoint_folder(output_dir)
+    args = trainer_arguments(config_class, settings, checkpoints, seed, report_to, model_config, progress)
     clear_leftovers(staging, args.process_index == 0)
+    with args.main_process_first():
+        keep_matching_checkpoints(checkpoints, checkpoint_identity, args.process_index == 0)
     set_seed(seed)
     return (staging, args, *load_trainable(model_config, lora, init_from))
 
@@ -235,9 +293,11 @@ def train_and_record(trainer, plan, seed: int, lora: dict | None, init_from: Pat
     args = trainer.args
     seen = BatchCounter(trainer.model)
     trainer.add_callback(finite_guard(label))
+    trainer.add_callback(no_checkpoint_at_the_end())
+    resume = last_checkpoint(args.output_dir)
     started = time.perf_counter()
     try:
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=resume)
     finally:
         seen.remove()
     seconds = time.perf_counter() - started
@@ -250,7 +310,8 @@ def train_and_record(trainer, plan, seed: int, lora: dict | None, init_from: Pat
     return {"num_samples": plan.num_samples, "global_batch_size": plan.global_batch_size, "steps": plan.steps,
             "epochs": plan.epochs, "learning_rate": args.learning_rate, "train_loss": float(result.training_loss),
             "seconds": seconds, "seed": seed, "lora": lora is not None,
-            "init_from": str(init_from) if init_from else None, "world_size": args.world_size, **(facts or {}),
+            "init_from": str(init_from) if init_from else None, "world_size": args.world_size,
+            "resumed_from": Path(resume).name if resume else None, **(facts or {}),
             "ranks": ranks, "log_history": trainer.state.log_history}
 
 
@@ -270,7 +331,7 @@ def save_trained_model(trainer, policy, staging: Path, output_dir: Path, stats: 
         (staging / TRAINING_ARGS_FILE).unlink(missing_ok=True)  # the Trainer's pickle: training.json says it all
         tokenizer.save_pretrained(str(staging))
         generation_config.save_pretrained(str(staging))
-        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        shutil.rmtree(staging / "trainer", ignore_errors=True)  # DPO's precomputed reference log-probs
         io.write_json(staging / "training.json", stats)
         if card is not None:
             io.write_text(staging / "README.md", card.render(base_model, lora, stats))
@@ -278,6 +339,7 @@ def save_trained_model(trainer, policy, staging: Path, output_dir: Path, stats: 
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the checkpoints: the model is in place
     trainer.accelerator.wait_for_everyone()  # no process reads the model before it is in place
     # Under ZeRO-3 the launch's DeepSpeed config outlives the Trainer and would make every later from_pretrained
     # (generation, reward models) load sharded weights, which each process's own batches cannot run on.

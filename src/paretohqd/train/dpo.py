@@ -194,7 +194,8 @@ def _on_disk(dataset, folder: Path, args):
 
 def train_dpo(pairs: pd.DataFrame, output_dir: Path, model_config, dpo: dict, lora: dict | None, seed: int,
               init_from: Path | None = None, report_to: str = "none", card: ModelCard | None = None,
-              log: Callable[[str], None] = print, progress: bool = True) -> dict:
+              log: Callable[[str], None] = print, progress: bool = True,
+              checkpoint_identity: str | None = None) -> dict:
     """Train on ``pairs`` (prompt, chosen, rejected; optional ``chosen_margin``, ``rejected_margin``) and save to
     ``output_dir`` (adapter or full weights, tokenizer, generation config, card). ``lora`` None is full
     fine-tuning; ``init_from`` continues a previous stage's model, which is then also the reference."""
@@ -202,7 +203,7 @@ def train_dpo(pairs: pd.DataFrame, output_dir: Path, model_config, dpo: dict, lo
 
     output_dir = Path(output_dir)
     staging, args, model, tokenizer, policy, peft_config = start_run(
-        DPOConfig, dpo, output_dir, seed, report_to, model_config, lora, init_from, progress)
+        DPOConfig, dpo, output_dir, seed, report_to, model_config, lora, init_from, progress, checkpoint_identity)
     dataset = pair_dataset(policy, pairs, args.max_length)
     if args.precompute_ref_log_probs:
         dataset = _on_disk(dataset, staging / "trainer" / "pairs", args)

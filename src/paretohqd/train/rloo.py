@@ -123,7 +123,7 @@ def rloo_run_settings(rloo: dict, weights: Sequence[float]) -> dict:
 def train_rloo(prompts: pd.DataFrame, output_dir: Path, model_config, rloo: dict, lora: dict | None, seed: int,
                rewards: Sequence[ObjectiveReward], weights: Sequence[float], report_to: str = "none",
                card: ModelCard | None = None, log: Callable[[str], None] = print, progress: bool = True,
-               facts: dict | None = None) -> dict:
+               facts: dict | None = None, checkpoint_identity: str | None = None) -> dict:
     """Train one model from the base on ``prompts`` (columns prompt, prompt_id and context columns) and save it to
     ``output_dir``; ``rewards``: one per objective, weighted by ``weights``; ``lora`` None is full fine-tuning.
     ``facts``: what the caller adds to ``training.json`` (e.g. the reward normalisation)."""
@@ -133,7 +133,8 @@ def train_rloo(prompts: pd.DataFrame, output_dir: Path, model_config, rloo: dict
         raise ValueError(f"{len(rewards)} reward functions but {len(weights)} weights")
     output_dir = Path(output_dir)
     staging, args, model, tokenizer, policy, peft_config = start_run(
-        RLOOConfig, rloo_run_settings(rloo, weights), output_dir, seed, report_to, model_config, lora, None, progress)
+        RLOOConfig, rloo_run_settings(rloo, weights), output_dir, seed, report_to, model_config, lora, None, progress,
+        checkpoint_identity)
     # TRL stops a completion at every eos id the model's generation config declares: the end-of-turn token too.
     model.generation_config.eos_token_id = policy.end_of_turn_ids
     dataset = prompt_dataset(prompts, policy)

@@ -94,7 +94,8 @@ def check_training_settings(sft_layers: list[tuple[str, dict]], lora_layers: lis
 
 def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict, lora: dict | None, seed: int,
                 init_from: Path | None = None, report_to: str = "none", card: ModelCard | None = None,
-                log: Callable[[str], None] = print, progress: bool = True, truncated_replies: str = "open") -> dict:
+                log: Callable[[str], None] = print, progress: bool = True, truncated_replies: str = "open",
+                checkpoint_identity: str | None = None) -> dict:
     """Fine-tune and save to ``output_dir`` (adapter or full weights, tokenizer, generation config, card).
 
     ``lora`` None is full fine-tuning; ``init_from`` continues a previous stage's model (its adapter, or its full
@@ -105,7 +106,7 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
 
     output_dir = Path(output_dir)
     staging, args, model, tokenizer, policy, peft_config = start_run(
-        SFTConfig, sft, output_dir, seed, report_to, model_config, lora, init_from, progress)
+        SFTConfig, sft, output_dir, seed, report_to, model_config, lora, init_from, progress, checkpoint_identity)
     max_length = sft.get("max_length", 1024)
     samples, finished = finished_replies(samples, truncated_replies)
     if samples.empty:
