@@ -98,6 +98,42 @@ def tiny_policy(tmp_path_factory) -> Path:
     return path
 
 
+def tiny_plain_tokenizer():
+    """A word-level tokenizer like a base model's (Llama-2-7b-hf): no chat template, BOS put before every text by
+    the tokenizer itself."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ("the cat sat on a mat and it was good so we all went home to eat some bread with tea please "
+             "Human Assistant : ? . , yes no i you can not help how what why hello").split()
+    special = ["<unk>", "<s>", "</s>", "<pad>"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(special + words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                     pre_tokenizers.Punctuation()])
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+
+
+@pytest.fixture(scope="session")
+def tiny_plain_policy(tmp_path_factory) -> Path:
+    """The tiny Llama with a base model's tokenizer (no chat template)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_plain_tokenizer()
+    assert tokenizer.chat_template is None
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    path = tmp_path_factory.mktemp("tiny_plain_policy")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def served_run(tiny_policy, tmp_path_factory) -> Path:
     """A finished tiny ParetoHqD run that serving and export read: 3 preferences, stage 1 only, its two midpoints

@@ -278,6 +278,7 @@ def export_record(run_dir: Path, served: ServedModel, method_name: str, kind: st
             "conditioning": conditioning,
             "chat": {"system_prompt": config.model.system_prompt,
                      "max_prompt_length": config.model.max_prompt_length,
+                     "format": "plain" if chat.plain else "chat_template",
                      "example_chat_text": chat.chat_text(conditioned)}}
 
 
@@ -500,11 +501,16 @@ def usage_lines(record: dict) -> list[str]:
                   f"model = AutoModelForCausalLM.from_pretrained({FOLDER_PLACEHOLDER!r})"]
     system = (f'{{"role": "system", "content": {json.dumps(record["chat"]["system_prompt"])}}}, '
               if record["chat"]["system_prompt"] else "")
-    lines += [f"tokenizer = AutoTokenizer.from_pretrained({FOLDER_PLACEHOLDER!r})",
-              f'messages = [{system}{{"role": "user", "content": {content}}}]',
-              "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
-              "return_dict=True)",
-              "output = model.generate(**inputs, max_new_tokens=128)",
+    lines.append(f"tokenizer = AutoTokenizer.from_pretrained({FOLDER_PLACEHOLDER!r})")
+    if record["chat"].get("format") == "plain":  # a base model without a chat template: the plain HH-RLHF format
+        prefix = json.dumps(record["chat"]["system_prompt"] or "")
+        lines += [f'text = {prefix} + "\\n\\nHuman: " + {content} + "\\n\\nAssistant:"',
+                  "inputs = tokenizer(text, return_tensors=\"pt\")"]
+    else:
+        lines += [f'messages = [{system}{{"role": "user", "content": {content}}}]',
+                  "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
+                  "return_dict=True)"]
+    lines += ["output = model.generate(**inputs, max_new_tokens=128)",
               "print(tokenizer.decode(output[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))",
               "```"]
     return lines

@@ -94,7 +94,26 @@ def check_model(name: str, revision: str | None = None, lora: dict | None = None
     config = _model_config(name, revision)
     if lora is not None:
         _check_lora_targets(name, config, lora)
+    if name != EMBEDDED_DEFAULT and (name, revision) not in _reported:  # the embedded model's template is ChatML
+        _reported.add((name, revision))
+        print(f"model {name}: prompts are written in {_prompt_format(name, revision)}")
     _checked.add(memo)
+
+
+_reported: set[tuple[str, str | None]] = set()
+
+
+def _prompt_format(name: str, revision: str | None) -> str:
+    from transformers import AutoTokenizer
+
+    from .formats import prompt_format
+
+    source = str(Path(name).expanduser()) if is_local_path(name) else name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **({"revision": revision} if revision else {}))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"model.name_or_path '{name}': its tokenizer cannot be loaded ({first_line(exc)})") from None
+    return prompt_format(tokenizer)
 
 
 def _model_config(name: str, revision: str | None):

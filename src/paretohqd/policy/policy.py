@@ -2,8 +2,9 @@
 training and generation share, and the tokens that end an assistant turn.
 
 Prompts are stored in one format, HH-RLHF's (``"\\n\\nHuman: ...\\n\\nAssistant:"``); the policy turns them into its
-own chat template. A prompt longer than ``max_prompt_length`` tokens keeps its end (the last turns are what a reply
-answers). Training sequences are tokenized here exactly as ``trl.SFTTrainer`` tokenizes conversational
+own chat template. A model without one (a base model such as Llama-2-7b-hf) keeps that plain format, as RiC and the
+paper do: the tokenizer's BOS, the prompt, then the reply after a space and the tokenizer's EOS. A prompt longer
+than ``max_prompt_length`` tokens keeps its end (the last turns are what a reply answers). Training sequences are tokenized here exactly as ``trl.SFTTrainer`` tokenizes conversational
 prompt-completion data, then cut to ``max_length`` from the response's end *before* its end-of-turn token, so a
 long sample still teaches the model to stop.
 """
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 
 from ..data import prompt_to_messages
 from .adapters import combine, load_trained
+from .formats import plain_bos_text
 from .load import load_causal_lm, resolve_device
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
@@ -45,12 +47,28 @@ class Policy:
             return prompt
         return self.tokenizer.decode(ids[-self.max_prompt_length:])
 
+    @property
+    def plain(self) -> bool:
+        """Whether the tokenizer has no chat template: prompts are then written in the plain HH-RLHF format."""
+        return getattr(self.tokenizer, "chat_template", None) is None
+
     def messages(self, prompt: str) -> list[dict[str, str]]:
         return prompt_to_messages(self.truncate_prompt(prompt), self.system_prompt)
 
+    def _plain_prompt(self, prompt: str) -> str:
+        return (self.system_prompt or "") + self.truncate_prompt(prompt)
+
     def chat_text(self, prompt: str) -> str:
-        """The text the model continues when it answers ``prompt``."""
+        """The text the model continues when it answers ``prompt`` (special tokens written out: it is tokenized
+        without adding any)."""
+        if self.plain:
+            return plain_bos_text(self.tokenizer) + self._plain_prompt(prompt)
         return self.tokenizer.apply_chat_template(self.messages(prompt), add_generation_prompt=True, tokenize=False)
+
+    def trainer_prompt(self, prompt: str) -> list[dict[str, str]] | str:
+        """``prompt`` as a TRL trainer takes it: conversational messages (TRL applies the chat template), or the plain
+        text, to which the tokenizer adds its own special tokens."""
+        return self._plain_prompt(prompt) if self.plain else self.messages(prompt)
 
     def encode_for_training(self, prompt: str, response: str, max_length: int | None,
                             finished: bool = True) -> dict[str, list[int]]:
@@ -58,14 +76,23 @@ class Policy:
 
         An unfinished response (one cut at a generation's token limit) gets no end-of-turn tokens: a model trained
         on it learns its words, not to stop where the limit happened to fall."""
-        messages = self.messages(prompt)
-        prompt_ids = self._ids(messages, add_generation_prompt=True)
-        full_ids = self._ids(messages + [{"role": "assistant", "content": response}])
-        start = _common_prefix_length(prompt_ids, full_ids)
-        tail = self._tail(messages)
-        has_tail = bool(tail) and full_ids[len(full_ids) - len(tail):] == tail and len(full_ids) - len(tail) >= start
-        content = full_ids[start: len(full_ids) - len(tail)] if has_tail else full_ids[start:]
-        ending = tail if has_tail and finished else []
+        if self.plain:
+            text = self.chat_text(prompt)
+            prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            full_ids = self.tokenizer(f"{text} {response}", add_special_tokens=False)["input_ids"]
+            start = _common_prefix_length(prompt_ids, full_ids)
+            content, tail = full_ids[start:], [self.tokenizer.eos_token_id]
+        else:
+            messages = self.messages(prompt)
+            prompt_ids = self._ids(messages, add_generation_prompt=True)
+            full_ids = self._ids(messages + [{"role": "assistant", "content": response}])
+            start = _common_prefix_length(prompt_ids, full_ids)
+            tail = self._tail(messages)
+            has_tail = bool(tail) and full_ids[len(full_ids) - len(tail):] == tail \
+                and len(full_ids) - len(tail) >= start
+            content = full_ids[start: len(full_ids) - len(tail)] if has_tail else full_ids[start:]
+            tail = tail if has_tail else []
+        ending = tail if finished else []
         if max_length is not None and start + len(content) + len(ending) > max_length:
             content = content[: max(0, max_length - start - len(ending))]
         full_ids = full_ids[:start] + content + ending

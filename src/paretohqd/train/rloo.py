@@ -85,14 +85,14 @@ def completion_frame(prompts: list, completions: list, columns: dict) -> pd.Data
 
 
 def prompt_dataset(prompts: pd.DataFrame, policy: Policy):
-    """TRL's conversational prompts (the policy's chat messages of each truncated prompt) with the stored prompt
-    and the context columns beside them."""
+    """TRL's prompts (the policy's chat messages of each truncated prompt, or its plain text for a model without a
+    chat template) with the stored prompt and the context columns beside them."""
     import datasets
 
     rows = []
     for record in prompts.to_dict(orient="records"):
         raw = record.pop("prompt")
-        rows.append({"prompt": policy.messages(raw), RAW_PROMPT_COLUMN: raw, **record})
+        rows.append({"prompt": policy.trainer_prompt(raw), RAW_PROMPT_COLUMN: raw, **record})
     return datasets.Dataset.from_list(rows)
 
 
