@@ -100,3 +100,24 @@ def test_a_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_resul
         train(kind, data, tmp_path / "other" / "model", model_config, "old-key", monkeypatch, stop=3)
     monkeypatch.undo()
     assert train(kind, data, tmp_path / "other" / "model", model_config, "new-key")["resumed_from"] is None
+
+
+def test_a_model_for_an_accelerator_is_loaded_straight_onto_it(tiny_policy, monkeypatch):
+    """No GPU here: what reaches from_pretrained is checked. Before, every unit read the weights into host memory,
+    merged LoRA there, then moved the model (a 7B model: 13.5 GB of RAM and 20-60 s a unit)."""
+    from paretohqd.config import ModelConfig
+    from paretohqd.policy import policy as policy_module
+    from paretohqd.policy.load import load_causal_lm
+
+    asked = []
+
+    def loading(name, dtype="float32", revision=None, device_map=None):
+        asked.append(device_map)
+        return load_causal_lm(name, dtype, revision)  # on the CPU: there is no cuda:1 here
+
+    monkeypatch.setattr(policy_module, "load_causal_lm", loading)
+    monkeypatch.setattr(policy_module, "resolve_device", lambda device: device)
+    policy_module.load_policy(ModelConfig(name_or_path=str(tiny_policy)), device="cuda:1")
+    policy_module.load_policy(ModelConfig(name_or_path=str(tiny_policy)), device="cpu")
+    policy_module.load_policy(ModelConfig(name_or_path=str(tiny_policy), device_map="auto"), device="cuda:1")
+    assert asked == [{"": "cuda:1"}, None, "auto"]  # the user's device_map stays theirs

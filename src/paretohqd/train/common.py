@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 from .. import io
 from ..config import did_you_mean
 from ..errors import UserError
-from ..policy import Policy, load_causal_lm, resolve_device
+from ..policy import Policy, load_causal_lm, on_device, resolve_device
 from .cards import ModelCard
 
 COMPLETE_MARKER = ".complete"
@@ -197,6 +197,10 @@ def start_run(config_class, settings: dict, output_dir: Path, seed: int, report_
     with args.main_process_first():
         keep_matching_checkpoints(checkpoints, checkpoint_identity, args.process_index == 0)
     set_seed(seed)
+    if args.world_size == 1 and str(args.device) != "cpu":
+        # One process, one accelerator: the weights go straight to where the Trainer trains (a launch places
+        # them its own way: ZeRO-3 shards them as they load).
+        model_config = on_device(model_config, str(args.device))
     return (staging, args, *load_trainable(model_config, lora, init_from))
 
 
