@@ -121,3 +121,33 @@ def test_a_model_for_an_accelerator_is_loaded_straight_onto_it(tiny_policy, monk
     policy_module.load_policy(ModelConfig(name_or_path=str(tiny_policy)), device="cpu")
     policy_module.load_policy(ModelConfig(name_or_path=str(tiny_policy), device_map="auto"), device="cuda:1")
     assert asked == [{"": "cuda:1"}, None, "auto"]  # the user's device_map stays theirs
+
+
+def test_activation_checkpointing_is_on_by_default_above_a_billion_parameters(tiny_policy, tmp_path):
+    from transformers import LlamaConfig
+
+    from paretohqd.config import load_config
+    from paretohqd.methods import get_method
+    from paretohqd.pipeline import build_plan
+    from paretohqd.policy.load import needs_activation_checkpointing, parameter_estimate
+
+    llama7b = tmp_path / "llama-2-7b-shaped"
+    LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, vocab_size=32000).save_pretrained(
+        llama7b)
+    (llama7b / "model.safetensors").write_bytes(b"")  # the config is all the estimate reads
+    (llama7b / "tokenizer_config.json").write_text("{}")
+    assert 6.5e9 < parameter_estimate(str(llama7b)) < 6.8e9  # Llama-2-7B has 6.74e9
+    assert needs_activation_checkpointing(str(llama7b)) and not needs_activation_checkpointing(str(tiny_policy))
+    assert not needs_activation_checkpointing(str(tmp_path / "no-such-model"))  # its own check will say why
+
+    from .test_pipeline import write_run_config
+
+    def stage1_setting(*overrides):
+        config = load_config(write_run_config(tmp_path, tiny_policy), list(overrides))
+        units = {u.name: u for u in build_plan(get_method("paretohqd"), config).units}
+        return units["train/stage1/pref_00"].settings["sft"]["activation_checkpointing"]
+
+    assert stage1_setting() is False  # decided when planned: the key says what training does
+    assert stage1_setting("--model.name_or_path", str(llama7b)) is True
+    assert stage1_setting("--model.name_or_path", str(llama7b), "--train.sft.activation_checkpointing", "false") \
+        is False  # the user's word

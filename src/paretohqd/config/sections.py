@@ -222,8 +222,9 @@ SFT_DEFAULTS = {
     "save_strategy": "steps",
     "save_steps": 500,
     "save_total_limit": 1,
-    # TRL turns activation checkpointing on by default; it only pays off when memory is the limit.
-    "activation_checkpointing": False,
+    # None: on for models above 1B parameters (policy.load.ACTIVATION_CHECKPOINTING_ABOVE says why), off below,
+    # decided when the run is planned. TRL turns it on for every model; it only pays off when memory is the limit.
+    "activation_checkpointing": None,
 }
 LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 

@@ -9,6 +9,7 @@ from typing import Callable, Mapping, Sequence
 
 from ..config import ModelConfig, RunConfig, from_dict
 from ..policy import check_model, model_identity, resolve_device
+from ..policy.load import needs_activation_checkpointing
 from ..train import ModelCard, check_training_settings, split_settings, train_model
 from ..train.common import shared_sft_fields
 from ..train.dpo import check_dpo_settings, train_dpo
@@ -68,6 +69,11 @@ def _trainer_unit(kind: str, sources, lora_sources, check, name, stage, output, 
     """The one shape of a training unit: its key holds the trainer settings that can change the weights (under
     the trainer's name), the LoRA settings, the model and the seed, and the method's own ``settings``."""
     merged = {key: value for _, layer in sources for key, value in layer.items()}
+    if "activation_checkpointing" in merged and merged["activation_checkpointing"] is None:
+        # Decided here from the model's size, so the key holds what training will do (False for a small model:
+        # the keys of runs made before the setting had an automatic default).
+        merged["activation_checkpointing"] = needs_activation_checkpointing(config.model.name_or_path,
+                                                                            config.model.revision)
     lora = {key: value for _, layer in lora_sources for key, value in layer.items()} if lora_sources else None
     result, cosmetic = split_settings(merged)
     model, placement = model_settings(config.model)
