@@ -31,10 +31,25 @@ TRAINING_ARGS_FILE = "training_args.bin"  # what Trainer.save_model adds beside 
 Layers = Sequence[tuple[str, Mapping]]
 
 
+EARLIER_NAMES = {"activation_checkpointing": "gradient_checkpointing",
+                 "activation_checkpointing_kwargs": "gradient_checkpointing_kwargs"}
+"""transformers 5 renamed these TrainingArguments fields; trl 1.x still runs on transformers 4.56 (a vLLM-pinned
+install may have it), whose configs know only the earlier names. Settings keep the new names (and so the keys)."""
+
+
+def for_installed(cls, settings: Mapping) -> dict:
+    """``settings`` under the names the installed ``cls`` has: a field it lacks under its transformers-5 name goes
+    by its earlier one."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {EARLIER_NAMES[key] if key not in names and EARLIER_NAMES.get(key) in names else key: value
+            for key, value in settings.items()}
+
+
 def check_fields(cls, values: Mapping, where: str, owner: str) -> None:
     """Every key a field of ``cls``, and every value of the type the field declares where that is a plain number,
     flag or string (the library's own ``__post_init__`` checks values, not types: text where a number goes fails
     only once training starts)."""
+    values = for_installed(cls, values)
     names = [f.name for f in dataclasses.fields(cls)]
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
@@ -79,7 +94,8 @@ def check_trainer_settings(config_class, layers: Layers, owned: Mapping[str, str
     settings = {key: value for _, layer in layers for key, value in layer.items()}
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            config_class(**settings, output_dir=scratch, use_cpu=use_cpu, report_to="none")
+            config_class(**for_installed(config_class, settings), output_dir=scratch, use_cpu=use_cpu,
+                         report_to="none")
         except (TypeError, ValueError) as exc:
             raise UserError(f"{' + '.join(w for w, _ in layers)} is not a valid {owner}: "
                             f"{str(exc).splitlines()[0]}") from None
@@ -171,8 +187,8 @@ def trainer_arguments(config_class, settings: dict, checkpoints: Path, seed: int
     trl's scripts: it sets up the processes of a launch (the Trainer then trains data-parallel over all of them:
     DDP, DeepSpeed or FSDP, as the accelerate config says; only the main process writes files), and under ZeRO-3
     the model must be loaded after it to be sharded as it loads."""
-    args = config_class(**settings, output_dir=str(checkpoints), seed=seed, data_seed=seed,
-                        report_to=report_to, use_cpu=resolve_device(model_config.device) == "cpu",
+    args = config_class(**for_installed(config_class, settings), output_dir=str(checkpoints), seed=seed,
+                        data_seed=seed, report_to=report_to, use_cpu=resolve_device(model_config.device) == "cpu",
                         disable_tqdm=not progress)
     if args.n_gpu > 1:
         # One process trains on one device. Outside a launch transformers counts every visible GPU (n_gpu) and
