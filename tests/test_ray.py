@@ -109,6 +109,52 @@ def test_each_unit_that_reserves_a_gpu_runs_in_a_fresh_worker_process(tmp_path):
     assert len({seen["pid"] for seen in stamps(tmp_path / "gpu", ["g0", "g1", "g2"]).values()}) == 3
 
 
+def answer_together(contexts):
+    """A vLLM engine's call: every member answered at once; the call is recorded (one line per engine start)."""
+    with open(contexts[0].output.parent / "engine_starts.txt", "a") as starts:
+        starts.write(" ".join(c.name for c in contexts) + "\n")
+    for ctx in contexts:
+        write_stamp(ctx)
+
+
+def eleven_preferences(group: str = "vllm:base"):
+    """The held-out generation of an 11-preference run: the base model's (ready at once) and each preference's,
+    ready when its model has trained (training times differ)."""
+    base = Unit(name="generate/base", kind="generate", stage="test", command="generate", action=write_stamp,
+                outputs=("generate_base.json",), settings={"name": "base"}, group=group, group_action=answer_together)
+    generations = [base]
+    for i in range(11):
+        train = unit(f"train_{i:02d}", sleep=0.05 + 0.03 * (i % 4))
+        generations.append(Unit(name=f"generate/pref_{i:02d}", kind="generate", stage="test", command="generate",
+                                action=write_stamp, outputs=(f"generate_{i:02d}.json",), settings={"i": i},
+                                upstream={"model": train}, group=group, group_action=answer_together))
+    return generations
+
+
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_a_vllm_group_starts_one_engine_for_every_adapter_of_an_eleven_preference_run(tmp_path, executor):
+    """Before, the base model's generation was ready first and started an engine alone while the models trained,
+    and the local executor started one more for each preference as its model finished (measured before this
+    change: Ray 2 engine starts, local 12); now the group waits for the members that become ready without it."""
+    chosen = RayExecutor(TWO_WORKERS) if executor == "ray" else LocalExecutor()
+    Runner(RunDir(tmp_path), log=lambda _: None, executor=chosen).execute(eleven_preferences())
+    starts = (tmp_path / "engine_starts.txt").read_text().splitlines()
+    assert len(starts) == 1 and len(starts[0].split()) == 12
+
+
+def test_a_group_member_that_needs_another_members_output_is_not_waited_for(tmp_path):
+    """Stage 2: the generators' replies train the models whose held-out replies are in the same engine group."""
+    first = Unit(name="generate/stage2", kind="generate", stage="test", command="generate", action=write_stamp,
+                 outputs=("stage2.json",), settings={"name": "stage2"}, group="vllm:base",
+                 group_action=answer_together)
+    trained = unit("train_stage2", model=first)
+    second = Unit(name="generate/final", kind="generate", stage="test", command="generate", action=write_stamp,
+                  outputs=("final.json",), settings={"name": "final"}, upstream={"model": trained},
+                  group="vllm:base", group_action=answer_together)
+    Runner(RunDir(tmp_path), log=lambda _: None, executor=RayExecutor(TWO_WORKERS)).execute([second])
+    assert (tmp_path / "engine_starts.txt").read_text().splitlines() == ["generate/stage2", "generate/final"]
+
+
 def test_groups_run_as_one_call(tmp_path):
     calls = []
 

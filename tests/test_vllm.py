@@ -273,17 +273,20 @@ def calls_with(record, fragment):
 def test_paretohqd_run_generates_each_group_in_one_engine_call(paretohqd_vllm_run):
     run, _, record = paretohqd_vllm_run
     assert json.loads((run / "eval" / "metrics.json").read_text())["num_test_prompts"] == 3
-    # the three representative stage-1 models, 5 prompts each (the held-out call answers with stage-1 models too)
-    [stage2] = [call for call in calls_with(record, "/stage1") if call not in calls_with(record, "/stage2")]
-    assert sorted({r.lora_path for r in stage2["loras"] if r}) == [str(run / "models" / f"pref_{i:02d}" / "stage1")
-                                                                   for i in range(3)]
-    assert sum(r is not None for r in stage2["loras"]) == 15
-    [held_out] = calls_with(record, "/stage2")  # every preference's final and stage-1 model (and the base) at once
+    # Two engine calls in all: whatever is ready once the stage-1 models have trained (stage 2's data from the three
+    # representative stage-1 models, 5 prompts each; the stage-1 models' and the base model's held-out replies,
+    # 3 prompts each), then every final model's held-out replies (those need stage 2's data: not waited for).
+    assert len(record["generate"]) == 2
+    stage2, held_out = record["generate"]
+    stage1_models = [str(run / "models" / f"pref_{i:02d}" / "stage1") for i in range(3)]
+    assert sorted({r.lora_path for r in stage2["loras"] if r}) == stage1_models
+    assert sum(r is not None for r in stage2["loras"]) == 15 + 9 and sum(r is None for r in stage2["loras"]) == 3
     adapters = [r.lora_path for r in held_out["loras"] if r]
-    assert len(adapters) == 18 and len(set(adapters)) == 6
+    assert len(adapters) == 9 and sorted(set(adapters)) == [str(run / "models" / f"pref_{i:02d}" / "stage2")
+                                                            for i in range(3)]
     assert all(e.args["enable_lora"] and e.args["max_lora_rank"] == 8 and e.args["gpu_memory_utilization"] == 0.5
                for e in record["engines"])
-    assert stage2["engine"].args["max_loras"] == 3 and held_out["engine"].args["max_loras"] == 6
+    assert stage2["engine"].args["max_loras"] == 3 and held_out["engine"].args["max_loras"] == 3
     assert all(e.shut_down for e in record["engines"])  # the GPU is free for what runs next
 
     from transformers import AutoTokenizer

@@ -193,7 +193,7 @@ class DistributedExecutor:
     def run(self, units: Sequence[Unit], context_of: Callable[[Unit], UnitContext], start: Start,
             finish: Finish) -> None:
         graph = ReadyGraph(self._agreed_order(units))
-        while ready := graph.ready():
+        while ready := graph.next_ready():
             batch = graph.take(ready[0])
             chosen = []
             for unit, runs in zip(batch, self._on_main(lambda: [start(u) for u in batch], batch[0].name)):

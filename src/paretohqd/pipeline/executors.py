@@ -48,10 +48,33 @@ class ReadyGraph:
             for dependency in self.waiting[id(unit)]:
                 self.dependents.setdefault(dependency, []).append(unit)
         self.pending = {id(u) for u in self.units}
+        self.ancestors: dict[int, set[int]] = {}
+        for unit in self.units:  # in dependency order: a unit's dependencies come first
+            found: set[int] = set()
+            for dependency in self.waiting[id(unit)]:
+                found |= {dependency} | self.ancestors[dependency]
+            self.ancestors[id(unit)] = found
 
     def ready(self) -> list[Unit]:
         """Units not yet started whose dependencies are done, in the execution's order."""
         return [u for u in self.units if id(u) in self.pending and not self.waiting[id(u)]]
+
+    def waits_for_its_group(self, unit: Unit, ready: Sequence[Unit] | None = None) -> bool:
+        """Whether a ready grouped unit should wait: another member of its group has not started and is not ready
+        yet, and becomes ready without the group's ready members running (it needs none of them). Its group then
+        runs as one call once that member is ready (one vLLM engine for every adapter, not one per adapter that
+        happened to finish first); a member that needs the ready ones is not waited for."""
+        if not unit.group:
+            return False
+        ready_members = {id(u) for u in (self.ready() if ready is None else ready) if u.group == unit.group}
+        return any(member.group == unit.group and id(member) in self.pending and self.waiting[id(member)]
+                   and not self.ancestors[id(member)] & ready_members for member in self.units)
+
+    def next_ready(self) -> list[Unit]:
+        """The ready units in the execution's order, those waiting for their group (:meth:`waits_for_its_group`)
+        last."""
+        ready = self.ready()
+        return sorted(ready, key=lambda u: self.waits_for_its_group(u, ready))
 
     def take(self, unit: Unit) -> list[Unit]:
         """``unit`` and every other ready unit of its group, marked started."""
@@ -138,7 +161,7 @@ class LocalExecutor:
         """``start(unit)`` returns False when the unit no longer needs to run (an earlier unit of this execution
         produced its key); ``finish`` records the outcome, and the first failure stops the execution."""
         graph = ReadyGraph(units)
-        while ready := graph.ready():
+        while ready := graph.next_ready():
             batch = _starting(graph.take(ready[0]), start, graph)
             if not batch:
                 continue
@@ -219,9 +242,12 @@ class RayExecutor:
         def dispatch() -> bool:
             """Hand Ray what fits, most important first; True if any unit left the ready set."""
             progressed = False
-            for unit in sorted(graph.ready(), key=lambda u: (-height[id(u)], graph.position[id(u)])):
+            ready = graph.ready()
+            for unit in sorted(ready, key=lambda u: (-height[id(u)], graph.position[id(u)])):
                 if id(unit) not in graph.pending:
                     continue  # taken with its group
+                if running and graph.waits_for_its_group(unit, ready):
+                    continue  # its group runs as one call once the member it waits for is ready
                 need = self.execution.resources_for(unit.kind)
                 if not fits(need):
                     continue
