@@ -49,11 +49,24 @@ class ReadyGraph:
                 self.dependents.setdefault(dependency, []).append(unit)
         self.pending = {id(u) for u in self.units}
         self.ancestors: dict[int, set[int]] = {}
-        for unit in self.units:  # in dependency order: a unit's dependencies come first
-            found: set[int] = set()
-            for dependency in self.waiting[id(unit)]:
-                found |= {dependency} | self.ancestors[dependency]
-            self.ancestors[id(unit)] = found
+        for unit in self.units:
+            self._ancestors_of(id(unit))
+
+    def _ancestors_of(self, unit: int) -> set[int]:
+        """Every member ``unit`` depends on, directly or through others (iteratively: chains may be long)."""
+        stack = [unit]
+        while stack:
+            current = stack[-1]
+            if current in self.ancestors:
+                stack.pop()
+                continue
+            missing = [d for d in self.waiting[current] if d not in self.ancestors]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            self.ancestors[current] = set().union(*({d} | self.ancestors[d] for d in self.waiting[current]))
+        return self.ancestors[unit]
 
     def ready(self) -> list[Unit]:
         """Units not yet started whose dependencies are done, in the execution's order."""
