@@ -9,8 +9,10 @@ chat template's end-of-turn token (so the model stops where it learned to), ``tr
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -142,7 +144,10 @@ def keep_matching_checkpoints(folder: Path, identity: str | None, main_process: 
     if not main_process:
         return
     marker = folder / CHECKPOINT_IDENTITY
-    recorded = io.read_json(marker).get("identity") if marker.is_file() else None
+    try:
+        recorded = json.loads(marker.read_text()).get("identity")
+    except (OSError, ValueError, AttributeError):  # none, or half written: nothing there is known to be ours
+        recorded = None
     if folder.exists() and (identity is None or recorded != identity):
         shutil.rmtree(folder)
     if identity is not None:
@@ -153,9 +158,6 @@ def keep_matching_checkpoints(folder: Path, identity: str | None, main_process: 
 def last_checkpoint(folder: str | Path) -> str | None:
     """The newest complete ``checkpoint-N`` in ``folder``: the Trainer writes ``trainer_state.json`` last, so one
     killed while it was being written has none (or half of one) and is passed over."""
-    import json
-    import re
-
     folder = Path(folder)
     steps = sorted(((int(match.group(1)), path) for path in (folder.iterdir() if folder.is_dir() else ())
                     if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name))), reverse=True)
