@@ -59,7 +59,7 @@ bench-parallel: venv
 # ParetoHqD vs RiC, SFT, Rewarded Soups, MORLHF (RLOO) and MODPO on the demo's data, each at the learning rate a
 # validation sweep chose, 3 seeds, two-level bootstrap; rewrites the README's comparison (resumable: rerun to go on).
 bench-methods: venv
-	$(BIN)/python bench/compare_methods.py
+	$(BIN)/python bench/compare_methods.py --stage1-models
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -210,7 +210,9 @@ def test_a_relaunch_is_refused_before_any_process_starts(tmp_path, monkeypatch):
     config = config_with(tmp_path)
     (tmp_path / "run").mkdir()
     with holder(tmp_path / "run" / LOCK_NAME):
-        judge(cli("run", config, "--accelerate_config", "ddp"), r"output_dir '.*run' is in use by `paretohqd run "
+        # --num_processes: without it a GPU-less machine is refused first, for having no GPU to start a process on
+        judge(cli("run", config, "--accelerate_config", "ddp", "--num_processes", "2"),
+              r"output_dir '.*run' is in use by `paretohqd run "
               r"other\.yaml`", root=tmp_path)
 
 
