@@ -6,7 +6,7 @@ a model and its tokenizer) and ``export``; and the Pareto functions in
 :mod:`paretohqd.pareto` (numpy only).
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 _API = ("load_config", "run", "run_stage", "plan", "compare", "load_policy", "export")
 
