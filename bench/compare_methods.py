@@ -13,9 +13,10 @@ offline scores).
 
 1. **Learning-rate sweep** (``--sweep``; recorded in ``bench/learning_rates.json``, which the comparison reads: the
    comparison reruns, with other seeds too, without tuning again). Every method, at its budget below, trains at
-   each rate of ``LEARNING_RATES`` on 80 of the 100 training prompts (``data.heldout_fraction`` 0.2) and is scored on the 16 held-out ones (never on the
-   test prompts) on the comparison's grid; the rate with the highest validation hypervolume among those at which
-   at most ``MAX_COLLAPSE`` of the replies collapse (else the least collapsing) is used below.
+   each rate of ``LEARNING_RATES`` on 80 of the 100 training prompts (``data.heldout_fraction`` 0.2) and is scored
+   on the 16 held-out ones (never on the test prompts) on the comparison's grid; the rate with the highest
+   validation hypervolume among those at which at most ``MAX_COLLAPSE`` of the replies collapse (else the least
+   collapsing) is used below.
 2. **The comparison.** ParetoHqD, Rewarded Soups, SFT and RiC with ``--seeds``; MORLHF and MODPO with the first
    seed at the CPU-seconds ParetoHqD spends per preference, their step counts derived from their sweep runs'
    seconds per step. The base model is evaluated in every ParetoHqD run (its one-hots are compared with it seed by

@@ -121,9 +121,10 @@ def main() -> int:
         rows.append(f"| {objective} | **all {len(diffs)}** (seeds, then prompts) | {diffs.shape[1]} | "
                     f"**{diffs.mean():+.3f} [{low:+.3f}, {high:+.3f}]** | {probability_higher(pooled, 0.0):.3f} | "
                     f"{sd:.3f} |")
+        excludes = "excludes" if low > 0 or high < 0 else "includes"
         summary.append(f"{objective}: effect size {effect:.2f} per prompt, so one seed needs "
                        f"{int(np.ceil((Z80 / effect) ** 2)) if effect > 0 else 'no finite number of'} prompts for "
-                       f"80% power; {'the interval over seeds excludes 0' if low > 0 or high < 0 else 'the interval over seeds includes 0'}")
+                       f"80% power; the interval over seeds {excludes} 0")
     lines = [f"Written by `python bench/one_hots_more_prompts.py {' '.join(str(r) for r in args.runs)} --prompts "
              f"{args.prompts}`: the one-hot models of {len(args.runs)} ParetoHqD runs (one per seed) and the base "
              f"model answer {len(prompts)} held-out HH-RLHF prompts (helpful and harmless files, a seeded draw; "

@@ -4,9 +4,10 @@ training and generation share, and the tokens that end an assistant turn.
 Prompts are stored in one format, HH-RLHF's (``"\\n\\nHuman: ...\\n\\nAssistant:"``); the policy turns them into its
 own chat template. A model without one (a base model such as Llama-2-7b-hf) keeps that plain format, as RiC and the
 paper do: the tokenizer's BOS, the prompt, then the reply after a space and the tokenizer's EOS. A prompt longer
-than ``max_prompt_length`` tokens keeps its end (the last turns are what a reply answers). Training sequences are tokenized here exactly as ``trl.SFTTrainer`` tokenizes conversational
-prompt-completion data, then cut to ``max_length`` from the response's end *before* its end-of-turn token, so a
-long sample still teaches the model to stop.
+than ``max_prompt_length`` tokens keeps its end (the last turns are what a reply answers). Training sequences are
+tokenized here exactly as ``trl.SFTTrainer`` tokenizes conversational prompt-completion data, then cut to
+``max_length`` from the response's end *before* its end-of-turn token, so a long sample still teaches the model to
+stop.
 """
 
 from __future__ import annotations
