@@ -60,18 +60,27 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
+TOKENIZER_WORDS = ("the cat sat on a mat and it was good so we all went home to eat some bread with tea please "
+                   "{turns} ? . , yes no i you can not help how what why hello")
+
+
+def word_level_backend(special: list[str], words: str):
+    """A whitespace-and-punctuation word-level tokenizer over ``special`` + ``words`` (ids in that order)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(special + words.split())}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                     pre_tokenizers.Punctuation()])
+    return backend
+
+
 def tiny_chat_tokenizer():
     """A word-level tokenizer with ChatML turns (the embedded SmolLM2's format) and a ~100-word vocabulary, so a
     random policy built on it trains and samples in milliseconds."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = ("the cat sat on a mat and it was good so we all went home to eat some bread with tea please "
-             "human assistant user system ? . , yes no i you can not help how what why hello").split()
-    special = ["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(special + words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                     pre_tokenizers.Punctuation()])
+    backend = word_level_backend(["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                 TOKENIZER_WORDS.format(turns="human assistant user system"))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<|im_end|>",
                                         pad_token="<|endoftext|>", bos_token="<|im_start|>",
                                         additional_special_tokens=["<|im_start|>"])
@@ -79,59 +88,45 @@ def tiny_chat_tokenizer():
     return tokenizer
 
 
-@pytest.fixture(scope="session")
-def tiny_policy(tmp_path_factory) -> Path:
-    """A 2-layer Llama with random weights and a tiny ChatML tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = tiny_chat_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(config)
-    path = tmp_path_factory.mktemp("tiny_policy")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def tiny_plain_tokenizer():
     """A word-level tokenizer like a base model's (Llama-2-7b-hf): no chat template, BOS put before every text by
     the tokenizer itself."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    words = ("the cat sat on a mat and it was good so we all went home to eat some bread with tea please "
-             "Human Assistant : ? . , yes no i you can not help how what why hello").split()
-    special = ["<unk>", "<s>", "</s>", "<pad>"]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(special + words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                     pre_tokenizers.Punctuation()])
+    backend = word_level_backend(["<unk>", "<s>", "</s>", "<pad>"], TOKENIZER_WORDS.format(turns="Human Assistant :"))
     backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>")
 
 
-@pytest.fixture(scope="session")
-def tiny_plain_policy(tmp_path_factory) -> Path:
-    """The tiny Llama with a base model's tokenizer (no chat template)."""
+def tiny_llama(tokenizer, path: Path) -> Path:
+    """A 2-layer Llama with random weights (seed 0) and ``tokenizer``, saved in ``path``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = tiny_plain_tokenizer()
-    assert tokenizer.chat_template is None
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
                          tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    path = tmp_path_factory.mktemp("tiny_plain_policy")
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> Path:
+    """A 2-layer Llama with random weights and a tiny ChatML tokenizer."""
+    return tiny_llama(tiny_chat_tokenizer(), tmp_path_factory.mktemp("tiny_policy"))
+
+
+@pytest.fixture(scope="session")
+def tiny_plain_policy(tmp_path_factory) -> Path:
+    """The tiny Llama with a base model's tokenizer (no chat template)."""
+    tokenizer = tiny_plain_tokenizer()
+    assert tokenizer.chat_template is None
+    return tiny_llama(tokenizer, tmp_path_factory.mktemp("tiny_plain_policy"))
 
 
 @pytest.fixture(scope="session")
