@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     figures: dict = {"card": card, "dtype": str(dtype).removeprefix("torch."), "dry_run": args.dry_run,
-                     "shapes": {k: v for k, v in shape.items()}}
+                     "shapes": dict(shape)}
     for checkpointing in (True, False):
         name = f"sft_{'with' if checkpointing else 'without'}_checkpointing"
         try:

@@ -58,25 +58,17 @@ def evaluate_one_hots(run: Path, copy: Path, prompts: int, env: dict) -> None:
 
 def paired(copy: Path) -> tuple[dict[str, pd.Series], list[str]]:
     """objective -> per-prompt (one-hot of that objective minus base) on it; the objectives in order."""
+    metrics = json.loads((copy / "eval" / "metrics.json").read_text())
     scores = pd.read_parquet(copy / "eval" / "scores.parquet")
-    objectives = [c for c in scores.columns if c not in {"prompt_id", "category", "prompt", "response", "truncated",
-                                                           "model", "id", "degenerate"}]
+    objectives = metrics["objectives"]
     out = {}
-    for model in scores["model"].unique():
-        if model == "base":
-            continue
-        weights = _weights_of(copy, model)
-        if max(weights) < 1.0:
+    for entry in metrics["vs_base"]:
+        if max(entry["weights"]) < 1.0:
             continue  # evaluated (the grid is the run's own: another grid would reorder stage 2's data), not reported
-        i = int(np.argmax(weights))
-        table = scores.pivot_table(index="prompt_id", columns="model", values=objectives[i], aggfunc="first")
-        out[objectives[i]] = (table[model] - table["base"]).sort_index()
+        name = objectives[int(np.argmax(entry["weights"]))]
+        table = scores.pivot_table(index="prompt_id", columns="model", values=name, aggfunc="first")
+        out[name] = (table[entry["model"]] - table["base"]).sort_index()
     return out, objectives
-
-
-def _weights_of(copy: Path, model: str) -> list[float]:
-    entries = json.loads((copy / "eval" / "metrics.json").read_text())["vs_base"]
-    return next(entry["weights"] for entry in entries if entry["model"] == model)
 
 
 def main() -> int:

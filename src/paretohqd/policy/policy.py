@@ -12,6 +12,7 @@ stop.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -153,8 +154,6 @@ def on_device(model_config, device: str):
     """``model_config`` loading straight onto ``device`` (an accelerator): weights are read into its memory and a
     LoRA adapter is merged there, not in host memory first (a 7B model: 13.5 GB of RAM and 20-60 s a unit). A
     ``device_map`` of the user's, or the CPU, is left as it is."""
-    import dataclasses
-
     if model_config.device_map is not None or device == "cpu":
         return model_config
     return dataclasses.replace(model_config, device_map={"": device})
