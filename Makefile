@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv browser test test-matrix demo bench bench-parallel bench-methods clean
+.PHONY: venv browser test test-matrix demo bench bench-parallel bench-methods gpu-wheels clean
 
 venv: $(VENV)/.installed
 
@@ -60,6 +60,14 @@ bench-parallel: venv
 # validation sweep chose, 3 seeds, two-level bootstrap; rewrites the README's comparison (resumable: rerun to go on).
 bench-methods: venv
 	$(BIN)/python bench/compare_methods.py --stage1-models
+
+# What a bare GPU machine (its packages listed in scripts/gpu_image_packages.txt) lacks to run bench/gpu_check.py's
+# pipeline, gathered from the package index into .gpu_wheels/ (ignored), under the 64 MiB that travel with the tree.
+# Another machine: make gpu-wheels GPU_IMAGE=its-pip-freeze.txt (an empty file: only torch, transformers, peft and
+# accelerate there).
+GPU_IMAGE ?= scripts/gpu_image_packages.txt
+gpu-wheels: venv
+	$(BIN)/python scripts/gpu_wheels.py .gpu_wheels --have $(GPU_IMAGE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

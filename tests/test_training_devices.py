@@ -123,6 +123,32 @@ def test_a_model_for_an_accelerator_is_loaded_straight_onto_it(tiny_policy, monk
     assert asked == [{"": "cuda:1"}, None, "auto"]  # the user's device_map stays theirs
 
 
+def test_a_training_unit_on_one_accelerator_loads_its_model_straight_onto_it(tiny_policy, tmp_path, monkeypatch):
+    """The trainer's own device decides (no GPU here: the arguments say cuda:1); a launch over several processes
+    (ZeRO-3 shards while loading) and the CPU keep the config's placement."""
+    from types import SimpleNamespace
+
+    from trl import SFTConfig
+
+    from paretohqd.config import ModelConfig
+    from paretohqd.train import common
+
+    loaded = []
+    monkeypatch.setattr(common, "load_trainable",
+                        lambda model_config, *rest: loaded.append(model_config.device_map) or (None,) * 4)
+    real_arguments = common.trainer_arguments
+    for device, world_size in (("cuda:1", 1), ("cuda:0", 2), ("cpu", 1)):
+        def arguments(*given, device=device, world_size=world_size):
+            args = real_arguments(*given)
+            return SimpleNamespace(device=torch.device(device), world_size=world_size, process_index=0,
+                                   main_process_first=args.main_process_first)
+
+        monkeypatch.setattr(common, "trainer_arguments", arguments)
+        common.start_run(SFTConfig, {"max_steps": 1}, tmp_path / device / "model", 0, "none",
+                         ModelConfig(name_or_path=str(tiny_policy), device="cpu"), None, None, progress=False)
+    assert loaded == [{"": "cuda:1"}, None, None]
+
+
 def test_activation_checkpointing_is_on_by_default_above_a_billion_parameters(tiny_policy, tmp_path):
     from transformers import LlamaConfig
 
