@@ -1,7 +1,7 @@
 """The import contract: imports run one way, function-level imports included.
 
-    cli -> api -> (serving, exporting) -> methods -> pipeline -> (train, policy, rewards, evaluate)
-        -> (pareto, data, config, io, ...)
+    cli -> api -> (serving, exporting, pushing) -> methods -> pipeline -> (train, policy, rewards, evaluate)
+        -> (pareto, data, config, io, tracking, ...)
 
 Every ``import`` statement anywhere in a module (inside functions too) is read from the source with ``ast``; an
 import from a higher layer, an import cycle between modules, pareto importing anything but numpy and moocore, or
@@ -18,17 +18,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "paretohqd"
 LAYERS = [
     {"paretohqd.cli"},
     {"paretohqd", "paretohqd.api", "paretohqd.launch"},
-    {"paretohqd.serving", "paretohqd.exporting"},
+    {"paretohqd.serving", "paretohqd.exporting", "paretohqd.pushing"},
     {"paretohqd.methods"},
     {"paretohqd.pipeline"},
     {"paretohqd.train", "paretohqd.policy", "paretohqd.rewards", "paretohqd.evaluate"},
     {"paretohqd.pareto", "paretohqd.data", "paretohqd.config", "paretohqd.io", "paretohqd.errors", "paretohqd.env",
-     "paretohqd.plots", "paretohqd.tables", "paretohqd.locking"},
+     "paretohqd.plots", "paretohqd.tables", "paretohqd.locking", "paretohqd.tracking"},
 ]
 # Imports between groups of one layer that the design allows: the package exports the API (lazily); training uses
 # the policy object; the bottom layer's few helpers (errors, io) serve the others in it.
 SIDEWAYS = {("paretohqd", "paretohqd.api"), ("paretohqd.train", "paretohqd.policy"),
-            ("paretohqd.exporting", "paretohqd.serving"),
+            ("paretohqd.exporting", "paretohqd.serving"), ("paretohqd.pushing", "paretohqd.exporting"),
             ("paretohqd.config", "paretohqd.errors"),
             ("paretohqd.data", "paretohqd.errors"), ("paretohqd.plots", "paretohqd.io"),
             ("paretohqd.io", "paretohqd.errors"), ("paretohqd.locking", "paretohqd.errors")}

@@ -2,13 +2,13 @@
 
 The Python API (loaded on first use, so that ``import paretohqd`` and ``paretohqd --help`` stay instant):
 ``load_config``, ``run``, ``run_stage``, ``plan``, ``compare``, ``load_policy`` (any preference of a finished run:
-a model and its tokenizer) and ``export``; and the Pareto functions in
-:mod:`paretohqd.pareto` (numpy only).
+a model and its tokenizer), ``export`` and ``push`` (a finished run on the Hugging Face Hub); and the Pareto
+functions in :mod:`paretohqd.pareto` (numpy only).
 """
 
 __version__ = "0.8.0"
 
-_API = ("load_config", "run", "run_stage", "plan", "compare", "load_policy", "export")
+_API = ("load_config", "run", "run_stage", "plan", "compare", "load_policy", "export", "push")
 
 __all__ = ["__version__", *_API]
 

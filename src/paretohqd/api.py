@@ -8,6 +8,7 @@
     paretohqd.compare(["runs/a", "runs/b"], "runs/compare")
     model, tokenizer = paretohqd.load_policy("runs/try", [0.3, 0.7])   # any preference of a finished run
     paretohqd.export("runs/try", [0.3, 0.7], "exported/w03", merge=True)  # a Hugging Face model folder
+    paretohqd.push("runs/try", "my-org/try", private=True)     # every preference's model, the data, a collection
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from .evaluate.compare import compare_runs
 from .exporting import export_model
 from .methods import get_method
 from .pipeline import Execution, Plan, build_plan, execute, read_eval_scores, read_metrics
+from .pushing import Repo, push_run
 from .serving import ServedPolicy, load_policy
 
-__all__ = ["ServedPolicy", "compare", "export", "load_config", "load_policy", "plan", "run", "run_stage"]
+__all__ = ["ServedPolicy", "compare", "export", "load_config", "load_policy", "plan", "push", "run", "run_stage"]
 
 
 def plan(config: RunConfig, command: str = "run") -> Plan:
@@ -66,3 +68,18 @@ def export(run_dir: str | Path, weights, output: str | Path, merge: bool = False
     ``output`` unless ``overwrite``; another export writing ``output`` is refused, or with ``wait`` waited for.
     Returns the folder's path."""
     return export_model(run_dir, weights, output, merge=merge, mode=mode, overwrite=overwrite, wait=wait)
+
+
+def push(run_dir: str | Path, repo_prefix: str, private: bool = False, served=(), mode: str | None = None,
+         license: str | None = None, base_model: str | None = None, merge: bool = False,
+         dry_run: str | Path | None = None, api=None, log=print) -> list[Repo]:
+    """Publish a finished, evaluated run on the Hugging Face Hub under ``repo_prefix`` (``ORG/name``): each
+    evaluated preference's model as ``ORG/name-<model>`` (export's folder; its card with ``datasets``, ``license``
+    and ``model-index`` results), each of ``served`` (preferences, served with ``mode``) as ``ORG/name-w<weights>``,
+    the selected training data of every preference as the dataset ``ORG/name-data``, and a collection ``name`` in
+    ``ORG`` holding them; ``private`` repos and collection. ``license``: the models' licence where the base model's
+    card states none; ``base_model``: the base's Hub id where the run's base is a local folder; ``merge``: merged
+    full weights instead of adapters. ``dry_run``: build every repo's folder in this new or empty folder and upload nothing.
+    ``api``: a ``huggingface_hub.HfApi`` (default: a new one). Returns the repos."""
+    return push_run(run_dir, repo_prefix, private=private, served=served, mode=mode, license=license,
+                    base_model=base_model, merge=merge, dry_run=dry_run, api=api, log=log)

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                          help="one name per run for the table (default: the method, qualified by the run folder)")
     _export_parser(commands)
+    _push_parser(commands)
     demo = commands.add_parser("demo",
                                help="the main job on the embedded default model, data and rewards (CPU, no hub)")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
@@ -154,6 +155,52 @@ def _export(args: argparse.Namespace) -> int:
     if record["conditioning"]:
         print(f"every prompt must carry the reward tokens {record['conditioning']['reward_tokens']!r} "
               f"{record['conditioning']['placement']} (see its README.md)")
+    return 0
+
+
+PUSH_HELP = """a finished, evaluated run on the Hugging Face Hub, under --repo-prefix ORG/name: each evaluated
+preference's model as the repo ORG/name-<model> (e.g. ORG/name-pref_00: export's folder, its card with datasets,
+license and model-index results), each --served preference as ORG/name-w<weights> (e.g. ORG/name-w0.35_0.65), the
+selected training data of every preference (one config each) and the test prompts as the dataset ORG/name-data,
+and a collection "name" in ORG holding them all. Uses the token `hf auth login` stored."""
+
+
+def _push_parser(commands) -> None:
+    push = commands.add_parser("push", help="a finished run on the Hugging Face Hub: models, data, a collection",
+                               description=PUSH_HELP, epilog="example: paretohqd push runs/demo --repo-prefix "
+                               "my-org/demo --dry-run push-demo (then without --dry-run to upload)")
+    push.add_argument("run_dir", metavar="RUN", help="a finished, evaluated run directory")
+    push.add_argument("--repo-prefix", "--repo_prefix", dest="repo_prefix", required=True, metavar="ORG/name",
+                      help="the Hub user or organisation and the name every repo starts with")
+    push.add_argument("--private", action="store_true", help="private repos and collection")
+    push.add_argument("--served", nargs="+", default=[], metavar="W1,W2,...",
+                      help="further preferences to push, each served as the run serves it (see --mode)")
+    push.add_argument("--mode", default=None, choices=["nearest", "interpolate"],
+                      help="how --served preferences are made, for methods with one model per preference "
+                           "(default: interpolate, the exact combination of the trained models around it)")
+    push.add_argument("--license", default=None,
+                      help="the models' licence (a Hub licence id) when the base model's card states none")
+    push.add_argument("--base-model", "--base_model", dest="base_model", default=None, metavar="HUB_ID",
+                      help="the Hub id the cards name as the base model when the run's base is a local folder")
+    push.add_argument("--merge", action="store_true",
+                      help="merged full weights instead of LoRA adapters (full fine-tunes are always merged)")
+    push.add_argument("--dry-run", "--dry_run", dest="dry_run", default=None, metavar="DIR",
+                      help="build every repo's folder in DIR (new or empty), print the files, upload nothing")
+
+
+def _push(args: argparse.Namespace) -> int:
+    from . import api
+    from .pushing import PUSH_RECORD, file_listing
+
+    repos = api.push(args.run_dir, args.repo_prefix, private=args.private,
+                     served=[_weights(text) for text in args.served], mode=args.mode, license=args.license,
+                     base_model=args.base_model, merge=args.merge, dry_run=args.dry_run, log=lambda line: print(f"paretohqd: {line}", file=sys.stderr))
+    if args.dry_run is not None:
+        print("\n".join(file_listing(repos)))
+        print(f"dry run: nothing uploaded; the folders above and {Path(args.dry_run) / PUSH_RECORD} (the repos and "
+              "the collection a push makes)")
+    else:
+        print(f"pushed {len(repos)} repos: " + ", ".join(repo.repo_id for repo in repos))
     return 0
 
 
@@ -252,6 +299,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         return _demo(args)
     if args.command == "export":
         return _export(args)
+    if args.command == "push":
+        return _push(args)
     if args.command == "compare":
         from .api import compare
         from .evaluate.compare_tables import format_comparison

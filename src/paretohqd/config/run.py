@@ -26,7 +26,9 @@ class RunConfig(Section):
     seed: int = 0
     """Every random draw of the run derives from it; stages add offsets below ``SEED_HEADROOM``."""
     report_to: str = "none"
-    """Where training logs go (trl/transformers report_to: none, tensorboard, wandb, ...); not part of any key."""
+    """Where training logs go (trl/transformers report_to: none, tensorboard, wandb, ...): every unit of one run in
+    one W&B group / under RUN/logs/tensorboard, and the evaluation's front, hypervolume and report as the run's
+    summary there; not part of any key."""
     data: DataConfig = field(default_factory=DataConfig)
     objectives: list[ObjectiveConfig] = field(default_factory=list)
     score: ScoreConfig = field(default_factory=ScoreConfig)

@@ -16,6 +16,7 @@ from ..errors import UserError
 from ..pipeline import Shared, Unit
 from ..pipeline.distributed import launched_world
 from ..pipeline.generate import sample_prompts
+from ..pipeline.rundir import unit_tracking
 from ..pipeline.built_objectives import built_objective
 from ..pipeline.train import model_settings, rebuild_model_config
 from ..policy import check_model, resolve_device
@@ -71,10 +72,12 @@ def morlhf_unit(shared: Shared, index: int) -> Unit:
     processes = launched_world()[1]
     if processes > 1:  # data-parallel training multiplies the global batch: another result
         settings["processes"] = processes
-    return Unit(name=f"train/morlhf/pref_{index:02d}", kind="rloo", stage="train_morlhf", command="train",
+    name = f"train/morlhf/pref_{index:02d}"
+    return Unit(name=name, kind="rloo", stage="train_morlhf", command="train",
                 action=train_preference, outputs=(f"models/pref_{index:02d}/morlhf",),
                 upstream={"scores": shared.scores}, settings=settings,
-                options={"rloo_cosmetic": cosmetic, "report_to": c.report_to, "progress": shared.progress,
+                options={"rloo_cosmetic": cosmetic, "tracking": unit_tracking(c.report_to, c.output_dir, name),
+                         "progress": shared.progress,
                          "objective_configs": scoring_options["configs"], **placement},
                 check=lambda: (check_rloo_settings(rloo_layers, lora_layers, use_cpu),
                                check_model(c.model.name_or_path, c.model.revision, lora, c.model.device)))
@@ -117,5 +120,5 @@ def train_preference(ctx) -> None:
          f"{rloo.get('beta', RLOOConfig.beta)} to the base",
          "method: MORLHF with RLOO instead of PPO (TRL 1.x has no PPO trainer)"])
     train_rloo(prompts, ctx.output, rebuild_model_config(s["model"], o), rloo, s["lora"], s["seed"], rewards,
-               s["weights"], report_to=o["report_to"], card=card, log=ctx.log, progress=o["progress"],
+               s["weights"], tracking=o["tracking"], card=card, log=ctx.log, progress=o["progress"],
                facts={"normalise": s["normalise"], "normalisation": normalisation}, checkpoint_identity=ctx.key)

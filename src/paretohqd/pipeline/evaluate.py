@@ -37,6 +37,7 @@ from ..evaluate.collapse import CollapseDetector
 from ..evaluate.html import report_page
 from ..evaluate.metrics import BASE, HV_RUN_WORST, summarise
 from ..evaluate.report import write_report
+from ..tracking import NO_TRACKING, Tracking, log_summary
 from .rundir import COST_SIDECAR, MANIFEST, CudaUse
 from .runner import closure as units_needed
 from .score import score_generations
@@ -75,11 +76,12 @@ def cost_category(kind: str, stage: str = "") -> str:
 def evaluation_units(method: str, models: list[dict], generations: list[Unit], evaluate: EvaluateConfig,
                      scoring: tuple[dict, dict], seed: int, closure: list[str],
                      report_inputs: Mapping[str, Unit] | None = None,
-                     offline_scores: Unit | None = None) -> tuple[Unit, Unit]:
+                     offline_scores: Unit | None = None, tracking: Tracking = NO_TRACKING) -> tuple[Unit, Unit]:
     """``models``: ``{"name", "weights"}`` in the order of ``generations``; ``closure``: the names of every unit
     the evaluation depends on, whose cost its metrics report; ``report_inputs``: the further units the report
     draws (``pipeline.plan.report_inputs``); ``offline_scores``: the scored offline data, which declare the
-    default reference point and the fixed scales before any model is trained."""
+    default reference point and the fixed scales before any model is trained; ``tracking``: where the report
+    unit logs the run's summary (front, hypervolumes, collapse rate, report)."""
     settings, options = scoring
     names = set(closure)
     cost_units = [{"name": u.name, "kind": u.kind, "stage": u.stage, "key": u.key,
@@ -100,7 +102,7 @@ def evaluation_units(method: str, models: list[dict], generations: list[Unit], e
     report = Unit(name="report", kind="report", stage="evaluate", command="evaluate", action=run_report,
                   outputs=("eval/front.png", "eval/report.md", "eval/report.html"),
                   upstream={"evaluation": unit, **(report_inputs or {})},
-                  settings={"sample_outputs": evaluate.sample_outputs})
+                  settings={"sample_outputs": evaluate.sample_outputs}, options={"tracking": tracking})
     return unit, report
 
 
@@ -266,3 +268,7 @@ def run_report(ctx: UnitContext) -> None:
     write_report(ctx.output.parent, metrics, pd.DataFrame(rows), scored, ctx.settings["sample_outputs"])
     selections = selection_views({role: paths for role, paths in ctx.inputs.items() if role != "evaluation"}, names)
     io.write_text(ctx.outputs[2], report_page(metrics, scored, ctx.settings["sample_outputs"], selections))
+    written = log_summary(ctx.options.get("tracking", NO_TRACKING), metrics,
+                          ctx.outputs[1].read_text(encoding="utf-8"))
+    if written:
+        ctx.log(f"report: the front, hypervolumes, collapse rate and report logged to {', '.join(written)}")

@@ -26,7 +26,7 @@ from ..env import quiet_library_warnings
 from ..env import torch_threads as threads_held
 from ..errors import UserError
 from .rundir import CudaUse
-from .units import Unit, UnitContext
+from .units import Unit, UnitContext, UnitLog
 
 RAY_TOKEN = Path.home() / ".ray" / "auth_token"
 
@@ -272,7 +272,7 @@ class RayExecutor:
                     ref = task.options(num_cpus=need.num_cpus, num_gpus=need.num_gpus,
                                          max_retries=self.execution.max_retries, retry_exceptions=False,
                                          name=batch[0].name).remote(
-                        _actions(batch), [dataclasses.replace(context_of(u), log=worker_log) for u in batch], threads)
+                        _actions(batch), [_on_worker(context_of(u)) for u in batch], threads)
                     running[ref] = (batch, need, time.perf_counter())
                     used["CPU"] += need.num_cpus
                     used["GPU"] += need.num_gpus
@@ -325,6 +325,12 @@ def _check_reachable(address: str, seconds: float = 5.0) -> None:
 def worker_log(message: str) -> None:
     """A unit's log line in a Ray worker; Ray forwards the worker's output to the driver's terminal."""
     print(message, flush=True)
+
+
+def _on_worker(context: UnitContext) -> UnitContext:
+    """The context a Ray worker runs with: its log prints there (and still goes to the unit's file)."""
+    log = context.log.echoing(worker_log) if isinstance(context.log, UnitLog) else worker_log
+    return dataclasses.replace(context, log=log)
 
 
 def _cause(exc: BaseException, unit: Unit, retries: int) -> BaseException:

@@ -22,7 +22,7 @@ from .evaluate import HELDOUT_STAGE, evaluation_units
 from .executors import make_executor
 from .generate import generation_unit
 from .inputs import SAMPLES, Inputs, check_objective_names, check_objectives_score_text, input_units
-from .rundir import RunDir, check_writable_folder, run_identity
+from .rundir import RunDir, check_writable_folder, run_identity, unit_tracking
 from .runner import Execution, Runner, closure
 from .score import scoring_settings, score_units
 from .units import Unit
@@ -169,7 +169,8 @@ def _held_out_units(method: MethodLike, shared: Shared, training: list[Unit]) ->
                                         shared.scoring, config.seed,
                                         [u.name for u in closure(generations)],
                                         report_inputs=report_inputs(shared, training),
-                                        offline_scores=shared.scores)
+                                        offline_scores=shared.scores,
+                                        tracking=unit_tracking(config.report_to, config.output_dir))
     return generations, evaluate, report
 
 

@@ -18,6 +18,7 @@ from .. import io
 from ..env import environment
 from ..errors import UserError
 from ..locking import LOCK_NAME, folder_lock_file, held_by_launcher, writer_lock
+from ..tracking import SUMMARY_NAME, Tracking
 
 MANIFEST = "manifest.json"
 RESOLVED_CONFIG = "config.resolved.yaml"
@@ -26,6 +27,29 @@ COST_SIDECAR = ".cost.json"
 """Suffix of the record beside a content-addressed unit's first output (a cached score shard): its wall seconds,
 GPU-seconds and CUDA devices, written by the run that computed it and read by every run that finds it cached."""
 EVAL_SCORES = "eval/scores.parquet"
+LOGS = "logs"
+"""Each unit's log lines (``logs/<unit name, / as .>.log``) and the trackers' local folders (``logs/tensorboard``):
+written as they happen, read by no unit, in no key."""
+TENSORBOARD = f"{LOGS}/tensorboard"
+
+
+def unit_log_file(run_path: Path, unit_name: str) -> Path:
+    """Where a unit's log lines are appended."""
+    return Path(run_path) / LOGS / f"{unit_name.replace('/', '.')}.log"
+
+
+def tracker_group(output_dir: str | Path) -> str:
+    """What groups one run's units in a tracker (W&B's group): the run directory's name and a digest of its
+    absolute path, so that two runs named alike in different places stay apart and a resumed run stays together."""
+    path = Path(output_dir).expanduser().resolve()
+    return f"{path.name}-{io.digest(str(path), 8)}"
+
+
+def unit_tracking(report_to: str, output_dir: str | Path, unit_name: str = SUMMARY_NAME) -> Tracking:
+    """Where a unit reports: its run's group, under its own name, into its TensorBoard folder
+    (``logs/tensorboard/<unit name>``); the default name is the run's summary (the report unit's)."""
+    return Tracking(report_to, tracker_group(output_dir), unit_name,
+                    str(Path(output_dir).expanduser().resolve() / TENSORBOARD / unit_name))
 
 
 def _cuda_allocations() -> list[int]:

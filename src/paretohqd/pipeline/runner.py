@@ -29,8 +29,8 @@ from typing import Callable, ContextManager, Iterable, Sequence
 
 from .. import io
 from .executors import LocalExecutor, RayExecutor
-from .rundir import COST_SIDECAR, RunDir
-from .units import Unit, UnitContext
+from .rundir import COST_SIDECAR, RunDir, unit_log_file
+from .units import Unit, UnitContext, UnitLog
 
 
 class HeldWhileRunning:
@@ -243,6 +243,7 @@ class Runner:
             self._write_manifest()
             self._clear_leftovers(unit)
             heartbeat.begin(unit.name, started)
+            self.note(unit, f"started (attempt {self.manifest['units'][unit.name]['attempts']}, key {unit.key})")
             return True
 
         def finish(unit: Unit, seconds: float, error: BaseException | None, used: float | None = None) -> None:
@@ -266,6 +267,8 @@ class Runner:
                 entry["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
                 self._clear_leftovers(unit)
             self._write_manifest()
+            self.note(unit, f"done in {seconds:.1f} s" if error is None
+                      else f"failed after {seconds:.1f} s: {entry['error']}")
             if unit.content_addressed:
                 shared.end()
 
@@ -341,12 +344,24 @@ class Runner:
         if self.main_process:
             self.run.write_manifest(self.manifest)
 
+    def unit_log(self, unit: Unit) -> Callable[[str], None]:
+        """What ``unit`` logs with: the runner's log, and on the main process also the unit's file in ``RUN/logs``
+        (the other processes of a launch say nothing)."""
+        if not self.main_process:
+            return self.log
+        return UnitLog(unit_log_file(self.run.path, unit.name), self.log)
+
+    def note(self, unit: Unit, message: str) -> None:
+        """What the runner says about ``unit`` (started, done, failed), into its log file only."""
+        if self.main_process:
+            UnitLog(unit_log_file(self.run.path, unit.name)).record(f"{unit.name}: {message}")
+
     def context(self, unit: Unit) -> UnitContext:
         return UnitContext(
             name=unit.name, settings=unit.settings, options=unit.options,
             inputs={role: [self.run.resolve(p) for p in up.output_paths]
                     for role, up in {**unit.after, **unit.upstream}.items()},
-            outputs=[self.run.resolve(p) for p in unit.output_paths], log=self.log, key=unit.key)
+            outputs=[self.run.resolve(p) for p in unit.output_paths], log=self.unit_log(unit), key=unit.key)
 
     def _reuse(self, pairs: list[tuple[Unit, str]]) -> None:
         """Stage every donor's outputs first (hard links), then move them into place: a donor may sit where

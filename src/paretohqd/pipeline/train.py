@@ -14,6 +14,7 @@ from ..train import ModelCard, check_training_settings, split_settings, train_mo
 from ..train.common import shared_sft_fields
 from ..train.dpo import check_dpo_settings, train_dpo
 from .distributed import launched_world
+from .rundir import unit_tracking
 from .units import Unit, UnitContext
 
 MODEL_OPTIONS = ("device", "device_map")
@@ -85,7 +86,8 @@ def _trainer_unit(kind: str, sources, lora_sources, check, name, stage, output, 
         settings={kind: result, "lora": lora, "model": model, "seed": seed,
                   **({"truncated_replies": config.train.truncated_replies} if kind == "sft" else {}),
                   **(settings or {})},
-        options={f"{kind}_cosmetic": cosmetic, "report_to": config.report_to, "progress": progress, **placement,
+        options={f"{kind}_cosmetic": cosmetic, "tracking": unit_tracking(config.report_to, config.output_dir, name),
+                 "progress": progress, **placement,
                  **(options or {})},
         check=lambda: (check(), check_model(config.model.name_or_path, config.model.revision, lora,
                                                        config.model.device)))
@@ -98,7 +100,7 @@ def fit(ctx: UnitContext, samples, card: ModelCard) -> dict:
     return train_model(samples, ctx.output, rebuild_model_config(ctx.settings["model"], ctx.options),
                        {**ctx.settings["sft"], **ctx.options["sft_cosmetic"]}, ctx.settings["lora"],
                        ctx.settings["seed"],
-                       init_from=init[0] if init else None, report_to=ctx.options["report_to"], card=card,
+                       init_from=init[0] if init else None, tracking=ctx.options["tracking"], card=card,
                        log=ctx.log, progress=ctx.options["progress"],
                        truncated_replies=ctx.settings.get("truncated_replies", "open"), checkpoint_identity=ctx.key)
 
@@ -110,5 +112,5 @@ def fit_pairs(ctx: UnitContext, pairs, card: ModelCard, beta: float | None = Non
     dpo = {**ctx.settings["dpo"], **ctx.options["dpo_cosmetic"], **({"beta": beta} if beta is not None else {})}
     return train_dpo(pairs, ctx.output, rebuild_model_config(ctx.settings["model"], ctx.options), dpo,
                      ctx.settings["lora"], ctx.settings["seed"], init_from=init[0] if init else None,
-                     report_to=ctx.options["report_to"], card=card, log=ctx.log, progress=ctx.options["progress"],
+                     tracking=ctx.options["tracking"], card=card, log=ctx.log, progress=ctx.options["progress"],
                      checkpoint_identity=ctx.key)

@@ -14,6 +14,7 @@ never the whole run config, so it cannot depend on a setting its key leaves out.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +67,34 @@ class Unit:
 
     def __repr__(self) -> str:
         return f"Unit({self.name!r}, key={self.key})"
+
+
+class UnitLog:
+    """A unit's log: each line goes on to ``echo`` (the console) and is appended, as it is said, to the unit's file
+    (``RUN/logs/<unit>.log``), so that a unit killed outright leaves what it said. Nothing reads the file back: no
+    key and no "done" decision depends on it."""
+
+    def __init__(self, path: Path, echo: Callable[[str], None] = print):
+        self.path = Path(path)
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        self.echo(message)
+        self.record(message)
+
+    def record(self, message: str) -> None:
+        """``message`` in the file only (what the runner notes about the unit: its start, end, failure)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write("".join(f"{stamp} {line}\n" for line in str(message).splitlines() or [""]))
+        except OSError:  # a log that cannot be written is no reason to lose the unit's work
+            pass
+
+    def echoing(self, echo: Callable[[str], None]) -> "UnitLog":
+        """The same file, another console (a Ray worker prints where the driver forwards it)."""
+        return UnitLog(self.path, echo)
 
 
 def _alone(value: Any) -> list:

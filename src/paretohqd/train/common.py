@@ -25,6 +25,7 @@ from .. import io
 from ..config import did_you_mean
 from ..errors import UserError
 from ..policy import Policy, load_causal_lm, on_device, resolve_device
+from ..tracking import Tracking, trainer_fields
 from .cards import ModelCard
 
 COMPLETE_MARKER = ".complete"
@@ -89,6 +90,7 @@ def check_trainer_settings(config_class, layers: Layers, owned: Mapping[str, str
     each with where its value comes from."""
     owner = f"trl.{config_class.__name__}"
     for where, layer in layers:
+        refuse_hub_settings(layer, where)
         check_fields(config_class, layer, where, owner)
         taken = [key for key in layer if key in owned]
         if taken:
@@ -102,6 +104,22 @@ def check_trainer_settings(config_class, layers: Layers, owned: Mapping[str, str
             raise UserError(f"{' + '.join(w for w, _ in layers)} is not a valid {owner}: "
                             f"{str(exc).splitlines()[0]}") from None
     return settings
+
+
+def is_hub_setting(key: str) -> bool:
+    """A trainer field that pushes to the Hugging Face Hub (``push_to_hub``, ``hub_model_id``, ``hub_strategy``,
+    ``hub_token``, ``hub_private_repo``, ``hub_always_push``, ``hub_revision``, ``push_to_hub_*``)."""
+    return key == "push_to_hub" or key.startswith(("hub_", "push_to_hub_"))
+
+
+def refuse_hub_settings(layer: Mapping, where: str) -> None:
+    """The trainer never pushes: every preference's model would go to one repo (the trainer names it after its
+    scratch folder) with the trainer's card. A finished run is published whole by ``paretohqd push``."""
+    for key in layer:
+        if is_hub_setting(key):
+            raise UserError(f"{where}.{key}: the trainer does not push to the Hub (it would push every preference's "
+                            "model to one repo named after a scratch folder); remove it, and once the run is "
+                            "finished publish it with `paretohqd push RUN --repo-prefix ORG/name`")
 
 
 def check_lora_settings(lora_layers: Layers | None) -> None:
@@ -183,15 +201,17 @@ def no_checkpoint_at_the_end():
     return NoFinalCheckpoint()
 
 
-def trainer_arguments(config_class, settings: dict, checkpoints: Path, seed: int, report_to: str, model_config,
+def trainer_arguments(config_class, settings: dict, checkpoints: Path, seed: int, tracking: Tracking, model_config,
                       progress: bool):
     """The trainer's config: ``settings`` and what the run sets itself. Made before the model is loaded, as in
     trl's scripts: it sets up the processes of a launch (the Trainer then trains data-parallel over all of them:
     DDP, DeepSpeed or FSDP, as the accelerate config says; only the main process writes files), and under ZeRO-3
-    the model must be loaded after it to be sharded as it loads."""
+    the model must be loaded after it to be sharded as it loads. ``tracking``: where it reports, under which name
+    (:mod:`paretohqd.tracking`)."""
     args = config_class(**for_installed(config_class, settings), output_dir=str(checkpoints), seed=seed,
-                        data_seed=seed, report_to=report_to, use_cpu=resolve_device(model_config.device) == "cpu",
-                        disable_tqdm=not progress)
+                        data_seed=seed, report_to=tracking.report_to,
+                        use_cpu=resolve_device(model_config.device) == "cpu", disable_tqdm=not progress,
+                        **trainer_fields(tracking, config_class))
     if args.n_gpu > 1:
         # One process trains on one device. Outside a launch transformers counts every visible GPU (n_gpu) and
         # wraps the model in nn.DataParallel, multiplying the global batch behind the plan's back (8 GPUs: 64 where
@@ -200,7 +220,7 @@ def trainer_arguments(config_class, settings: dict, checkpoints: Path, seed: int
     return args
 
 
-def start_run(config_class, settings: dict, output_dir: Path, seed: int, report_to: str, model_config,
+def start_run(config_class, settings: dict, output_dir: Path, seed: int, tracking: Tracking, model_config,
               lora: dict | None, init_from: Path | None, progress: bool, checkpoint_identity: str | None = None):
     """How every training run starts: (staging folder, trainer arguments, model, tokenizer, policy, peft config).
     The arguments come first (see :func:`trainer_arguments`), an interrupted run's leftovers go (its checkpoints
@@ -210,7 +230,7 @@ def start_run(config_class, settings: dict, output_dir: Path, seed: int, report_
 
     staging = staging_folder(output_dir)
     checkpoints = checkpoint_folder(output_dir)
-    args = trainer_arguments(config_class, settings, checkpoints, seed, report_to, model_config, progress)
+    args = trainer_arguments(config_class, settings, checkpoints, seed, tracking, model_config, progress)
     clear_leftovers(staging, args.process_index == 0)
     with args.main_process_first():
         keep_matching_checkpoints(checkpoints, checkpoint_identity, args.process_index == 0)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..tracking import NO_TRACKING, Tracking, tracked
 from .cards import ModelCard
 from .common import (Layers, check_lora_settings, check_trainer_settings, save_trained_model, start_run,
                      model_label, train_and_record)
@@ -193,7 +194,7 @@ def _on_disk(dataset, folder: Path, args):
 
 
 def train_dpo(pairs: pd.DataFrame, output_dir: Path, model_config, dpo: dict, lora: dict | None, seed: int,
-              init_from: Path | None = None, report_to: str = "none", card: ModelCard | None = None,
+              init_from: Path | None = None, tracking: Tracking = NO_TRACKING, card: ModelCard | None = None,
               log: Callable[[str], None] = print, progress: bool = True,
               checkpoint_identity: str | None = None) -> dict:
     """Train on ``pairs`` (prompt, chosen, rejected; optional ``chosen_margin``, ``rejected_margin``) and save to
@@ -203,17 +204,18 @@ def train_dpo(pairs: pd.DataFrame, output_dir: Path, model_config, dpo: dict, lo
 
     output_dir = Path(output_dir)
     staging, args, model, tokenizer, policy, peft_config = start_run(
-        DPOConfig, dpo, output_dir, seed, report_to, model_config, lora, init_from, progress, checkpoint_identity)
+        DPOConfig, dpo, output_dir, seed, tracking, model_config, lora, init_from, progress, checkpoint_identity)
     dataset = pair_dataset(policy, pairs, args.max_length)
     if args.precompute_ref_log_probs:
         dataset = _on_disk(dataset, staging / "trainer" / "pairs", args)
     plan = plan_training(len(dataset), dpo, args.world_size)
     log(plan.announce(output_dir, args.world_size, "pairs"))
-    trainer = dpo_trainer(model, tokenizer, args, dataset, peft_config)
     margins = any(column in pairs.columns for column in MARGIN_COLUMNS)
-    stats = train_and_record(trainer, plan, seed, lora, init_from,
-                             {"trainer": "dpo", "beta": args.beta, "loss_type": list(args.loss_type),
-                              "margins": margins, "pairs_dropped": len(pairs) - len(dataset)},
-                             label=model_label(card, output_dir))
+    with tracked(tracking):
+        trainer = dpo_trainer(model, tokenizer, args, dataset, peft_config)
+        stats = train_and_record(trainer, plan, seed, lora, init_from,
+                                 {"trainer": "dpo", "beta": args.beta, "loss_type": list(args.loss_type),
+                                  "margins": margins, "pairs_dropped": len(pairs) - len(dataset)},
+                                 label=model_label(card, output_dir))
     save_trained_model(trainer, policy, staging, output_dir, stats, card, model_config.name_or_path, lora is not None)
     return stats

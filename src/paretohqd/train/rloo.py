@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..tracking import NO_TRACKING, Tracking, tracked
 from ..policy import Policy
 from ..policy.generation import clean_response
 from .cards import ModelCard
@@ -121,7 +122,7 @@ def rloo_run_settings(rloo: dict, weights: Sequence[float]) -> dict:
 
 
 def train_rloo(prompts: pd.DataFrame, output_dir: Path, model_config, rloo: dict, lora: dict | None, seed: int,
-               rewards: Sequence[ObjectiveReward], weights: Sequence[float], report_to: str = "none",
+               rewards: Sequence[ObjectiveReward], weights: Sequence[float], tracking: Tracking = NO_TRACKING,
                card: ModelCard | None = None, log: Callable[[str], None] = print, progress: bool = True,
                facts: dict | None = None, checkpoint_identity: str | None = None) -> dict:
     """Train one model from the base on ``prompts`` (columns prompt, prompt_id and context columns) and save it to
@@ -133,7 +134,7 @@ def train_rloo(prompts: pd.DataFrame, output_dir: Path, model_config, rloo: dict
         raise ValueError(f"{len(rewards)} reward functions but {len(weights)} weights")
     output_dir = Path(output_dir)
     staging, args, model, tokenizer, policy, peft_config = start_run(
-        RLOOConfig, rloo_run_settings(rloo, weights), output_dir, seed, report_to, model_config, lora, None, progress,
+        RLOOConfig, rloo_run_settings(rloo, weights), output_dir, seed, tracking, model_config, lora, None, progress,
         checkpoint_identity)
     # TRL stops a completion at every eos id the model's generation config declares: the end-of-turn token too.
     model.generation_config.eos_token_id = policy.end_of_turn_ids
@@ -142,12 +143,13 @@ def train_rloo(prompts: pd.DataFrame, output_dir: Path, model_config, rloo: dict
     log(plan.announce(output_dir, args.world_size, "completions") + f" ({len(dataset)} prompts x "
         f"{args.num_generations}), beta {args.beta}, reward weights "
         + ", ".join(f"{r.__name__} {w:.3g}" for r, w in zip(rewards, weights)))
-    trainer = RLOOTrainer(model=model, reward_funcs=list(rewards), args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_config)
-    stats = train_and_record(trainer, plan, seed, lora, None, facts={
-        "num_prompts": len(dataset), "num_generations": args.num_generations, "beta": args.beta,
-        "rewards": [r.__name__ for r in rewards], "reward_weights": list(args.reward_weights),
-        "max_completion_length": args.max_completion_length, "temperature": args.temperature, "top_p": args.top_p,
-        "top_k": args.top_k, **(facts or {})}, label=model_label(card, output_dir))
+    with tracked(tracking):
+        trainer = RLOOTrainer(model=model, reward_funcs=list(rewards), args=args, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=peft_config)
+        stats = train_and_record(trainer, plan, seed, lora, None, facts={
+            "num_prompts": len(dataset), "num_generations": args.num_generations, "beta": args.beta,
+            "rewards": [r.__name__ for r in rewards], "reward_weights": list(args.reward_weights),
+            "max_completion_length": args.max_completion_length, "temperature": args.temperature,
+            "top_p": args.top_p, "top_k": args.top_k, **(facts or {})}, label=model_label(card, output_dir))
     save_trained_model(trainer, policy, staging, output_dir, stats, card, model_config.name_or_path, lora is not None)
     return stats

@@ -19,18 +19,20 @@ import pandas as pd
 
 from ..data import TRUNCATED
 from ..errors import UserError
+from ..tracking import NO_TRACKING, Tracking, tracked
 from .cards import ModelCard
 from .common import (COMPLETE_MARKER, TRAINING_ARGS_FILE, check_lora_settings, check_trainer_settings,  # noqa: F401
                      model_label, save_trained_model, start_run, train_and_record)
 
 # SFTConfig fields the run decides itself (every trainer's config has them), and where their values come from.
-OWNED_SFT_FIELDS = ("output_dir", "seed", "data_seed", "report_to", "use_cpu", "disable_tqdm")
-RUN_OWNED_SOURCE = "from the run directory, seed, report_to and model.device"
+OWNED_SFT_FIELDS = ("output_dir", "seed", "data_seed", "report_to", "use_cpu", "disable_tqdm", "run_name",
+                    "logging_dir")
+RUN_OWNED_SOURCE = ("from the run directory, the unit's name (its run in the trackers' group), seed, report_to and "
+                    "model.device")
 # SFTConfig fields that cannot change the trained weights: left out of every unit key.
-COSMETIC_SFT_FIELDS = ("logging_steps", "logging_strategy", "logging_first_step", "logging_dir",
-                       "logging_nan_inf_filter", "log_level", "log_level_replica", "log_on_each_node", "run_name",
-                       "save_strategy", "save_steps", "save_total_limit", "save_only_model", "push_to_hub",
-                       "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "dataloader_num_workers",
+COSMETIC_SFT_FIELDS = ("logging_steps", "logging_strategy", "logging_first_step", "logging_nan_inf_filter",
+                       "log_level", "log_level_replica", "log_on_each_node", "save_strategy", "save_steps",
+                       "save_total_limit", "save_only_model", "dataloader_num_workers",
                        "dataloader_pin_memory", "dataloader_prefetch_factor", "dataloader_persistent_workers",
                        "include_num_input_tokens_seen", "skip_memory_metrics", "overwrite_output_dir")
 
@@ -93,20 +95,21 @@ def check_training_settings(sft_layers: list[tuple[str, dict]], lora_layers: lis
 
 
 def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict, lora: dict | None, seed: int,
-                init_from: Path | None = None, report_to: str = "none", card: ModelCard | None = None,
+                init_from: Path | None = None, tracking: Tracking = NO_TRACKING, card: ModelCard | None = None,
                 log: Callable[[str], None] = print, progress: bool = True, truncated_replies: str = "open",
                 checkpoint_identity: str | None = None) -> dict:
     """Fine-tune and save to ``output_dir`` (adapter or full weights, tokenizer, generation config, card).
 
     ``lora`` None is full fine-tuning; ``init_from`` continues a previous stage's model (its adapter, or its full
-    weights). ``samples``' optional boolean column ``truncated`` marks replies cut at a token limit:
+    weights); ``tracking``: where training reports (``report_to``). ``samples``' optional boolean column
+    ``truncated`` marks replies cut at a token limit:
     ``truncated_replies`` ``open`` trains on them without the end-of-turn token, ``drop`` leaves them out."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
     output_dir = Path(output_dir)
     staging, args, model, tokenizer, policy, peft_config = start_run(
-        SFTConfig, sft, output_dir, seed, report_to, model_config, lora, init_from, progress, checkpoint_identity)
+        SFTConfig, sft, output_dir, seed, tracking, model_config, lora, init_from, progress, checkpoint_identity)
     max_length = sft.get("max_length", 1024)
     samples, finished = finished_replies(samples, truncated_replies)
     if samples.empty:
@@ -117,8 +120,9 @@ def train_model(samples: pd.DataFrame, output_dir: Path, model_config, sft: dict
                                           for p, r, f in zip(samples["prompt"], samples["response"], finished)])
     plan = plan_training(len(dataset), sft, args.world_size)
     log(plan.announce(output_dir, args.world_size))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
-    stats = train_and_record(trainer, plan, seed, lora, init_from, label=model_label(card, output_dir))
+    with tracked(tracking):
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=peft_config)
+        stats = train_and_record(trainer, plan, seed, lora, init_from, label=model_label(card, output_dir))
     save_trained_model(trainer, policy, staging, output_dir, stats, card, model_config.name_or_path, lora is not None)
     return stats
