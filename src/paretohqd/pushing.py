@@ -99,7 +99,7 @@ def push_run(run_dir: str | Path, repo_prefix: str, private: bool = False,
     if hub_base is None:
         log(f"push: the run's base model '{config.model.name_or_path}' is a local folder: the cards name no "
             "base_model (give its Hub id with --base-model)")
-    with _build_folder(dry_run) as root:
+    with RepoFolders(dry_run) as root:
         data = Repo(f"{repo_prefix}-{DATA_SUFFIX}", "dataset", root / f"{name}-{DATA_SUFFIX}",
                     "the selected training data of every preference, and the held-out test prompts")
         configs = write_dataset(data.folder, run_dir, config, metrics, repo_prefix)
@@ -135,7 +135,7 @@ def split_prefix(repo_prefix: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-class _build_folder:
+class RepoFolders:
     """The folder the repos are built in: ``dry_run`` (new or empty; kept), or a temporary one (removed)."""
 
     def __init__(self, dry_run: str | Path | None):
