@@ -765,6 +765,7 @@ TRAINING = [
     ("trainer-pushes-to-hub", ["--train.sft.push_to_hub", "true"],
      [r"train\.sft\.push_to_hub", r"paretohqd push RUN --repo-prefix"]),
     ("trainer-hub-model-id", ["--train.sft.hub_model_id", "me/model"], [r"train\.sft\.hub_model_id", "paretohqd push"]),
+    ("report-to-unknown", ["--report_to", "wandbb"], [r"report_to", "wandbb", "not an integration"]),
     ("batch-size-text", ["--train.sft.per_device_train_batch_size", "eight"], [r"per_device_train_batch_size"]),
     ("unknown-stage2-field", ["--stage2.enabled", "true", "--stage2.sft.bogus_field", "1"],
      [r"stage2\.sft\.bogus_field"]),

@@ -31,7 +31,8 @@ SIDEWAYS = {("paretohqd", "paretohqd.api"), ("paretohqd.train", "paretohqd.polic
             ("paretohqd.exporting", "paretohqd.serving"), ("paretohqd.pushing", "paretohqd.exporting"),
             ("paretohqd.config", "paretohqd.errors"),
             ("paretohqd.data", "paretohqd.errors"), ("paretohqd.plots", "paretohqd.io"),
-            ("paretohqd.io", "paretohqd.errors"), ("paretohqd.locking", "paretohqd.errors")}
+            ("paretohqd.io", "paretohqd.errors"), ("paretohqd.locking", "paretohqd.errors"),
+            ("paretohqd.tracking", "paretohqd.errors")}
 LAYER_OF = {group: index for index, groups in enumerate(LAYERS) for group in groups}
 
 

@@ -134,3 +134,20 @@ def test_push_refuses_before_any_work(served_run, tmp_path):
     with pytest.raises(UserError, match="exists and is not empty"):
         push_run(served_run, "test-org/tiny", license="mit", dry_run=tmp_path / "c")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("arguments, pattern", [
+    ([], r"--repo-prefix"),
+    (["--repo-prefix", "test-org/tiny", "--served", "half,half"], r"--served must be numbers .* 'half,half'"),
+])
+def test_push_arguments_are_refused_in_one_sentence(served_run, capsys, arguments, pattern):
+    import re
+
+    try:
+        code = main(["push", str(served_run), *arguments])
+    except SystemExit as exit:  # argparse's own errors leave through SystemExit
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("paretohqd: error:") and re.search(pattern, lines[0]), err

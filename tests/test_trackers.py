@@ -18,21 +18,31 @@ from paretohqd.tracking import Tracking, log_summary, summary_values, trainer_fi
 from .test_pipeline import write_run_config
 
 
+class StandInConfig(dict):
+    def update(self, values, **kwargs):
+        super().update(values)
+
+
 class StandInWandb(types.ModuleType):
-    """The part of the wandb module the trackers use, recording every call."""
+    """The part of the wandb module the trackers and transformers' WandbCallback use, recording every call (with
+    the group and project the environment gives wandb.init, as the real one reads them)."""
 
     def __init__(self):
         super().__init__("wandb")
         self.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
         self.run = None
         self.inits, self.finished, self.logged = [], [], []
+        self.config = StandInConfig()
 
     def init(self, **kwargs):
-        self.inits.append(kwargs)
+        self.inits.append({**kwargs, "env_group": os.environ.get("WANDB_RUN_GROUP"),
+                           "env_project": os.environ.get("WANDB_PROJECT")})
         wandb = self
 
         class Run:
-            summary = {}
+            def __init__(self):
+                self.summary = {}
+                self.name = kwargs.get("name")
 
             def log(self, values):
                 wandb.logged.append(values)
@@ -40,8 +50,20 @@ class StandInWandb(types.ModuleType):
             def finish(self):
                 wandb.finish()
 
+            def _label(self, **kwargs):
+                pass
+
         self.run = Run()
         return self.run
+
+    def log(self, values, **kwargs):
+        self.run.log(values)
+
+    def define_metric(self, *args, **kwargs):
+        pass
+
+    def termwarn(self, *args, **kwargs):
+        pass
 
     def finish(self):
         self.finished.append(self.run)
@@ -56,6 +78,11 @@ class StandInWandb(types.ModuleType):
 def wandb(monkeypatch):
     module = StandInWandb()
     monkeypatch.setitem(sys.modules, "wandb", module)
+    config_util = types.ModuleType("wandb.sdk.lib.config_util")
+    config_util.ConfigError = type("ConfigError", (Exception,), {})
+    for name in ("wandb.sdk", "wandb.sdk.lib"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "wandb.sdk.lib.config_util", config_util)
     for name in ("WANDB_RUN_GROUP", "WANDB_PROJECT", "TENSORBOARD_LOGGING_DIR"):
         monkeypatch.delenv(name, raising=False)
     return module
@@ -154,3 +181,38 @@ def test_a_tensorboard_run_writes_every_unit_and_the_summary_into_one_folder(tin
     for unit in ("train/stage1/pref_00", "train/stage1/pref_01", "summary"):
         assert list((board / unit).glob("events.out.tfevents.*")), unit
     assert not list((tmp_path / "run" / "models").rglob("events.out.tfevents.*"))
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_any_work(monkeypatch):
+    import importlib.util
+
+    from paretohqd.errors import UserError
+    from paretohqd.tracking import check_report_to
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    with pytest.raises(UserError, match=r"report_to: wandb is not installed here \(pip install wandb\)"):
+        check_report_to("tensorboard,wandb")
+    check_report_to("none")
+    check_report_to("tensorboard")
+
+
+def test_several_trackers_reach_the_trainer_as_a_list():
+    assert Tracking("wandb, tensorboard").integrations == ["wandb", "tensorboard"]
+    assert Tracking("none").integrations == []
+
+
+def test_a_wandb_run_is_one_group_of_one_run_per_unit_and_the_summary(tiny_policy, tmp_path, wandb):
+    path = write_run_config(tmp_path, tiny_policy, stage2__enabled=False, preferences__weights=[[1, 0], [0, 1]],
+                            report_to="wandb")
+    paretohqd.run(paretohqd.load_config(path), log=lambda *_: None)
+    group = tracker_group(tmp_path / "run")
+    assert [init.get("name") for init in wandb.inits] == ["train/stage1/pref_00", "train/stage1/pref_01", "summary"]
+    assert all(init["env_group"] == group and init["env_project"] == "paretohqd" for init in wandb.inits[:2])
+    assert wandb.inits[2]["group"] == group and wandb.inits[2]["job_type"] == "evaluation"
+    assert len(wandb.finished) == 3 and wandb.run is None  # each unit's run ended before the next began
+    assert any("train/loss" in values for values in wandb.logged)  # the trainers logged into their runs
+    summary = wandb.finished[2].summary
+    metrics = io.read_json(tmp_path / "run" / "eval" / "metrics.json")
+    assert summary["hypervolume/hypervolume_minmax_run_worst"] == metrics["hypervolume_minmax_run_worst"]

@@ -79,7 +79,7 @@ def push(run_dir: str | Path, repo_prefix: str, private: bool = False, served=()
     the selected training data of every preference as the dataset ``ORG/name-data``, and a collection ``name`` in
     ``ORG`` holding them; ``private`` repos and collection. ``license``: the models' licence where the base model's
     card states none; ``base_model``: the base's Hub id where the run's base is a local folder; ``merge``: merged
-    full weights instead of adapters. ``dry_run``: build every repo's folder in this new or empty folder and upload nothing.
-    ``api``: a ``huggingface_hub.HfApi`` (default: a new one). Returns the repos."""
+    full weights instead of adapters. ``dry_run``: build every repo's folder in this new or empty folder and upload
+    nothing. ``api``: a ``huggingface_hub.HfApi`` (default: a new one). Returns the repos."""
     return push_run(run_dir, repo_prefix, private=private, served=served, mode=mode, license=license,
                     base_model=base_model, merge=merge, dry_run=dry_run, api=api, log=log)

@@ -173,8 +173,8 @@ def _push_parser(commands) -> None:
     push.add_argument("--repo-prefix", "--repo_prefix", dest="repo_prefix", required=True, metavar="ORG/name",
                       help="the Hub user or organisation and the name every repo starts with")
     push.add_argument("--private", action="store_true", help="private repos and collection")
-    push.add_argument("--served", nargs="+", default=[], metavar="W1,W2,...",
-                      help="further preferences to push, each served as the run serves it (see --mode)")
+    push.add_argument("--served", action="append", default=[], metavar="W1,W2,...",
+                      help="a further preference to push (repeatable), served as the run serves it (see --mode)")
     push.add_argument("--mode", default=None, choices=["nearest", "interpolate"],
                       help="how --served preferences are made, for methods with one model per preference "
                            "(default: interpolate, the exact combination of the trained models around it)")
@@ -193,8 +193,9 @@ def _push(args: argparse.Namespace) -> int:
     from .pushing import PUSH_RECORD, file_listing
 
     repos = api.push(args.run_dir, args.repo_prefix, private=args.private,
-                     served=[_weights(text) for text in args.served], mode=args.mode, license=args.license,
-                     base_model=args.base_model, merge=args.merge, dry_run=args.dry_run, log=lambda line: print(f"paretohqd: {line}", file=sys.stderr))
+                     served=[_served_weights(text) for text in args.served], mode=args.mode, license=args.license,
+                     base_model=args.base_model, merge=args.merge, dry_run=args.dry_run,
+                     log=lambda line: print(f"paretohqd: {line}", file=sys.stderr))
     if args.dry_run is not None:
         print("\n".join(file_listing(repos)))
         print(f"dry run: nothing uploaded; the folders above and {Path(args.dry_run) / PUSH_RECORD} (the repos and "
@@ -202,6 +203,15 @@ def _push(args: argparse.Namespace) -> int:
     else:
         print(f"pushed {len(repos)} repos: " + ", ".join(repo.repo_id for repo in repos))
     return 0
+
+
+def _served_weights(text: str) -> list[float]:
+    from .errors import UserError
+
+    try:
+        return [float(part) for part in text.replace(" ", ",").split(",") if part]
+    except ValueError:
+        raise UserError(f"--served must be numbers separated by commas (0.35,0.65), not '{text}'") from None
 
 
 def main(argv: list[str] | None = None) -> int:

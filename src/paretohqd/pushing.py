@@ -82,8 +82,8 @@ def push_run(run_dir: str | Path, repo_prefix: str, private: bool = False,
     ``interpolate`` for a method with one model per preference); ``license``: the models' licence when the base
     model's card does not state one; ``base_model``: the Hub id the cards name as the base model when the run's
     base is a local folder (a Hub base is named as it is; without it a local base is named nowhere); ``merge``:
-    merged full weights instead of LoRA adapters (as export's); ``dry_run``: a new or empty folder to build every repo's folder in, uploading
-    nothing; ``api``: a ``huggingface_hub.HfApi`` (default: a new one, with the token ``hf auth login`` stored)."""
+    merged full weights instead of LoRA adapters (as export's); ``dry_run``: a new or empty folder to build every
+    repo's folder in, uploading nothing; ``api``: a ``huggingface_hub.HfApi`` (default: a new one, with the token ``hf auth login`` stored)."""
     run_dir = Path(run_dir)
     namespace, name = split_prefix(repo_prefix)
     config = run_config(run_dir)

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from typing import Iterator
 
+from .errors import UserError
+
 DEFAULT_WANDB_PROJECT = "paretohqd"
 SUMMARY_NAME = "summary"
 TRACKERS = ("wandb", "tensorboard")
@@ -36,15 +38,37 @@ class Tracking:
     tensorboard_dir: str | None = None
 
     @property
+    def integrations(self) -> list[str]:
+        """``report_to`` as the trainer takes it: ``wandb,tensorboard`` is two integrations (transformers would take
+        the text for one name and refuse it); ``none`` is none."""
+        parts = [part.strip() for part in str(self.report_to).split(",") if part.strip()]
+        return [part for part in parts if part != "none"]
+
+    @property
     def trackers(self) -> list[str]:
         """The trackers of :data:`TRACKERS` this reports to (``all``: those installed, as transformers does)."""
-        wanted = [part.strip() for part in str(self.report_to).split(",") if part.strip()]
+        wanted = self.integrations
         if "all" in wanted:
             return [name for name in TRACKERS if _installed(name)]
         return [name for name in TRACKERS if name in wanted]
 
 
 NO_TRACKING = Tracking()
+
+
+def check_report_to(report_to: str) -> None:
+    """``report_to``'s integrations known to transformers and, for the trackers grouped here, installed: one
+    sentence before any work, where the trainer would fail only once a model starts training."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    for name in Tracking(report_to).integrations:
+        if name != "all" and name not in INTEGRATION_TO_CALLBACK:
+            raise UserError(f"report_to: '{name}' is not an integration transformers knows (known: none, all, "
+                            f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}; several separated by commas)")
+        if name in TRACKERS and not _installed(name):
+            package = "tensorboard" if name == "tensorboard" else name
+            raise UserError(f"report_to: {name} is not installed here (pip install {package}"
+                            + ("; or the extra paretohqd[trackers]" if name == "tensorboard" else "") + ")")
 
 
 def _installed(name: str) -> bool:

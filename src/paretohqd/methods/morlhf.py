@@ -22,6 +22,7 @@ from ..pipeline.train import model_settings, rebuild_model_config
 from ..policy import check_model, resolve_device
 from ..rewards.scoring import score_rows
 from ..tables import format_vector
+from ..tracking import check_report_to
 from ..train import ModelCard
 from ..train.common import shared_sft_fields
 from ..train.rloo import ObjectiveReward, check_rloo_settings, split_rloo_settings, train_rloo
@@ -79,7 +80,7 @@ def morlhf_unit(shared: Shared, index: int) -> Unit:
                 options={"rloo_cosmetic": cosmetic, "tracking": unit_tracking(c.report_to, c.output_dir, name),
                          "progress": shared.progress,
                          "objective_configs": scoring_options["configs"], **placement},
-                check=lambda: (check_rloo_settings(rloo_layers, lora_layers, use_cpu),
+                check=lambda: (check_rloo_settings(rloo_layers, lora_layers, use_cpu), check_report_to(c.report_to),
                                check_model(c.model.name_or_path, c.model.revision, lora, c.model.device)))
 
 

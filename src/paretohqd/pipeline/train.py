@@ -14,6 +14,7 @@ from ..train import ModelCard, check_training_settings, split_settings, train_mo
 from ..train.common import shared_sft_fields
 from ..train.dpo import check_dpo_settings, train_dpo
 from .distributed import launched_world
+from ..tracking import check_report_to
 from .rundir import unit_tracking
 from .units import Unit, UnitContext
 
@@ -89,8 +90,8 @@ def _trainer_unit(kind: str, sources, lora_sources, check, name, stage, output, 
         options={f"{kind}_cosmetic": cosmetic, "tracking": unit_tracking(config.report_to, config.output_dir, name),
                  "progress": progress, **placement,
                  **(options or {})},
-        check=lambda: (check(), check_model(config.model.name_or_path, config.model.revision, lora,
-                                                       config.model.device)))
+        check=lambda: (check(), check_report_to(config.report_to),
+                       check_model(config.model.name_or_path, config.model.revision, lora, config.model.device)))
 
 
 def fit(ctx: UnitContext, samples, card: ModelCard) -> dict:

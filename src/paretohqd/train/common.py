@@ -209,7 +209,7 @@ def trainer_arguments(config_class, settings: dict, checkpoints: Path, seed: int
     the model must be loaded after it to be sharded as it loads. ``tracking``: where it reports, under which name
     (:mod:`paretohqd.tracking`)."""
     args = config_class(**for_installed(config_class, settings), output_dir=str(checkpoints), seed=seed,
-                        data_seed=seed, report_to=tracking.report_to,
+                        data_seed=seed, report_to=tracking.integrations or "none",
                         use_cpu=resolve_device(model_config.device) == "cpu", disable_tqdm=not progress,
                         **trainer_fields(tracking, config_class))
     if args.n_gpu > 1:
