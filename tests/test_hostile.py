@@ -127,9 +127,10 @@ RESULT_EXCLUDED = ("manifest.json", "env.json", "config.resolved.yaml")
 
 
 def snapshot(run: Path) -> dict[str, bytes]:
-    """Every result file's bytes (the manifest, env and resolved config are records of the latest command)."""
+    """Every result file's bytes (the manifest, env and resolved config are records of the latest command; logs/
+    is appended to by every command, a refused one included)."""
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(Path(run).rglob("*"))
-            if p.is_file() and p.name not in RESULT_EXCLUDED}
+            if p.is_file() and p.name not in RESULT_EXCLUDED and p.relative_to(run).parts[0] != "logs"}
 
 
 def judge(result: Result, *patterns: str, code: int | None = 2, root: Path | None = None,

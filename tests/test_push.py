@@ -50,9 +50,10 @@ class StandInHub:
 def test_push_uploads_every_model_the_data_and_a_collection(served_run, tmp_path):
     hub = StandInHub(tmp_path / "hub")
     metrics = io.read_json(served_run / "eval" / "metrics.json")
-    repos = push_run(served_run, "test-org/tiny", private=True, served=[[0.5, 0.5]], license="mit",
+    repos = push_run(served_run, "test-org/tiny", private=True, served=[[0.75, 0.25], [0.4, 0.6]], license="mit",
                      base_model="test-org/tiny-base", api=hub, log=lambda *_: None)
-    models = [f"test-org/tiny-{entry['model']}" for entry in metrics["preferences"]] + ["test-org/tiny-w0.5_0.5"]
+    served = ["test-org/tiny-w0.75_0.25", "test-org/tiny-w0.4_0.6"]
+    models = [f"test-org/tiny-{entry['model']}" for entry in metrics["preferences"]] + served
     assert [r.repo_id for r in repos] == ["test-org/tiny-data", *models]
     creates = [call for call in hub.calls if call[0] == "create_repo"]
     assert creates == [("create_repo", "test-org/tiny-data", "dataset", True, True)] + [
@@ -85,8 +86,14 @@ def test_push_uploads_every_model_the_data_and_a_collection(served_run, tmp_path
         assert hypervolumes and all(value == pytest.approx(metrics[name]) for name, value in hypervolumes.items())
         assert card.data.model_name == f"test-org/tiny-{entry['model']}"
         assert "path/to/this/folder" not in card.text and f"'test-org/tiny-{entry['model']}'" in card.text
-    served = json.loads((hub.repo("test-org/tiny-w0.5_0.5", "model") / "paretohqd.json").read_text())
-    assert served["weights"] == [0.5, 0.5] and served["mode"] == "interpolate"
+    # a served preference the run evaluated (a midpoint) carries its own numbers; one it did not has no model-index
+    midpoint = next(entry for entry in metrics["served"] if entry["weights"] == [0.75, 0.25])
+    folder = hub.repo(served[0], "model")
+    assert json.loads((folder / "paretohqd.json").read_text())["mode"] == "interpolate"
+    results = {r.metric_type: r.metric_value for r in ModelCard.load(folder / "README.md").data.eval_results}
+    assert results[f"mean_reward_{names[0]}"] == pytest.approx(midpoint["mean_rewards"][0])
+    unevaluated = metadata_load(hub.repo(served[1], "model") / "README.md")
+    assert "model-index" not in unevaluated and unevaluated["datasets"] == ["test-org/tiny-data"]
 
     data = hub.repo("test-org/tiny-data", "dataset")
     card = DatasetCard.load(data / "README.md")

@@ -261,9 +261,13 @@ def write_dataset_card(path: Path, config, metrics: dict, repo_prefix: str, conf
                                                     METHOD_TAGS.get(config.method, config.method)])),
                            configs=configs)
     weights = {entry["model"]: entry["weights"] for entry in metrics["preferences"]}
+    sources = config.data.source if isinstance(config.data.source, list) else [config.data.source]
+    # A local path means nothing on the Hub (and says where the pusher keeps files): its file name is enough.
+    shown = ", ".join(f"`{s}`" if s in hub_datasets(s) or str(s).startswith("embedded:")
+                      else f"the local file `{Path(str(s)).name}`" for s in sources)
     lines = [f"# {method.name} training data of `{repo_prefix}`", "",
-             f"Pushed by paretohqd from the run `{Path(config.output_dir).resolve()}` (objectives, maximised: "
-             f"{', '.join(names)}; data source: {config.data.source}). Each preference's model is the repo "
+             f"Pushed by paretohqd from the run `{Path(config.output_dir).resolve().name}` (objectives, maximised: "
+             f"{', '.join(names)}; data source: {shown}). Each preference's model is the repo "
              f"`{repo_prefix}-<config>`.", "", "## Configs", ""]
     for entry in configs:
         name = entry["config_name"]
@@ -315,9 +319,11 @@ def add_hub_metadata(card_path: Path, repo_id: str, base_model: str | None, data
                                       metric_name=f"mean raw reward: {objective}", **common))
         results.append(EvalResult(metric_type="collapse_rate", metric_value=float(evaluation["collapse_rate"]),
                                   metric_name="collapse rate (share of degenerate responses)", **common))
-    for name, value in (evaluation.get("hypervolume") or {}).items():
-        results.append(EvalResult(metric_type="hypervolume", metric_value=float(value), metric_config=name,
-                                  metric_name=f"the run's hypervolume, {name}", **common))
+        # The front this model is a point of; a preference the run did not evaluate is on no measured front, and
+        # its card's body names its evaluated neighbours instead of a model-index.
+        for name, value in (evaluation.get("hypervolume") or {}).items():
+            results.append(EvalResult(metric_type="hypervolume", metric_value=float(value), metric_config=name,
+                                      metric_name=f"the run's hypervolume, {name}", **common))
     card.data.base_model = base_model
     card.data.license = license
     card.data.datasets = datasets
