@@ -158,3 +158,14 @@ def test_push_arguments_are_refused_in_one_sentence(served_run, capsys, argument
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("paretohqd: error:") and re.search(pattern, lines[0]), err
+
+
+def test_a_hub_that_cannot_be_reached_is_one_sentence(served_run, capsys, monkeypatch):
+    """The real HfApi in offline mode (it refuses before any connection): no traceback, and not a disk error."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    code = main(["push", str(served_run), "--repo-prefix", "test-org/tiny", "--license", "mit"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("paretohqd: error:")]
+    assert code == 2 and len(lines) == 1
+    assert "could not create the dataset repo test-org/tiny-data" in lines[0] and "hf auth login" in lines[0]

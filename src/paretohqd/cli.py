@@ -162,7 +162,7 @@ PUSH_HELP = """a finished, evaluated run on the Hugging Face Hub, under --repo-p
 preference's model as the repo ORG/name-<model> (e.g. ORG/name-pref_00: export's folder, its card with datasets,
 license and model-index results), each --served preference as ORG/name-w<weights> (e.g. ORG/name-w0.35_0.65), the
 selected training data of every preference (one config each) and the test prompts as the dataset ORG/name-data,
-and a collection "name" in ORG holding them all. Uses the token `hf auth login` stored."""
+and a collection "name" in ORG holding them all, with the token `hf auth login` stored (or HF_TOKEN)."""
 
 
 def _push_parser(commands) -> None:

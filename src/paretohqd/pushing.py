@@ -83,7 +83,8 @@ def push_run(run_dir: str | Path, repo_prefix: str, private: bool = False,
     model's card does not state one; ``base_model``: the Hub id the cards name as the base model when the run's
     base is a local folder (a Hub base is named as it is; without it a local base is named nowhere); ``merge``:
     merged full weights instead of LoRA adapters (as export's); ``dry_run``: a new or empty folder to build every
-    repo's folder in, uploading nothing; ``api``: a ``huggingface_hub.HfApi`` (default: a new one, with the token ``hf auth login`` stored)."""
+    repo's folder in, uploading nothing; ``api``: a ``huggingface_hub.HfApi`` (default: a new one, with the token
+    ``hf auth login`` stored, or ``HF_TOKEN``)."""
     run_dir = Path(run_dir)
     namespace, name = split_prefix(repo_prefix)
     config = run_config(run_dir)
@@ -349,18 +350,35 @@ def upload(api, repos: list[Repo], namespace: str, title: str, private: bool, ru
 
         api = HfApi()
     message = f"paretohqd push of the run {run_dir.resolve().name} ({method_name})"
+    uploaded: list[str] = []
     for repo in repos:
-        api.create_repo(repo.repo_id, repo_type=repo.repo_type, private=private, exist_ok=True)
-        api.upload_folder(repo_id=repo.repo_id, folder_path=str(repo.folder), repo_type=repo.repo_type,
-                          commit_message=message)
+        _on_the_hub(f"create the {repo.repo_type} repo {repo.repo_id}", uploaded, lambda: api.create_repo(
+            repo.repo_id, repo_type=repo.repo_type, private=private, exist_ok=True))
+        _on_the_hub(f"upload {repo.repo_id}", uploaded, lambda: api.upload_folder(
+            repo_id=repo.repo_id, folder_path=str(repo.folder), repo_type=repo.repo_type, commit_message=message))
+        uploaded.append(repo.repo_id)
         log(f"push: uploaded {repo.repo_type} {repo.repo_id}")
-    collection = api.create_collection(title, namespace=namespace, private=private, exists_ok=True,
-                                       description=f"{method_name}: one model per preference, the measured front "
-                                                   "and the selected training data (paretohqd)")
+    collection = _on_the_hub(f"create the collection {title} in {namespace}", uploaded, lambda: api.create_collection(
+        title, namespace=namespace, private=private, exists_ok=True,
+        description=f"{method_name}: one model per preference, the measured front and the selected training data "
+                    "(paretohqd)"))
     for repo in repos:
-        api.add_collection_item(collection.slug, repo.repo_id, repo.repo_type, note=repo.note, exists_ok=True)
+        _on_the_hub(f"add {repo.repo_id} to the collection {collection.slug}", uploaded,
+                    lambda: api.add_collection_item(collection.slug, repo.repo_id, repo.repo_type, note=repo.note,
+                                                    exists_ok=True))
     log(f"push: collection {collection.slug} holds {len(repos)} repos")
     return collection.slug
+
+
+def _on_the_hub(what: str, uploaded: list[str], call: Callable):
+    """``call()``, or one sentence when the Hub refuses it or cannot be reached (huggingface_hub's errors are
+    OSErrors, which would otherwise read as a full disk)."""
+    try:
+        return call()
+    except OSError as exc:
+        done = f"; already uploaded: {', '.join(uploaded)} (pushing again updates them)" if uploaded else ""
+        raise UserError(f"could not {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} (log in "
+                        f"with `hf auth login` or set HF_TOKEN; check ORG and the network){done}") from None
 
 
 def file_listing(repos: list[Repo]) -> list[str]:
