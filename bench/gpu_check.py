@@ -105,7 +105,12 @@ def sft_step_seconds(shape: dict, device: torch.device, dtype: torch.dtype, chec
 
     model = policy_model(shape, device, dtype)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.2x renamed it; the GPU machine's may be older
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model, LoraConfig(r=shape["lora_r"], lora_alpha=2 * shape["lora_r"],
                                              target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
