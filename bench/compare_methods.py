@@ -351,8 +351,16 @@ def summary_table(result: dict, prompts: int) -> list[str]:
         rows.append(f"| {m['method']} | {len(m['seeds'])} | {m[f'{field}_mean']:.3f}{spread} | "
                     f"{100 * m['collapse_rate_mean']:.1f}% | {'-' if p is None else f'{p:.3f}'} | "
                     f"{m['method_wall_seconds_mean']:.0f} |")
+    verdicts: dict[str, list[str]] = {}
+    for m in result["methods"]:
+        p = m.get("p_paretohqd_higher")
+        if p is not None:  # the same two-sided 95% reading as findings()
+            verdicts.setdefault("ahead of" if p >= 0.975 else "behind" if p <= 0.025 else "not separable from",
+                                []).append(m["method"])
+    reading = "; ".join(f"{verdict} {', '.join(names)}" for verdict, names in verdicts.items())
     return [*rows, "", f"The demo's data and offline heads, {PREFERENCES} preferences, {prompts} test prompts, 2 CPU "
-                       "cores; written by `bench/compare_methods.py` from its runs."]
+                       f"cores. ParetoHqD, by the two-level bootstrap: {reading}. Written by "
+                       "`bench/compare_methods.py` from its runs."]
 
 
 def unit_seconds(folders: list[Path]) -> float:
