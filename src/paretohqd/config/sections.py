@@ -1,9 +1,9 @@
 """The shared config sections: data, objectives, scoring, preferences, selection, the policy, training, sampling
 and evaluation; one dataclass each, validated in its own ``__post_init__``.
 
-Every default that METHOD.md calls a DEFAULT lives here as a documented field, never as a constant in code.
-Training sections hold pass-through mappings of ``trl.SFTConfig`` and ``peft.LoraConfig`` fields (checked against
-those classes before any work); our defaults sit on top of the libraries' own.
+Every default the papers leave open (docs/methods/paretohqd.md lists them) lives here as a documented field, never as a
+constant in code. Training sections hold pass-through mappings of ``trl.SFTConfig`` and ``peft.LoraConfig`` fields
+(checked against those classes before any work); our defaults sit on top of the libraries' own.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class SamplingConfig(Section):
 
 @dataclass
 class CollapseConfig(Section):
-    """Language-collapse detector (METHOD.md section 3 DEFAULT): a response is degenerate when it has fewer than
+    """Language-collapse detector (docs/concepts/hypervolume.md): a response is degenerate when it has fewer than
     min_tokens tokens, or one word ngram occurs max_ngram_repeats times or more, or its distinct-2 ratio is below
     min_distinct2 on a response of at least distinct_min_tokens tokens."""
 
