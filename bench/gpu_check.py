@@ -13,7 +13,7 @@ first, then carry ``.gpu_wheels`` there):
 Measures, on randomly initialised models of the paper's shapes (no download):
 
 - SFT seconds per optimizer step and peak memory for a Llama-2-7B-shaped policy in bf16 with LoRA r 64 on q_proj
-  and v_proj (``recipes/hub_paper.yaml``), batch 8 x 512 tokens, with and without activation checkpointing;
+  and v_proj (``recipes/hh_rlhf/paretohqd.yaml``), batch 8 x 512 tokens, with and without activation checkpointing;
 - HF generation seconds per batch of 64 prompts x 128 new tokens (left padding, sampling);
 - reward scoring samples per second for a GPT-2-large-shaped sequence classifier (batch 64, 512 tokens);
 - that left-padded batched greedy generation equals one-at-a-time greedy, token for token;

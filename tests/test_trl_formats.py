@@ -178,3 +178,33 @@ def test_a_source_mapping_that_cannot_be_read_is_one_sentence(tmp_path, monkeypa
     with pytest.raises(UserError) as caught:
         load_data(source)
     assert said in str(caught.value)
+
+
+def test_the_local_recipes_read_the_files_they_name(tmp_path, monkeypatch):
+    """recipes/<task>/local.yaml read HH-RLHF's and SciTLDR's own file formats from data/ (built here), as the Hub
+    recipes read them from the Hub."""
+    import json
+
+    from paretohqd.cli import recipe_path
+    from paretohqd.config import load_config
+    from paretohqd.pipeline.inputs import test_prompts, training_samples
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "hh-rlhf").mkdir(parents=True)
+    for name in ("harmless", "helpful"):
+        rows = [{"chosen": f"\n\nHuman: {name} {i}?\n\nAssistant: yes", "rejected": f"\n\nHuman: {name} {i}?\n\n"
+                 "Assistant: no"} for i in range(20)]
+        (tmp_path / "data" / "hh-rlhf" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config(recipe_path("hh_rlhf/local"))
+    samples = training_samples(config.data)
+    assert set(samples["source"]) == {"harmless", "helpful"} and 0 < len(samples) <= 80
+    assert len(test_prompts(config.evaluate, config.data)) > 0  # the held-out tenth
+
+    (tmp_path / "data" / "scitldr").mkdir()
+    for split in ("train", "test"):
+        rows = [{"source": ["An abstract.", f"Sentence {i}."], "target": ["A summary."], "paper_id": f"{split}{i}"}
+                for i in range(4)]
+        (tmp_path / "data" / "scitldr" / f"SciTLDR-A-{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config(recipe_path("scitldr/local"))
+    assert len(training_samples(config.data)) == 4 and len(test_prompts(config.evaluate, config.data)) == 4
