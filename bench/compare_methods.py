@@ -1,8 +1,12 @@
 """ParetoHqD against its baselines where models move: every method on the demo's style-diverse data, each at the
-learning rate a validation sweep chose for its budget; writes the README's comparison section itself.
+learning rate a validation sweep chose for its budget; writes its docs page and the README's results table itself.
 
     python bench/compare_methods.py --sweep          # once per budget: records the rates in learning_rates.json
-    python bench/compare_methods.py --stage1-models  # the comparison, at the recorded rates; writes the README
+    python bench/compare_methods.py --stage1-models  # the comparison, at the recorded rates; writes the pages
+    python bench/compare_methods.py --stage1-models --report-only   # the pages again from finished runs, running nothing
+
+The comparison goes between its markers in ``docs/benchmarks/comparison.md``; a summary table (one row per method)
+between its own markers in README.md.
 
 Common to every run: the demo recipe (800 SmolLM2 replies to 100 prompts in six styles, the offline harmless and
 helpful heads, LoRA r 16 on SmolLM2-135M-Instruct, optimizer batch 4, 256 tokens), 3 preferences (w_harmless in
@@ -55,8 +59,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "demo.yaml"
 README = REPO / "README.md"
+DOCS_PAGE = REPO / "docs" / "benchmarks" / "comparison.md"
 RATES_FILE = REPO / "bench" / "learning_rates.json"
-BEGIN, END = "<!-- compare_methods:begin -->", "<!-- compare_methods:end -->"
+MARKERS = "compare_methods"  # the docs page's section
+SUMMARY_MARKERS = "compare_methods_summary"  # the README's table
 RAY_PORT = 6391
 METHODS = ("ric", "paretohqd", "morlhf", "modpo", "soups", "sft")  # longest chains first
 SEEDED = ("paretohqd", "soups", "sft", "ric")
@@ -324,14 +330,37 @@ def sweep_table(record: dict, steps: dict) -> list[str]:
     return rows
 
 
-def write_readme(lines: list[str]) -> None:
-    block = "\n".join([BEGIN, "", *lines, "", END])
-    text = README.read_text()
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    README.write_text(text)
+def write_between_markers(path: Path, name: str, lines: list[str]) -> None:
+    """Replace what lies between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path`` with ``lines``."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path.relative_to(REPO)} has no {begin} ... {end} markers to write between")
+    block = "\n".join([begin, "", *lines, "", end])
+    path.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
+
+
+def summary_table(result: dict, prompts: int) -> list[str]:
+    """The README's results table: one row per method, read from compare.json."""
+    field = result["hypervolume_field"]
+    rows = [f"| method | seeds | hypervolume above the declared reference [mean ± sd] | collapse | "
+            f"P(ParetoHqD higher) | training + generation s |", "|---|---|---|---|---|---|"]
+    for m in sorted(result["methods"], key=lambda m: -m[f"{field}_mean"]):
+        spread = f" ± {m[f'{field}_sd']:.3f}" if m.get(f"{field}_sd") is not None else ""
+        p = m.get("p_paretohqd_higher")
+        rows.append(f"| {m['method']} | {len(m['seeds'])} | {m[f'{field}_mean']:.3f}{spread} | "
+                    f"{100 * m['collapse_rate_mean']:.1f}% | {'-' if p is None else f'{p:.3f}'} | "
+                    f"{m['method_wall_seconds_mean']:.0f} |")
+    verdicts: dict[str, list[str]] = {}
+    for m in result["methods"]:
+        p = m.get("p_paretohqd_higher")
+        if p is not None:  # the same two-sided 95% reading as findings()
+            verdicts.setdefault("ahead of" if p >= 0.975 else "behind" if p <= 0.025 else "not separable from",
+                                []).append(m["method"])
+    reading = "; ".join(f"{verdict} {', '.join(names)}" for verdict, names in verdicts.items())
+    return [*rows, "", f"The demo's data and offline heads, {PREFERENCES} preferences, {prompts} test prompts, 2 CPU "
+                       f"cores. ParetoHqD, by the two-level bootstrap: {reading}. Written by "
+                       "`bench/compare_methods.py` from its runs."]
 
 
 def unit_seconds(folders: list[Path]) -> float:
@@ -387,7 +416,8 @@ def compare_phase(args, base: list[str], out: Path, env: dict, began: float) -> 
                                       "learning_rates": str(RATES_FILE.relative_to(REPO)),
                                       "runs": {f"{m}/seed_{s}": str(f) for (m, s), (f, _) in runs.items()}},
                                      indent=2, default=str))
-    command = "python bench/compare_methods.py " + " ".join(sys.argv[1:])
+    # The invocation that ran the comparison; a --report-only rewrite says so but reports that run's wall time.
+    command = "python bench/compare_methods.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
     span = f"since {args.since}" if args.since else "in one invocation"
     sweep_cost = (f"{chosen['wall_seconds'] / 60:.0f} min wall" if chosen.get("wall_seconds")
                   else "its wall time not measured on its own (it shared the cores with other runs)")
@@ -397,6 +427,7 @@ def compare_phase(args, base: list[str], out: Path, env: dict, began: float) -> 
              f"MORLHF and MODPO. The learning rates come from the sweep recorded in "
              f"`{RATES_FILE.relative_to(REPO)}` (`{chosen['command']}`; "
              f"{chosen['unit_seconds'] / 3600:.1f} h of unit seconds, {sweep_cost}), run once per budget."
+             + (" This page was rewritten from the finished runs with `--report-only`." if args.report_only else "")
              + (f" **Not finished, so not in the tables: {', '.join(missing)}.**" if missing else ""), "",
              "**Learning rates, chosen on the validation split**", "", *sweep_table(record, steps), "",
              "**The comparison** (40 test prompts; hypervolume above the declared reference point; intervals are 95% "
@@ -410,8 +441,10 @@ def compare_phase(args, base: list[str], out: Path, env: dict, began: float) -> 
                 *stage2_ablation([runs[("paretohqd", s)][0] for s in args.seeds if ("paretohqd", s) in runs])]
                if args.stage1_models else [])]
     print("\n".join(lines))
-    if not args.no_readme and not args.smoke:
-        write_readme(lines)
+    if not args.no_write and not args.smoke:
+        write_between_markers(DOCS_PAGE, MARKERS, lines)
+        prompts = {metrics(folder)["num_test_prompts"] for folder in folders}
+        write_between_markers(README, SUMMARY_MARKERS, summary_table(result, max(prompts)))
     return 0
 
 
@@ -435,9 +468,11 @@ def main() -> int:
                         help="ParetoHqD also evaluates its stage-1 models (the stage-2 ablation)")
     parser.add_argument("--smoke", action="store_const", const=SMOKE, default=[],
                         help="1 step, 6 tokens, 3 prompts: checks the plumbing")
-    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--no-write", "--no-readme", dest="no_write", action="store_true",
+                        help=f"print the comparison; write neither {DOCS_PAGE.relative_to(REPO)} nor README's table")
     parser.add_argument("--report-only", action="store_true",
-                        help="run nothing: rebuild the record (--sweep) or the README section from finished runs")
+                        help="run nothing: rebuild the record (--sweep) or the docs page and README table from "
+                             "finished runs")
     args = parser.parse_args()
     if "paretohqd" not in args.methods:
         parser.error("--methods must include paretohqd: it is what the others are compared with")

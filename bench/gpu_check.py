@@ -13,7 +13,7 @@ first, then carry ``.gpu_wheels`` there):
 Measures, on randomly initialised models of the paper's shapes (no download):
 
 - SFT seconds per optimizer step and peak memory for a Llama-2-7B-shaped policy in bf16 with LoRA r 64 on q_proj
-  and v_proj (``recipes/hub_paper.yaml``), batch 8 x 512 tokens, with and without activation checkpointing;
+  and v_proj (``recipes/hh_rlhf/paretohqd.yaml``), batch 8 x 512 tokens, with and without activation checkpointing;
 - HF generation seconds per batch of 64 prompts x 128 new tokens (left padding, sampling);
 - reward scoring samples per second for a GPT-2-large-shaped sequence classifier (batch 64, 512 tokens);
 - that left-padded batched greedy generation equals one-at-a-time greedy, token for token;
@@ -105,7 +105,12 @@ def sft_step_seconds(shape: dict, device: torch.device, dtype: torch.dtype, chec
 
     model = policy_model(shape, device, dtype)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.2x renamed it; the GPU machine's may be older
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model, LoraConfig(r=shape["lora_r"], lora_alpha=2 * shape["lora_r"],
                                              target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))

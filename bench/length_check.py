@@ -5,8 +5,8 @@ objective only by writing longer shows a positive raw difference and a residual 
 
     python bench/length_check.py runs/demo                  # any finished run directory
 
-This is the check that found why the 0.6.0 demo's helpful model lost to the base model (see the README's demo
-section): the offline heads lean on length, the base model rambles to the token limit, and the training data's
+This is the check that found why the 0.6.0 demo's helpful model lost to the base model (see docs/benchmarks/demo.md's
+demo section): the offline heads lean on length, the base model rambles to the token limit, and the training data's
 replies had been cut at 80 tokens and trained on as finished.
 """
 

@@ -12,7 +12,8 @@ Nothing is trained: the copies of the runs (hard links) reuse every training uni
 grid answers (a grid of the one-hots only would reorder stage 2's generated data and retrain it); keep the runs'
 grids small (the benchmark's runs have 3 preferences). The HH prompts are not the
 demo's distribution (real multi-turn dialogues, half red-teaming): this asks whether what training bought carries
-to prompts nobody wrote for the demo. Writes the README section between its markers.
+to prompts nobody wrote for the demo. Writes its section between its markers in ``docs/benchmarks/demo.md``;
+``--report-only`` writes it again from the finished copies in ``--out``, running nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from paretohqd.evaluate.compare import seed_averaged
 
 REPO = Path(__file__).resolve().parents[1]
 HH = (REPO / ".." / "shared" / "data" / "hh-rlhf").resolve()
-README = REPO / "README.md"
+DOCS_PAGE = REPO / "docs" / "benchmarks" / "demo.md"
 BEGIN, END = "<!-- one_hots_more_prompts:begin -->", "<!-- one_hots_more_prompts:end -->"
 Z80 = 1.959963984540054 + 0.8416212335729143  # two-sided 5%, 80% power
 BOOTSTRAP, SEED = 4000, 0
@@ -77,19 +78,27 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=200, help="HH-RLHF test prompts (both files, seeded draw)")
     parser.add_argument("--out", type=Path, default=Path("runs/one_hots_hh"))
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--no-write", "--no-readme", dest="no_write", action="store_true",
+                        help=f"print the section; do not write it into {DOCS_PAGE.relative_to(REPO)}")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: the section again from the evaluated copies already in --out")
     args = parser.parse_args()
-    if not HH.is_dir():
-        raise SystemExit(f"{HH} is missing: this benchmark reads HH-RLHF's test prompts from there")
     out = (REPO / args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PARETOHQD_PROGRESS": "0",
-           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     copies = [out / f"{run.parent.name}_{run.name}" for run in args.runs]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for future in [pool.submit(evaluate_one_hots, run, copy, args.prompts, env)
-                       for run, copy in zip(args.runs, copies)]:
-            future.result()
+    if args.report_only:
+        unfinished = [str(copy) for copy in copies if not (copy / "eval" / "metrics.json").exists()]
+        if unfinished:
+            raise SystemExit(f"not evaluated yet, so nothing to report: {', '.join(unfinished)}")
+    else:
+        if not HH.is_dir():
+            raise SystemExit(f"{HH} is missing: this benchmark reads HH-RLHF's test prompts from there")
+        out.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PARETOHQD_PROGRESS": "0",
+               "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for future in [pool.submit(evaluate_one_hots, run, copy, args.prompts, env)
+                           for run, copy in zip(args.runs, copies)]:
+                future.result()
 
     per_run = [paired(copy) for copy in copies]
     objectives = per_run[0][1]
@@ -123,12 +132,12 @@ def main() -> int:
              "128 new tokens at temperature 1.0, top-p 0.9), each paired with the base on the objective it favours.",
              "", *rows, "", *[f"- {line}" for line in summary]]
     print("\n".join(lines))
-    if not args.no_readme:
+    if not args.no_write:
         block = "\n".join([BEGIN, "", *lines, "", END])
-        text = README.read_text()
+        text = DOCS_PAGE.read_text()
         if BEGIN not in text:
-            raise SystemExit(f"README.md has no {BEGIN} marker to write between")
-        README.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+            raise SystemExit(f"{DOCS_PAGE.relative_to(REPO)} has no {BEGIN} marker to write between")
+        DOCS_PAGE.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
     return 0
 
 

@@ -1,5 +1,5 @@
 """Benchmark: ray against weighted sum, at selection level (no training): what does selecting the k pool samples
-nearest each preference's ray (METHOD.md 1.3 and 1.5) buy over taking the k with the highest weighted sum w . z?
+nearest each preference's ray (docs/concepts/selection.md) buy over taking the k with the highest weighted sum w . z?
 
 Every method selects from the same candidate pool (``candidate_pool``: min-max normalisation over all scored
 points, first Pareto layers until ``P_min`` samples) with ``select_from_pool(metric=...)``: ``perpendicular`` (the
@@ -13,8 +13,8 @@ Point sets (rewards maximised):
     point of it maximises some weighted sum: the weighted sum can reach all of it.
   * straight, p=1 (z1 + z2 = 1): every front point ties on the balanced weighted sum (one iso-line).
   * dented, p=0.5 (sqrt z1 + sqrt z2 = 1, i.e. z2 = (1 - sqrt z1)^2): bends inward, towards the origin (what
-    METHOD.md calls a concave front). A weighted-sum maximiser over a set only ever finds points of its convex hull,
-    and here the hull holds just the two ends: the interior is unreachable by any weight.
+    docs/concepts/preferences.md calls a concave front). A weighted-sum maximiser over a set only ever finds points of
+    its convex hull, and here the hull holds just the two ends: the interior is unreachable by any weight.
 - 3-D synthetic fronts ``sum z_i^p = 1``, bulging (p=2) and dented (p=0.5), points ``z = u^(1/p)`` for u uniform on
   the simplex, noise ``--noise3`` (default 0.02: the dented front's centre is at 1/9 per objective, and a noise of
   half that would bury it); RiC's 13 preferences.

@@ -54,18 +54,30 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_shipped_recipes_validate():
-    """Every recipe loads and validates, including the Hub-scale one that cannot run here."""
+    """Every recipe loads and validates, including the Hub-scale ones that cannot run here: one per task and method,
+    each with its method's settings."""
     from paretohqd.cli import recipe_path
+    from paretohqd.methods import METHODS
 
-    for name in ("demo", "hh_rlhf", "scitldr", "hub_paper"):
-        config = load_config(recipe_path(name))
-        assert len(config.objectives) == 2
-    paper = load_config(recipe_path("hub_paper"))
+    recipes = sorted(recipe_path("demo").parent.rglob("*.yaml"))
+    assert {p.stem for p in (recipe_path("demo").parent / "hh_rlhf").glob("*.yaml")} >= set(METHODS)
+    for path in recipes:
+        config = load_config(path)
+        assert len(config.objectives) == 2, path
+        assert path.stem in ("demo", "local") or config.method == path.stem, path
+    paper = load_config(recipe_path("hh_rlhf/paretohqd"))
     assert paper.model.name_or_path == "meta-llama/Llama-2-7b-hf"
     assert paper.train.sft["max_steps"] == 200 and paper.stage2.sft["max_steps"] == 100
     assert paper.select.k == 100 and paper.stage2.num_prompts == 10000 and paper.train.lora["r"] == 64
     assert [o.model for o in paper.objectives] == ["Ray2333/gpt2-large-harmless-reward_model",
                                                   "Ray2333/gpt2-large-helpful-reward_model"]
+    for method in ("ric", "sft", "soups", "morlhf", "modpo"):  # one task: the same data, rewards, policy, protocol
+        other = load_config(recipe_path(f"hh_rlhf/{method}"))
+        assert (other.data, other.objectives, other.model, other.evaluate) == (paper.data, paper.objectives,
+                                                                              paper.model, paper.evaluate)
+    assert load_config(recipe_path("hh_rlhf/ric")).ric.offline.sft["max_steps"] == 20000
+    assert load_config(recipe_path("scitldr/paretohqd")).data.source == {"path": "allenai/scitldr",
+                                                                        "name": "Abstract", "split": "train"}
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -1,4 +1,4 @@
-"""Preference rays, distances and grids (METHOD.md 1.3, 1.5, 1.8)."""
+"""Preference rays, distances and grids (docs/concepts/preferences.md, selection.md)."""
 
 from math import comb
 

@@ -1,4 +1,5 @@
-"""Hypervolume (raw and METHOD.md 3 normalised) and non-dominance against small exact oracles."""
+"""Hypervolume (raw and union-normalised, docs/concepts/hypervolume.md) and non-dominance against small exact
+oracles."""
 
 from itertools import combinations
 

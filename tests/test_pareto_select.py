@@ -1,4 +1,4 @@
-"""The ParetoHqD selection: the preference is a direction, not a weighted sum (METHOD.md 1.3-1.5)."""
+"""The ParetoHqD selection: the preference is a direction, not a weighted sum (docs/concepts/selection.md)."""
 
 import json
 

@@ -1,5 +1,5 @@
-"""Stage 2's generators are the preferences METHOD.md names (every one-hot and the balanced one), or those
-``stage2.generators`` gives; one missing from the grid is trained at stage 1 as a generator only."""
+"""Stage 2's generators are the preferences docs/concepts/two-stages.md names (every one-hot and the balanced one), or
+those ``stage2.generators`` gives; one missing from the grid is trained at stage 1 as a generator only."""
 
 import json
 

@@ -1,14 +1,14 @@
 """paretohqd: offline multi-objective alignment of LLMs with ParetoHqD, and the baselines it is measured against.
 
 The Python API (loaded on first use, so that ``import paretohqd`` and ``paretohqd --help`` stay instant):
-``load_config``, ``run``, ``run_stage``, ``plan``, ``compare``, ``load_policy`` (any preference of a finished run:
-a model and its tokenizer), ``export`` and ``push`` (a finished run on the Hugging Face Hub); and the Pareto
-functions in :mod:`paretohqd.pareto` (numpy only).
+``load_config``, ``run``, ``run_stage``, ``plan``, ``status``, ``compare``, ``load_policy`` (any preference of a
+finished run: a model and its tokenizer), ``export`` and ``push`` (a finished run on the Hugging Face Hub); and the
+Pareto functions in :mod:`paretohqd.pareto` (numpy only).
 """
 
 __version__ = "0.8.0"
 
-_API = ("load_config", "run", "run_stage", "plan", "compare", "load_policy", "export", "push")
+_API = ("load_config", "run", "run_stage", "plan", "status", "compare", "load_policy", "export", "push")
 
 __all__ = ["__version__", *_API]
 

@@ -5,6 +5,7 @@
     metrics = paretohqd.run(config)                 # every stage; finished units are skipped
     paretohqd.run_stage(config, "select")           # one stage (and whatever it needs first)
     paretohqd.plan(config).units                    # every unit: name, key, settings, outputs
+    paretohqd.status("runs/try")                    # every unit's state: done, running, stale, to run, ...
     paretohqd.compare(["runs/a", "runs/b"], "runs/compare")
     model, tokenizer = paretohqd.load_policy("runs/try", [0.3, 0.7])   # any preference of a finished run
     paretohqd.export("runs/try", [0.3, 0.7], "exported/w03", merge=True)  # a Hugging Face model folder
@@ -20,16 +21,32 @@ from .config import RunConfig, load_config
 from .evaluate.compare import compare_runs
 from .exporting import export_model
 from .methods import get_method
-from .pipeline import Execution, Plan, build_plan, execute, read_eval_scores, read_metrics
+from .pipeline import Execution, Plan, build_plan, closure, execute, read_eval_scores, read_metrics, unit_states
+from .pipeline.serve import run_config
 from .pushing import Repo, push_run
 from .serving import ServedPolicy, load_policy
 
-__all__ = ["ServedPolicy", "compare", "export", "load_config", "load_policy", "plan", "push", "run", "run_stage"]
+__all__ = ["ServedPolicy", "compare", "export", "load_config", "load_policy", "plan", "push", "run", "run_stage",
+           "status"]
 
 
 def plan(config: RunConfig, command: str = "run") -> Plan:
     """Every unit the run declares (with its key, settings and outputs), and which ones each command targets."""
     return build_plan(get_method(config.method), config, command)
+
+
+def status(run: RunConfig | str | Path, command: str = "run") -> list[dict]:
+    """Where a run stands, without running anything: one row per unit that ``command`` would run (unit, stage,
+    kind, key, state, recorded seconds), state one of done, reused, running, interrupted, failed, stale (finished
+    under other settings or inputs) and to run. ``run`` is a config, or a run directory's path (its own resolved
+    config, read from where it is now)."""
+    if isinstance(run, RunConfig):
+        plan = build_plan(get_method(run.method), run, command)
+    else:
+        config = run_config(run)
+        plan = build_plan(get_method(config.method), config, command, from_run_directory=True)
+    targets = {unit.name for unit in closure(plan.targets[command])}
+    return [row for row in unit_states(plan) if row["unit"] in targets]
 
 
 def run_stage(config: RunConfig, command: str = "run", force: bool = False, log=print, overwrite: bool = False,

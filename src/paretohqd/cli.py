@@ -26,11 +26,37 @@ Exit codes: 0 done, 2 bad input or configuration (one sentence says what and whe
 
 
 class OneSentenceParser(argparse.ArgumentParser):
-    """argparse's errors as every other error here: one line, exit code 2 (not a usage block and a second line)."""
+    """argparse's errors as every other error here: one line, exit code 2 (not a usage block and a second line).
+    Every multi-word option is taken with dashes and with underscores (``--output-dir`` and ``--output_dir``), as
+    TRL's parser takes them."""
+
+    def add_argument(self, *names, **kwargs):
+        return super().add_argument(*both_spellings(names), **kwargs)
+
+    def add_argument_group(self, *args, **kwargs):
+        group = SpelledGroup(self, *args, **kwargs)
+        self._action_groups.append(group)
+        return group
 
     def error(self, message: str):
         print(f"paretohqd: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def both_spellings(names) -> list[str]:
+    """``names`` with the other spelling of each multi-word long option added after it."""
+    spelled = list(names)
+    for name in names:
+        if name.startswith("--") and ("-" in name[2:] or "_" in name[2:]):
+            other = "--" + (name[2:].replace("-", "_") if "-" in name[2:] else name[2:].replace("_", "-"))
+            if other not in spelled:
+                spelled.insert(spelled.index(name) + 1, other)
+    return spelled
+
+
+class SpelledGroup(argparse._ArgumentGroup):
+    def add_argument(self, *names, **kwargs):
+        return super().add_argument(*both_spellings(names), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
             _serving_arguments(stage)
     compare = commands.add_parser("compare", help="several runs' fronts in one table and plot, one shared reference")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
-    compare.add_argument("--output", default="compare", help="folder for compare.json/.csv/.png/.md/.html")
+    compare.add_argument("--output", "--output_dir", dest="output", default="compare",
+                         help="folder for compare.json/.csv/.png/.md/.html")
     compare.add_argument("--reference_point", "--reference-point", dest="reference_point", type=float, nargs="+",
                          default=None, help="a raw reward reference point: hypervolume in raw units above it "
                                             "(default: min-max over the union of the runs' points, worst corner)")
@@ -67,9 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="one name per run for the table (default: the method, qualified by the run folder)")
     _export_parser(commands)
     _push_parser(commands)
+    plan = commands.add_parser("plan", help="every unit of a config's run, its key and whether it is done, to run or "
+                                            "stale, without running anything",
+                               epilog="overrides as for run: paretohqd plan CONFIG --select.k 64")
+    plan.add_argument("config", help="YAML config file")
+    plan.add_argument("--command", dest="plan_command", default="run", choices=list(STAGE_HELP),
+                      help="the units this stage command would run (default: run, all of them)")
+    plan.add_argument("--keys", action="store_true", help="print every unit's key")
+    status = commands.add_parser("status", help="where a run directory stands: its units done, running, "
+                                                "interrupted, stale or to run")
+    status.add_argument("run_dir", metavar="RUN", help="a run directory (it has config.resolved.yaml)")
+    status.add_argument("--keys", action="store_true", help="print every unit's key")
     demo = commands.add_parser("demo",
                                help="the main job on the embedded default model, data and rewards (CPU, no hub)")
-    demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.add_argument("--output_dir", default="runs/demo", help="run directory (default: runs/demo)")
     _writer_arguments(demo, "clear the run directory first")
     commands.add_parser("env", help="versions and hardware, for bug reports")
     rewards = commands.add_parser("rewards", help="reward models: list the built-ins, fit a new one")
@@ -130,7 +168,8 @@ def _export_parser(commands) -> None:
     export.add_argument("run_dir", metavar="RUN", help="a finished run directory (it has config.resolved.yaml)")
     export.add_argument("--weights", required=True, metavar="W1,W2,...",
                         help="the preference to export: one non-negative weight per objective (any scale)")
-    export.add_argument("--output", required=True, metavar="DIR", help="the folder to write (new, or empty)")
+    export.add_argument("--output", "--output_dir", dest="output", required=True, metavar="DIR",
+                        help="the folder to write (new, or empty)")
     export.add_argument("--merge", action="store_true",
                         help="merged full weights instead of a LoRA adapter (full fine-tunes are always merged)")
     export.add_argument("--mode", default=None, choices=["nearest", "interpolate"],
@@ -289,6 +328,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "plan":
+        from . import api
+
+        return _print_states(api.status(api.load_config(args.config, rest), args.plan_command), args.keys)
     if args.command in STAGE_HELP:
         if args.command == "generate":
             from .pipeline.serve import is_run_directory
@@ -320,6 +363,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         print(format_comparison(result))
         print(f"wrote {args.output}/compare.json, compare.csv, compare.png, compare.md, compare.html")
         return 0
+    if args.command == "status":
+        from . import api
+
+        return _print_states(api.status(args.run_dir), args.keys)
     if args.command == "env":
         from .env import environment, format_environment
 
@@ -328,6 +375,17 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
     if args.command == "rewards":
         return _rewards(args)
     raise UserError(f"unknown command '{args.command}'")
+
+
+def _print_states(rows: list[dict], keys: bool) -> int:
+    from .pipeline.status import state_counts
+
+    width = max((len(row["unit"]) for row in rows), default=4)
+    for row in rows:
+        seconds = f"{row['wall_seconds']:.0f} s" if row["wall_seconds"] is not None else ""
+        print(f"{row['unit']:<{width}}  {row['state']:<11}  {seconds:>7}" + (f"  {row['key']}" if keys else ""))
+    print(", ".join(f"{count} {state}" for state, count in state_counts(rows).items()) + f" of {len(rows)} units")
+    return 0
 
 
 def _stage(args: argparse.Namespace, overrides: list[str]) -> int:

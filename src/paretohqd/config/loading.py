@@ -32,9 +32,15 @@ RENAMED = {
 }
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> RunConfig:
-    """Defaults < ``base`` < YAML file < ``overrides`` (``["--select.k", "64", "--data.source=x.jsonl"]``)."""
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
+                base: dict | None = None, **settings: Any) -> RunConfig:
+    """Defaults < ``base`` < YAML file < ``overrides`` < ``settings``.
+
+    ``overrides`` as on the command line (``["--select.k", "64", "--data.source=x.jsonl"]``) or as a mapping of
+    dotted keys (``{"select.k": 64}``); ``settings`` as keyword arguments, a section's mapping or a dotted key
+    (``load_config(path, select={"k": 16}, **{"train.sft.max_steps": 10})``). Where a value is a Python function
+    (an objective's ``callable``), it is kept as its import path ``module:name``, which every process of a run can
+    import again."""
     from omegaconf import OmegaConf
 
     merged = OmegaConf.structured(RunConfig)
@@ -42,8 +48,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if layer:
             _check_keys(merged, layer, "")
             _translate(lambda: merged.merge_with(layer))
-    for key, value in parse_overrides(overrides or []):
-        _set(merged, key, value)
+    pairs = (list(_flatten(merged, overrides)) if isinstance(overrides, dict) else parse_overrides(overrides or []))
+    for key, value in pairs + list(_flatten(merged, settings)):
+        _set(merged, key, _importable(value, key))
     try:
         return _translate(lambda: OmegaConf.to_object(merged))
     except SettingError as exc:
@@ -106,6 +113,51 @@ def parse_overrides(arguments: list[str]) -> list[tuple[str, Any]]:
             value = text
         pairs.append((key.replace("-", "_"), value))
     return pairs
+
+
+def _flatten(merged, mapping: dict, prefix: str = ""):
+    """(dotted key, value) of a mapping of settings: a mapping given for a config section is walked into (so it
+    changes only the keys it names), one for a setting that holds a mapping (``train.sft``, ``kwargs``) is that
+    setting's value; a dotted key is kept whole."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    for key, value in mapping.items():
+        dotted = f"{prefix}{str(key).replace('-', '_')}"
+        node = OmegaConf.select(merged, dotted, default=None) if isinstance(value, dict) else None
+        if node is not None and dataclasses.is_dataclass(OmegaConf.get_type(node)):
+            yield from _flatten(merged, value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _importable(value: Any, key: str) -> Any:
+    """``value`` with every Python function in it as ``module:qualified name``; one sentence for a function that
+    another process could not import by that name (a lambda, a function defined inside another, one of
+    ``__main__``)."""
+    if isinstance(value, dict):
+        return {k: _importable(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_importable(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if not callable(value) or isinstance(value, type):
+        return value
+    import importlib
+
+    module, name = getattr(value, "__module__", None), getattr(value, "__qualname__", "")
+    found = None
+    if module and module != "__main__" and "<" not in name:
+        try:
+            found = importlib.import_module(module)
+            for part in name.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError):
+            found = None
+    if found is not value:
+        raise UserError(f"{key}: the function {name or value!r} cannot be imported again by name (a lambda, a "
+                        "function defined inside another or in the main script): define it at the top of a module "
+                        "and pass it, or its path 'package.module:function'")
+    return f"{module}:{name}"
 
 
 def dump_yaml(config: RunConfig) -> str:

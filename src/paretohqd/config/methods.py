@@ -35,7 +35,7 @@ class Stage2Config(Section):
     """Also evaluate every preference's stage-1 model on the held-out prompts, off the front: what stage 2 adds is
     then a paired difference per preference (the paper's stage-2 ablation) at no training cost."""
     generators: Optional[list] = None
-    """The preferences whose stage-1 models generate stage 2's data, as weight vectors (None: METHOD.md's M+1
+    """The preferences whose stage-1 models generate stage 2's data, as weight vectors (None: the M+1
     representatives, every one-hot and the balanced preference)."""
     missing_generators: Literal["train", "nearest"] = "train"
     """A generator preference that is not in the grid: train its stage-1 model as a generator only (selected and

@@ -1,9 +1,9 @@
 """The shared config sections: data, objectives, scoring, preferences, selection, the policy, training, sampling
 and evaluation; one dataclass each, validated in its own ``__post_init__``.
 
-Every default that METHOD.md calls a DEFAULT lives here as a documented field, never as a constant in code.
-Training sections hold pass-through mappings of ``trl.SFTConfig`` and ``peft.LoraConfig`` fields (checked against
-those classes before any work); our defaults sit on top of the libraries' own.
+Every default the papers leave open (docs/methods/paretohqd.md lists them) lives here as a documented field, never as a
+constant in code. Training sections hold pass-through mappings of ``trl.SFTConfig`` and ``peft.LoraConfig`` fields
+(checked against those classes before any work); our defaults sit on top of the libraries' own.
 """
 
 from __future__ import annotations
@@ -18,14 +18,28 @@ from .base import Section, SettingError, require
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+def check_sources(source: Any, where: str = "source") -> None:
+    """A data source's shape: a path or Hub id, a mapping (its keys are checked where it is read), or a list of
+    those."""
+    if source is None:
+        return
+    sources = source if isinstance(source, list) else [source]
+    require(bool(sources) and all((isinstance(s, str) and s) or isinstance(s, dict) for s in sources),
+            f"{where} must be a path/Hub id, a mapping with 'path', or a list of them, not {source!r}")
+
+
 @dataclass
 class DataConfig(Section):
     """Where the offline (prompt, response) samples come from."""
 
     source: Any = None
-    """A file (.jsonl/.json/.parquet/.csv), a folder saved with datasets.save_to_disk, a Hub id, or a list of these."""
-    adapter: Literal["columns", "hh_rlhf", "scitldr"] = "columns"
-    """How raw rows become samples: generic columns, HH-RLHF chosen/rejected dialogues, or SciTLDR abstracts."""
+    """A file (.jsonl/.json/.parquet/.csv), a folder saved with datasets.save_to_disk, a Hub id, or a list of these;
+    an entry may be a mapping of datasets.load_dataset's arguments that says which part of a Hub dataset to read:
+    ``{path: Anthropic/hh-rlhf, data_dir: harmless-base, revision: COMMIT, name: CONFIG, split: train}``."""
+    adapter: Literal["columns", "hh_rlhf", "scitldr", "trl"] = "columns"
+    """How raw rows become samples: generic columns, HH-RLHF chosen/rejected dialogues, SciTLDR abstracts, or any of
+    TRL's standard dataset formats told by their columns (messages; prompt/completion; prompt/chosen/rejected or
+    chosen/rejected; prompt/completion/label), text or conversational."""
     format: Literal["auto", "jsonl", "json", "parquet", "csv", "hf_disk", "hub"] = "auto"
     split: str = "train"
     prompt_column: str = "prompt"
@@ -41,10 +55,7 @@ class DataConfig(Section):
     split is stable); used when ``evaluate.source`` is not set."""
 
     def check(self) -> None:
-        if self.source is not None:
-            sources = self.source if isinstance(self.source, list) else [self.source]
-            require(bool(sources) and all(isinstance(s, str) and s for s in sources),
-                    f"source must be a path/Hub id or a list of them, not {self.source!r}")
+        check_sources(self.source)
         require(self.max_samples is None or self.max_samples >= 1,
                 f"max_samples must be at least 1, not {self.max_samples}")
         require(0.0 <= self.heldout_fraction < 1.0, f"heldout_fraction must be in [0, 1), not {self.heldout_fraction}")
@@ -268,7 +279,7 @@ class SamplingConfig(Section):
 
 @dataclass
 class CollapseConfig(Section):
-    """Language-collapse detector (METHOD.md section 3 DEFAULT): a response is degenerate when it has fewer than
+    """Language-collapse detector (docs/concepts/hypervolume.md): a response is degenerate when it has fewer than
     min_tokens tokens, or one word ngram occurs max_ngram_repeats times or more, or its distinct-2 ratio is below
     min_distinct2 on a response of at least distinct_min_tokens tokens."""
 
@@ -290,7 +301,7 @@ class EvaluateConfig(Section):
 
     source: Any = None
     """Test prompts: a file / dataset (read with ``adapter``) or None for the prompts held out of ``data``."""
-    adapter: Literal["columns", "hh_rlhf", "scitldr"] = "columns"
+    adapter: Literal["columns", "hh_rlhf", "scitldr", "trl"] = "columns"
     prompt_column: str = "prompt"
     split: str = "test"
     """Split of a Hub or saved dataset ``source``."""
@@ -325,6 +336,7 @@ class EvaluateConfig(Section):
     serve every preference with their own rule (RiC, Rewarded Soups, SFT)."""
 
     def check(self) -> None:
+        check_sources(self.source)
         require(self.served is None or self.served == "midpoints" or isinstance(self.served, (list, tuple)),
                 f"served must be a list of weight vectors or 'midpoints', not {self.served!r}")
         require(self.every_nth >= 1, f"every_nth must be at least 1, not {self.every_nth}")

@@ -14,9 +14,10 @@ from ..errors import UserError
 from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, TRUNCATED, blank_text, clean_pairs,
                        column_samples, heldout_mask, hh_rlhf_pairs, pairs_to_samples, prompt_to_messages,
                        require_columns, require_text, scitldr_samples)
-from .loaders import read_table
+from .loaders import describe, read_table, source_spec
+from .trl_formats import trl_prompts, trl_samples
 
-ADAPTERS = ("columns", "hh_rlhf", "scitldr")
+ADAPTERS = ("columns", "hh_rlhf", "scitldr", "trl")
 
 __all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "TRUNCATED", "LoadedData",
            "heldout_mask", "distinct_prompts", "fingerprint", "load_data", "load_pairs", "load_prompts", "prompt_columns",
@@ -40,16 +41,22 @@ EMBEDDED_DATASETS = {
 }
 
 
-def resolve_source(source: str) -> str:
-    """Datasets that ship inside the package are named ``embedded:<name>``."""
-    if source.startswith("embedded:"):
+def resolve_source(source):
+    """Datasets that ship inside the package are named ``embedded:<name>``; a source mapping is checked here."""
+    if isinstance(source, dict):
+        return source_spec(source, split="")  # its split is filled in where it is read
+    if isinstance(source, str) and source.startswith("embedded:"):
         if source not in EMBEDDED_DATASETS:
             raise UserError(f"unknown embedded dataset '{source}' (known: {', '.join(EMBEDDED_DATASETS)})")
         return str(EMBEDDED_DATASETS[source])
     return source
 
 
-def _source_name(source: str) -> str:
+def _source_name(source) -> str:
+    """What sample ids start with: a file's stem, or a Hub id (with the configuration and folder it reads)."""
+    if isinstance(source, dict):
+        parts = [source["path"], source.get("name"), source.get("data_dir")]
+        return "__".join(p.replace("/", "__") for p in parts if p)
     return Path(source).stem if Path(source).exists() else source.replace("/", "__")
 
 
@@ -62,7 +69,7 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
     ``dropped``) or refused (``'error'``)."""
     if empty_text not in EMPTY_TEXT:
         raise UserError(f"data.empty_text must be one of {', '.join(EMPTY_TEXT)}, not {empty_text!r}")
-    sources = [sources] if isinstance(sources, str) else list(sources)
+    sources = [sources] if isinstance(sources, (str, dict)) else list(sources)
     if not sources:
         raise UserError("data.source is empty: give a file path, a saved dataset folder or a Hub id")
     if adapter not in ADAPTERS:
@@ -70,18 +77,21 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
     sample_parts, pair_parts = [], []
     for source in map(resolve_source, sources):
         table = read_table(source, fmt, split)
+        where = describe(source)
         if table.empty:
-            raise UserError(f"the dataset {source} has no samples")
+            raise UserError(f"the dataset {where} has no samples")
         name = _source_name(source)
         if adapter == "hh_rlhf":
-            pairs = hh_rlhf_pairs(table, source)
+            pairs = hh_rlhf_pairs(table, where)
             pairs.insert(0, "source", name)
             pair_parts.append(pairs)
             samples = pairs_to_samples(pairs, name)
         elif adapter == "scitldr":
-            samples = scitldr_samples(table, source, prompt_template)
+            samples = scitldr_samples(table, where, prompt_template)
+        elif adapter == "trl":
+            samples = trl_samples(table, where, name, id_column)
         else:
-            samples = column_samples(table, source, prompt_column, response_column, id_column, name)
+            samples = column_samples(table, where, prompt_column, response_column, id_column, name)
         if "source" not in samples.columns:  # a dataset's own 'source' column wins
             samples.insert(1, "source", name)
         sample_parts.append(samples)
@@ -93,12 +103,13 @@ def load_data(sources: str | list[str], adapter: str = "columns", fmt: str = "au
     if dropped and empty_text == "error":
         first = samples[blank].iloc[0]
         column = "prompt" if not first["prompt"].strip() else "response"
-        raise UserError(f"sample '{first['id']}' of {', '.join(sources)} has an empty {column} ({len(dropped)} "
-                        "samples have an empty prompt or response; data.empty_text: drop leaves them out)")
+        raise UserError(f"sample '{first['id']}' of {', '.join(map(describe, sources))} has an empty {column} "
+                        f"({len(dropped)} samples have an empty prompt or response; data.empty_text: drop leaves them "
+                        "out)")
     if dropped:
         samples = samples[~blank].reset_index(drop=True)
     if samples.empty:
-        raise UserError(f"the dataset {', '.join(sources)} has no samples"
+        raise UserError(f"the dataset {', '.join(map(describe, sources))} has no samples"
                         + (" with a non-empty prompt and response" if dropped else ""))
     duplicated = samples["id"].duplicated()
     if duplicated.any():
@@ -142,15 +153,19 @@ def prompt_columns(samples: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.Data
 def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_column: str = "prompt",
                  fmt: str = "auto", split: str = "train") -> pd.DataFrame:
     """Distinct prompts with their context columns (no responses needed), in first-seen order."""
-    if adapter != "columns":
+    if adapter not in ("columns", "trl"):
         return distinct_prompts(load_data(sources, adapter=adapter, fmt=fmt, split=split).samples)
     parts = []
-    for source in map(resolve_source, [sources] if isinstance(sources, str) else list(sources)):
+    for source in map(resolve_source, [sources] if isinstance(sources, (str, dict)) else list(sources)):
         table = read_table(source, fmt, split)
-        require_columns(table, [prompt_column], source, "; set evaluate.prompt_column")
+        where = describe(source)
+        if adapter == "trl":
+            parts.append(trl_prompts(table, where))
+            continue
+        require_columns(table, [prompt_column], where, "; set evaluate.prompt_column")
         table = table.drop(columns=[c for c in ("prompt",) if c != prompt_column and c in table.columns])
         table = table.rename(columns={prompt_column: "prompt"})
-        require_text(table["prompt"].dropna(), source, prompt_column)
+        require_text(table["prompt"].dropna(), where, prompt_column)
         parts.append(table.astype({"prompt": str}))
     prompts = distinct_prompts(pd.concat(parts, ignore_index=True))
     prompts = prompts[~blank_text(prompts, ("prompt",))].reset_index(drop=True)

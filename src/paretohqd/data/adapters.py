@@ -17,12 +17,15 @@ from ..errors import UserError
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 HUMAN_MARKER = "\n\nHuman:"
+SYSTEM_MARKER = "\n\nSystem:"
+"""A system message's turn, first in a prompt (only conversations read from TRL's formats write it)."""
 TRUNCATED = "truncated"
 SUMMARY_PROMPT_TEMPLATE = ("### Instruction: Generate a one-sentence summary of this post. "
                            "### Input: {post} ### Response: ")
 
 
-_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):|^\n\n(System):")
+_ROLES = {"Human": "user", "Assistant": "assistant", "System": "system"}
 
 
 def prompt_to_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
@@ -33,13 +36,13 @@ def prompt_to_messages(prompt: str, system_prompt: str | None = None) -> list[di
     "Assistant:" turn is dropped: the chat template's generation prompt stands for it.
     """
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    pieces = _TURN.split(prompt)
+    pieces = _TURN.split(prompt)  # [before, turn, system, text, turn, system, text, ...]
     if len(pieces) == 1:
         return messages + [{"role": "user", "content": prompt.strip()}]
     if pieces[0].strip():
         messages.append({"role": "user", "content": pieces[0].strip()})
-    for speaker, text in zip(pieces[1::2], pieces[2::2]):
-        role = "user" if speaker == "Human" else "assistant"
+    for turn, system, text in zip(pieces[1::3], pieces[2::3], pieces[3::3]):
+        role = _ROLES[turn or system]
         text = text.strip()
         if messages and messages[-1]["role"] == role:
             messages[-1]["content"] += "\n\n" + text  # keep strict user/assistant alternation

@@ -1,4 +1,8 @@
-"""Read a raw table from a local file (JSONL, JSON, Parquet, CSV), a saved HF dataset, or a Hub dataset id."""
+"""Read a raw table from a local file (JSONL, JSON, Parquet, CSV), a saved HF dataset, or a Hub dataset id.
+
+A source is a path or Hub id, or a mapping that also says which part of a Hub dataset to read, in the words of
+``datasets.load_dataset``: ``{path: Anthropic/hh-rlhf, data_dir: harmless-base, revision: <commit>, split: train}``
+(``name`` is a dataset's configuration)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,34 @@ import pandas as pd
 from ..errors import UserError
 
 LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+SOURCE_KEYS = ("path", "name", "data_dir", "revision", "split")
+"""What a source mapping may say: ``datasets.load_dataset``'s own arguments of those names."""
+
+
+def source_spec(source, split: str) -> dict:
+    """``source`` (a path or Hub id, or a mapping of :data:`SOURCE_KEYS`) as a full mapping; ``split`` unless it
+    names its own. One sentence for a mapping that is not one."""
+    if isinstance(source, str):
+        return {"path": source, "name": None, "data_dir": None, "revision": None, "split": split}
+    if not isinstance(source, dict):
+        raise UserError(f"a data source must be a path, a Hub id or a mapping with 'path', not {source!r}")
+    unknown = [key for key in source if key not in SOURCE_KEYS]
+    if unknown:
+        raise UserError(f"data source {source!r} has unknown key '{unknown[0]}' (known: {', '.join(SOURCE_KEYS)})")
+    if not isinstance(source.get("path"), str) or not source["path"]:
+        raise UserError(f"data source {source!r} has no 'path' (a file, a saved dataset folder or a Hub id)")
+    wrong = [key for key in SOURCE_KEYS if source.get(key) is not None and not isinstance(source[key], str)]
+    if wrong:
+        raise UserError(f"data source {source!r}: '{wrong[0]}' must be text, not {source[wrong[0]]!r}")
+    return {"name": None, "data_dir": None, "revision": None, **source, "split": source.get("split") or split}
+
+
+def describe(source) -> str:
+    """A source as the error messages and logs name it: its path, and the part of a Hub dataset it reads."""
+    if isinstance(source, str):
+        return source
+    parts = [f"{key} {source[key]}" for key in ("name", "data_dir", "revision") if source.get(key)]
+    return source["path"] + (f" ({', '.join(parts)})" if parts else "")
 
 
 def detect_format(source: str) -> str:
@@ -26,9 +58,16 @@ def detect_format(source: str) -> str:
     raise UserError(f"data file '{source}' does not exist")
 
 
-def read_table(source: str, fmt: str = "auto", split: str = "train") -> pd.DataFrame:
-    """Load ``source`` into a DataFrame of its raw columns; errors name the file (and line for JSONL)."""
+def read_table(source, fmt: str = "auto", split: str = "train") -> pd.DataFrame:
+    """Load ``source`` (see :func:`source_spec`) into a DataFrame of its raw columns; errors name the file (and line
+    for JSONL)."""
+    spec = source_spec(source, split)
+    source, split = spec["path"], spec["split"]
     fmt = detect_format(source) if fmt == "auto" else fmt
+    hub_only = [key for key in ("name", "data_dir", "revision") if spec[key] is not None]
+    if hub_only and fmt != "hub":
+        raise UserError(f"data source '{source}' is a local {fmt} source, but sets '{hub_only[0]}', which only a Hub "
+                        "dataset takes")
     if fmt in ("jsonl", "json", "parquet", "csv") and not Path(source).is_file():
         raise UserError(f"data file '{source}' does not exist")
     if fmt == "jsonl":
@@ -64,10 +103,11 @@ def read_table(source: str, fmt: str = "auto", split: str = "train") -> pd.DataF
         import datasets
 
         try:
-            return datasets.load_dataset(source, split=split).to_pandas()
+            return datasets.load_dataset(source, name=spec["name"], data_dir=spec["data_dir"],
+                                         revision=spec["revision"], split=split).to_pandas()
         except Exception as exc:
-            raise UserError(f"could not load Hub dataset '{source}' split '{split}' "
-                            f"(no network, or the id is wrong): {exc}") from None
+            raise UserError(f"could not load Hub dataset '{describe(spec)}' split '{split}' "
+                            f"(no network, or the id, name, data_dir or revision is wrong): {exc}") from None
     raise UserError(f"unknown data.format '{fmt}' (use auto, jsonl, json, parquet, csv, hf_disk or hub)")
 
 

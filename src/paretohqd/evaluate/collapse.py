@@ -1,4 +1,4 @@
-"""Language-collapse detector (METHOD.md section 3 DEFAULT; thresholds in ``config.CollapseConfig``): a response is
+"""Language-collapse detector (docs/concepts/hypervolume.md; thresholds in ``config.CollapseConfig``): a response is
 degenerate when, after cleaning, it has fewer than ``min_tokens`` tokens, or one word n-gram occurs
 ``max_ngram_repeats`` times or more, or its distinct-2 ratio is below ``min_distinct2`` on a response of at least
 ``distinct_min_tokens`` tokens."""

@@ -1,7 +1,7 @@
 """Several runs' fronts on one plot and one table: one hypervolume definition for all, bootstrap intervals over the
 test prompts and the seeds, and each method's cost beside the shared scoring.
 
-Hypervolume (METHOD.md section 3). The comparison metric is the volume in raw reward units above one reference
+Hypervolume (docs/concepts/hypervolume.md). The comparison metric is the volume in raw reward units above one reference
 point, ``hypervolume_raw_ref``: ``--reference_point`` when given, else the point every run declared before training
 (``evaluate.reference_point``, or by default a low quantile of the offline scores: the same for every run on the
 same data and objectives). Runs that declared different points are refused. A run's number then does not depend on

@@ -56,12 +56,13 @@ def run_frame(points: np.ndarray, base: np.ndarray | None) -> HypervolumeFrame:
 
 
 def front_hypervolume(points: np.ndarray, base: np.ndarray | None, reference: list[float] | None = None) -> dict:
-    """Hypervolumes of one run's aligned models' points: ``hypervolume_minmax_run_worst`` (METHOD.md's DEFAULT
-    with this run's aligned and base points as the union: min-max over them, reference = their worst corner); with
-    a base model also its own point's volume on that frame (``base_hypervolume_minmax_run_worst``) and the aligned
-    front's volume with the base point as reference (``hypervolume_minmax_run_base``: the region gained over the
-    model it started from); with a raw ``reference`` point ``hypervolume_raw_ref`` (raw units). Each name's
-    normalisation and reference point are in ``hypervolume_definitions``."""
+    """Hypervolumes of one run's aligned models' points: ``hypervolume_minmax_run_worst`` (the union normalisation
+    of docs/concepts/hypervolume.md with this run's aligned and base points as the union: min-max over them,
+    reference = their worst corner); with a base model also its own point's volume on that frame
+    (``base_hypervolume_minmax_run_worst``) and the aligned front's volume with the base point as reference
+    (``hypervolume_minmax_run_base``: the region gained over the model it started from); with a raw ``reference``
+    point ``hypervolume_raw_ref`` (raw units). Each name's normalisation and reference point are in
+    ``hypervolume_definitions``."""
     frame = run_frame(points, base)
     out: dict = {HV_RUN_WORST: frame.hypervolume(points)}
     definitions = {HV_RUN_WORST: definition(frame, RUN_SCOPE)}

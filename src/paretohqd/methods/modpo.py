@@ -1,4 +1,4 @@
-"""MODPO (Zhou et al., 2024; METHOD.md section 4; ``src/trainer/modpo_trainer.py`` of ZHZisZZ/modpo): one model per
+"""MODPO (Zhou et al., 2024; docs/methods/modpo.md; ``src/trainer/modpo_trainer.py`` of ZHZisZZ/modpo): one model per
 preference w, trained by DPO on one objective's preference pairs with the other objectives' rewards as a margin:
 
     loss = -log sigmoid( (1/w_0) [beta (log pi(y_w) - log pi_ref(y_w)) - w_{1:} . m(y_w)]

@@ -1,4 +1,4 @@
-"""MORLHF (METHOD.md section 4), with RLOO instead of PPO: "MORLHF (RLOO)". For each selected preference w one model
+"""MORLHF (docs/methods/morlhf.md), with RLOO instead of PPO: "MORLHF (RLOO)". For each selected preference w one model
 is trained online from the base on the scalar sum_i w_i r_i with a KL penalty to the base (trl.RLOOTrainer,
 ``beta`` > 0): the policy answers ``morlhf.prompts`` distinct training prompts, every objective scores each
 completion, TRL weights the rewards by w. By far the most expensive baseline (the paper: 2,273 GPU-h for 5 models),

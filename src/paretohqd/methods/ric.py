@@ -1,4 +1,4 @@
-"""Rewards-in-Context (Yang et al., ICML 2024; METHOD.md section 4): one model for every preference, as RiC's
+"""Rewards-in-Context (Yang et al., ICML 2024; docs/methods/ric.md): one model for every preference, as RiC's
 code (ric/utils.py, ric/main.py, ric/generation.py of YangRui2015/RiC) does it; every choice is a ``ric`` setting
 whose default is RiC's.
 

@@ -1,4 +1,4 @@
-"""The SFT baseline (METHOD.md section 4): one model fine-tuned on the preferred responses, one point on the front.
+"""The SFT baseline (docs/methods/sft.md): one model fine-tuned on the preferred responses, one point on the front.
 
 Preference-pair data (HH-RLHF) trains on the chosen replies; data without a ``label`` column trains on every
 sample. It goes through the same scoring, generation and evaluation stages as ParetoHqD, so their numbers compare.

@@ -1,4 +1,4 @@
-"""Rewarded Soups (Rame et al., 2023; METHOD.md section 4): one model per objective, then for each preference w the
+"""Rewarded Soups (Rame et al., 2023; docs/methods/soups.md): one model per objective, then for each preference w the
 w-weighted average of their weights. With LoRA the soup is built exactly as the weighted sum of the adapters' weight
 updates (peft's "cat" combination: W0 + sum_i w_i B_i A_i); with full fine-tuning, as the weighted average of the
 weights. M trainings; every preference is free at test time.

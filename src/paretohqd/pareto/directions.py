@@ -1,10 +1,11 @@
 """Preferences (weight vectors on the simplex), their rays in normalised reward space, and preference grids.
 
-METHOD.md 1.3: in normalised space the ideal point is ``1 = (1, ..., 1)`` and a preference ``w`` (summing to 1)
-is the ray from the ideal towards the compromise point ``W = w``, with unit direction ``d(w) = (w - 1)/||w - 1||``.
-Along the ray the gaps to the ideal keep the ratio ``(1 - w_i) : (1 - w_j)``, so a large ``w_i`` means a small
-gap in objective ``i``: the objective is preferred. A one-hot ``w = e_i`` keeps objective ``i`` at its ideal; the
-balanced ``w = 1/M`` is the diagonal. Unlike a weighted sum, the ray reaches concave parts of a front.
+docs/concepts/preferences.md: in normalised space the ideal point is ``1 = (1, ..., 1)`` and a preference ``w``
+(summing to 1) is the ray from the ideal towards the compromise point ``W = w``, with unit direction
+``d(w) = (w - 1)/||w - 1||``. Along the ray the gaps to the ideal keep the ratio ``(1 - w_i) : (1 - w_j)``, so a
+large ``w_i`` means a small gap in objective ``i``: the objective is preferred. A one-hot ``w = e_i`` keeps objective
+``i`` at its ideal; the balanced ``w = 1/M`` is the diagonal. Unlike a weighted sum, the ray reaches concave parts
+of a front.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def ray_distance(z: object, directions: object, metric: str = "perpendicular") -
 
     With ``v = z - 1`` (the point seen from the ideal) and a unit direction ``d``:
 
-    * ``'perpendicular'`` (METHOD.md 1.5 DEFAULT): ``t = max(v . d, 0)`` and ``||v - t d||``. A point "behind"
-      the ideal along the ray (``v . d < 0``) gets its distance to the ideal itself.
+    * ``'perpendicular'`` (the default; docs/concepts/selection.md): ``t = max(v . d, 0)`` and ``||v - t d||``. A point
+      "behind" the ideal along the ray (``v . d < 0``) gets its distance to the ideal itself.
     * ``'angle'``: the angle between ``v`` and ``d`` in radians (0 on the ray, pi opposite); a point exactly at
       the ideal has angle 0.
 

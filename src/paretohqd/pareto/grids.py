@@ -50,7 +50,7 @@ def linear_grid(n_points: int = 11) -> np.ndarray:
 
 
 def ric_grid_3() -> np.ndarray:
-    """The 13 three-objective preference vectors of Rewards-in-Context, in RiC's order (METHOD.md 1.8)."""
+    """RiC's 13 three-objective preference vectors, in RiC's order (docs/concepts/preferences.md)."""
     third = 1.0 / 3.0
     return np.array(
         [
@@ -107,7 +107,8 @@ def preference_grid(
 
 
 def representative_preferences(n_objectives: int) -> np.ndarray:
-    """The M one-hot preferences followed by the balanced one (the M+1 stage-2 generators, METHOD.md 1.7).
+    """The M one-hot preferences followed by the balanced one (the M+1 stage-2 generators of
+    docs/concepts/two-stages.md).
 
     With one objective both coincide and a single row ``[[1.0]]`` is returned.
     """

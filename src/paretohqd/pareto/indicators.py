@@ -1,6 +1,6 @@
-"""Quality indicators of a measured front: hypervolume (raw and with the METHOD.md 3 normalisation) and
-non-dominance, through moocore. Rewards are maximised: every call passes ``maximise`` to moocore explicitly,
-because moocore minimises by default.
+"""Quality indicators of a measured front: hypervolume (raw and with the union normalisation of
+docs/concepts/hypervolume.md) and non-dominance, through moocore. Rewards are maximised: every call passes ``maximise``
+to moocore explicitly, because moocore minimises by default.
 
 One definition of a hypervolume number, :class:`HypervolumeFrame`: how points are mapped before measuring (min-max
 bounds, or raw units) and where the reference point is. Fit it once (:func:`minmax_frame` over the union of the
@@ -119,7 +119,7 @@ class HypervolumeFrame:
 
 
 def minmax_frame(union: object, reference: object | None = None, maximise: bool = True) -> HypervolumeFrame:
-    """METHOD.md 3 DEFAULT: each objective min-max normalised over ``union`` (the points of every front being
+    """docs/concepts/hypervolume.md: each objective min-max normalised over ``union`` (the points of every front being
     compared), reference = the worst corner of that union, ``(0, ..., 0)`` normalised; or ``reference`` (raw
     units) mapped into the normalised space. An objective on which every point is equal maps to 1.0 and so
     multiplies every volume by 1 (by 0 if a given reference is not strictly worse than that value)."""
@@ -154,7 +154,7 @@ def normalised_hypervolume(
     reference: object | None = None,
     maximise: bool = True,
 ) -> dict[str, Any]:
-    """Hypervolume of several fronts on one shared scale (METHOD.md 3 DEFAULT).
+    """Hypervolume of several fronts on one shared scale (docs/concepts/hypervolume.md).
 
     Each objective is min-max normalised over the union of all sets, and the reference point is the worst corner,
     ``(0, ..., 0)`` in normalised space (the per-objective minimum when maximising), unless ``reference`` (raw

@@ -1,4 +1,5 @@
-"""Per-objective normalisation of reward vectors to [0, 1], with the ideal point at (1, ..., 1) (METHOD.md 1.2).
+"""Per-objective normalisation of reward vectors to [0, 1], with the ideal point at (1, ..., 1)
+(docs/concepts/preferences.md).
 
 The statistics are a small JSON-safe record (``NormalisationStats.to_dict``) so that a run can save them next to
 the scores and apply exactly the same map later (stage 2, evaluation, a user's own analysis).
@@ -143,7 +144,8 @@ def fit_normalisation(
     quantiles: tuple[float, float] | Sequence[float] = (0.001, 0.999),
     names: Sequence[str] | None = None,
 ) -> NormalisationStats:
-    """Fit per-objective statistics on ``points`` (the candidate pool; METHOD.md 1.2 DEFAULT is min-max).
+    """Fit per-objective statistics on ``points`` (the candidate pool; min-max by default:
+    docs/concepts/preferences.md).
 
     Args:
         points: ``(n, M)`` raw rewards, finite.

@@ -1,5 +1,5 @@
 """ParetoHqD data selection: normalise, take the first Pareto layers as the pool, pick the k samples nearest each
-preference's ray (METHOD.md 1.2-1.5).
+preference's ray (docs/concepts/selection.md).
 
 Deterministic: the same scores and settings always select the same samples in the same order (distance ascending,
 ties broken by the sample's index).
@@ -42,15 +42,15 @@ preference too few to train on (0.25 at 800)."""
 
 
 def default_k(n_samples: int, fraction: float = K_FRACTION, minimum: int = K_MIN) -> int:
-    """METHOD.md 1.5 DEFAULT ``k`` at any data size: ``fraction`` of the ``n_samples`` (the paper's 100 of
+    """docs/concepts/selection.md: ``k`` at any data size: ``fraction`` of the ``n_samples`` (the paper's 100 of
     ~320,000), at least ``minimum``. At the paper's size both give 100; on larger data k grows with it, so that
     each preference's share of the data stays the paper's."""
     return int(max(minimum, math.ceil(fraction * n_samples)))
 
 
 def default_min_pool(n_samples: int, k: int = 0, fraction: float = POOL_FRACTION, per_k: float = POOL_PER_K) -> int:
-    """METHOD.md 1.4 DEFAULT ``P_min``, kept thin at any data size: the larger of ``fraction`` of the ``n_samples``
-    (the paper's 2,000 of ~320,000) and ``per_k`` times ``k``, at least 1 and at most ``n_samples``."""
+    """docs/concepts/selection.md: ``P_min``, kept thin at any data size: the larger of ``fraction`` of the
+    ``n_samples`` (the paper's 2,000 of ~320,000) and ``per_k`` times ``k``, at least 1 and at most ``n_samples``."""
     return int(min(n_samples, max(1, math.ceil(fraction * n_samples), math.ceil(per_k * k))))
 
 
@@ -158,8 +158,8 @@ def select_for_preferences(
         quantiles: lower/upper quantiles for ``'robust'``.
         metric: ``'perpendicular'`` distance to the ray (default), ``'angle'``, or ``'weighted_sum'`` (the ablation).
         stats: normalisation statistics to use (a ``NormalisationStats`` or its ``to_dict()``). By default they
-            are fitted over ALL ``points`` (the candidate pool of METHOD.md 1.2), not just the first layers, so
-            that the ideal point and the scale reflect the whole scored dataset.
+            are fitted over ALL ``points`` (the candidate pool of docs/concepts/selection.md), not just the first
+            layers, so that the ideal point and the scale reflect the whole scored dataset.
         maximise: whether larger rewards are better (the default, and what ParetoHqD assumes).
         names: optional objective names, used only in error messages.
 
@@ -221,7 +221,7 @@ def candidate_pool(
     k: int = 0,
 ) -> CandidatePool:
     """The first Pareto layers holding at least ``min_pool`` samples (capped at n), and the normalisation fitted
-    over every point (METHOD.md 1.2 and 1.4); arguments as in :func:`select_for_preferences` (``k``: only for the
+    over every point (docs/concepts/selection.md); arguments as in :func:`select_for_preferences` (``k``: only for the
     default ``min_pool``)."""
     X = as_points(points, "scores", names, allow_empty=False)
     n, m = X.shape

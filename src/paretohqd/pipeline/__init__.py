@@ -4,8 +4,9 @@ select, generate, evaluate (``plan`` strings them around a method's training uni
 
 from .plan import COMMANDS, Plan, Shared, build_plan, execute
 from .rundir import RunDir, read_eval_scores, read_metrics
-from .runner import Execution, Runner
+from .runner import Execution, Runner, closure
+from .status import unit_states
 from .units import Unit, UnitContext
 
 __all__ = ["COMMANDS", "Execution", "Plan", "RunDir", "Runner", "Shared", "Unit", "UnitContext",
-           "build_plan", "execute", "read_eval_scores", "read_metrics"]
+           "build_plan", "closure", "execute", "read_eval_scores", "read_metrics", "unit_states"]
