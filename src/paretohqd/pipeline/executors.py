@@ -342,6 +342,14 @@ def _cause(exc: BaseException, unit: Unit, retries: int) -> BaseException:
     return exc
 
 
+def ray_installed() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def make_executor(execution: ExecutionConfig, log: Callable[[str], None] = print):
     if execution.executor == "ray":
         return RayExecutor(execution, log)
