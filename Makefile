@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv browser test test-matrix demo bench bench-parallel bench-methods gpu-wheels clean
+.PHONY: venv browser test test-matrix demo smoke bench bench-parallel bench-methods gpu-wheels clean
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,15 @@ browser:
 
 demo: venv
 	$(BIN)/paretohqd demo
+
+# The wheel in a fresh venv outside the repository, `paretohqd demo` there with cut budgets (needs the package
+# index; not part of `make test`).
+smoke:
+	TORCH_PIN='$(TORCH_PIN)' PINS='$(PINS)' bash scripts/smoke_wheel.sh $(PYTHON)
+
+# `make print-PINS`: a variable's value, for scripts that reuse the pins.
+print-%:
+	@echo '$($*)'
 
 bench: venv
 	$(BIN)/python bench/selection_speed.py
