@@ -30,7 +30,12 @@ pip_quietly() {
 }
 
 began=$(date +%s)
-pip_quietly "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$REPO"
+# The wheel is built from a copy of the working tree (tracked files and new ones git does not ignore): a build in
+# the repository would leave build/ there, whose stale files a later wheel can pick up.
+mkdir "$WORK/source"
+git -C "$REPO" ls-files -z --cached --others --exclude-standard \
+  | tar -C "$REPO" --null --files-from - --ignore-failed-read -cf - 2>/dev/null | tar -C "$WORK/source" -xf -
+pip_quietly "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$WORK/source"
 WHEEL=$(ls "$WORK"/dist/paretohqd-*.whl)
 "$PYTHON" -m venv "$WORK/venv"
 # torch first and pinned: left to the resolver, pip would fetch a multi-GB CUDA build.
