@@ -134,7 +134,7 @@ def test_dry_run_builds_the_folders_prints_the_files_and_uploads_nothing(served_
 def test_push_refuses_before_any_work(served_run, tmp_path):
     with pytest.raises(UserError, match="--repo-prefix must be ORG/name"):
         push_run(served_run, "no-slash", license="mit", dry_run=tmp_path / "a")
-    with pytest.raises(UserError, match="licence of the run's base model .* is unknown.*--license"):
+    with pytest.raises(UserError, match=r"licence of the run's base model .* is unknown.*--license"):
         push_run(served_run, "test-org/tiny", dry_run=tmp_path / "b")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "x").write_text("x")

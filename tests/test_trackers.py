@@ -13,7 +13,7 @@ import paretohqd
 from paretohqd import io
 from paretohqd.pipeline.rundir import tracker_group, unit_log_file
 from paretohqd.pipeline.units import UnitLog
-from paretohqd.tracking import Tracking, log_summary, summary_values, trainer_fields, tracked
+from paretohqd.tracking import Tracking, log_summary, summary_values, tracked, trainer_fields
 
 from .test_pipeline import write_run_config
 
@@ -169,7 +169,7 @@ def test_report_to_is_in_no_key(tiny_policy, tmp_path):
     trainer = next(u for u in tracked_plan if u.name == "train/stage1/pref_00")
     tracking = trainer.options["tracking"]
     assert tracking.group == tracker_group(tmp_path / "run") and tracking.name == "train/stage1/pref_00"
-    assert tracking.tensorboard_dir == str((tmp_path / "run" / "logs" / "tensorboard" / "train/stage1/pref_00"))
+    assert tracking.tensorboard_dir == str(tmp_path / "run" / "logs" / "tensorboard" / "train/stage1/pref_00")
 
 
 def test_a_tensorboard_run_writes_every_unit_and_the_summary_into_one_folder(tiny_policy, tmp_path):

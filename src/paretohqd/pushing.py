@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -352,29 +352,29 @@ def upload(api, repos: list[Repo], namespace: str, title: str, private: bool, ru
     message = f"paretohqd push of the run {run_dir.resolve().name} ({method_name})"
     uploaded: list[str] = []
     for repo in repos:
-        _on_the_hub(f"create the {repo.repo_type} repo {repo.repo_id}", uploaded, lambda: api.create_repo(
-            repo.repo_id, repo_type=repo.repo_type, private=private, exist_ok=True))
-        _on_the_hub(f"upload {repo.repo_id}", uploaded, lambda: api.upload_folder(
-            repo_id=repo.repo_id, folder_path=str(repo.folder), repo_type=repo.repo_type, commit_message=message))
+        _on_the_hub(f"create the {repo.repo_type} repo {repo.repo_id}", uploaded, api.create_repo, repo.repo_id,
+                    repo_type=repo.repo_type, private=private, exist_ok=True)
+        _on_the_hub(f"upload {repo.repo_id}", uploaded, api.upload_folder, repo_id=repo.repo_id,
+                    folder_path=str(repo.folder), repo_type=repo.repo_type, commit_message=message)
         uploaded.append(repo.repo_id)
         log(f"push: uploaded {repo.repo_type} {repo.repo_id}")
-    collection = _on_the_hub(f"create the collection {title} in {namespace}", uploaded, lambda: api.create_collection(
-        title, namespace=namespace, private=private, exists_ok=True,
+    collection = _on_the_hub(
+        f"create the collection {title} in {namespace}", uploaded, api.create_collection, title, namespace=namespace,
+        private=private, exists_ok=True,
         description=f"{method_name}: one model per preference, the measured front and the selected training data "
-                    "(paretohqd)"))
+                    "(paretohqd)")
     for repo in repos:
-        _on_the_hub(f"add {repo.repo_id} to the collection {collection.slug}", uploaded,
-                    lambda: api.add_collection_item(collection.slug, repo.repo_id, repo.repo_type, note=repo.note,
-                                                    exists_ok=True))
+        _on_the_hub(f"add {repo.repo_id} to the collection {collection.slug}", uploaded, api.add_collection_item,
+                    collection.slug, repo.repo_id, repo.repo_type, note=repo.note, exists_ok=True)
     log(f"push: collection {collection.slug} holds {len(repos)} repos")
     return collection.slug
 
 
-def _on_the_hub(what: str, uploaded: list[str], call: Callable):
-    """``call()``, or one sentence when the Hub refuses it or cannot be reached (huggingface_hub's errors are
-    OSErrors, which would otherwise read as a full disk)."""
+def _on_the_hub(what: str, uploaded: list[str], call: Callable, *args, **kwargs):
+    """``call(*args, **kwargs)``, or one sentence when the Hub refuses it or cannot be reached (huggingface_hub's
+    errors are OSErrors, which would otherwise read as a full disk)."""
     try:
-        return call()
+        return call(*args, **kwargs)
     except OSError as exc:
         done = f"; already uploaded: {', '.join(uploaded)} (pushing again updates them)" if uploaded else ""
         raise UserError(f"could not {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} (log in "

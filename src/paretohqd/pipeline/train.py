@@ -10,11 +10,11 @@ from typing import Callable, Mapping, Sequence
 from ..config import ModelConfig, RunConfig, from_dict
 from ..policy import check_model, model_identity, resolve_device
 from ..policy.load import needs_activation_checkpointing
+from ..tracking import check_report_to
 from ..train import ModelCard, check_training_settings, split_settings, train_model
 from ..train.common import shared_sft_fields
 from ..train.dpo import check_dpo_settings, train_dpo
 from .distributed import launched_world
-from ..tracking import check_report_to
 from .rundir import unit_tracking
 from .units import Unit, UnitContext
 

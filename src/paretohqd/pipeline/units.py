@@ -92,7 +92,7 @@ class UnitLog:
         except OSError:  # a log that cannot be written is no reason to lose the unit's work
             pass
 
-    def echoing(self, echo: Callable[[str], None]) -> "UnitLog":
+    def echoing(self, echo: Callable[[str], None]) -> UnitLog:
         """The same file, another console (a Ray worker prints where the driver forwards it)."""
         return UnitLog(self.path, echo)
 
