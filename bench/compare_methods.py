@@ -3,7 +3,7 @@ learning rate a validation sweep chose for its budget; writes its docs page and 
 
     python bench/compare_methods.py --sweep          # once per budget: records the rates in learning_rates.json
     python bench/compare_methods.py --stage1-models  # the comparison, at the recorded rates; writes the pages
-    python bench/compare_methods.py --stage1-models --report-only   # the pages again from finished runs, running nothing
+    python bench/compare_methods.py --stage1-models --report-only  # the pages again from finished runs, running nothing
 
 The comparison goes between its markers in ``docs/benchmarks/comparison.md``; a summary table (one row per method)
 between its own markers in README.md.
@@ -261,7 +261,7 @@ def base_line(runs: dict[tuple[str, int], tuple]) -> str:
     """The yardstick: the base model's hypervolume above the same declared point, in every run that evaluated it
     (each run samples the base model's replies with its own seed)."""
     values = {}
-    for (method, seed), (folder, _) in runs.items():
+    for (_method, seed), (folder, _) in runs.items():
         value = metrics(folder).get("base_hypervolume_raw_ref")
         if value is not None:
             values.setdefault(seed, []).append(value)
@@ -343,8 +343,8 @@ def write_between_markers(path: Path, name: str, lines: list[str]) -> None:
 def summary_table(result: dict, prompts: int) -> list[str]:
     """The README's results table: one row per method, read from compare.json."""
     field = result["hypervolume_field"]
-    rows = [f"| method | seeds | hypervolume above the declared reference [mean ± sd] | collapse | "
-            f"P(ParetoHqD higher) | training + generation s |", "|---|---|---|---|---|---|"]
+    rows = ["| method | seeds | hypervolume above the declared reference [mean ± sd] | collapse | "
+            "P(ParetoHqD higher) | training + generation s |", "|---|---|---|---|---|---|"]
     for m in sorted(result["methods"], key=lambda m: -m[f"{field}_mean"]):
         spread = f" ± {m[f'{field}_sd']:.3f}" if m.get(f"{field}_sd") is not None else ""
         p = m.get("p_paretohqd_higher")

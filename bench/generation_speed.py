@@ -23,11 +23,11 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from paretohqd.config import ModelConfig, SamplingConfig  # noqa: E402
-from paretohqd.data import load_prompts  # noqa: E402
-from paretohqd.policy import EMBEDDED_DEFAULT, generate_responses, load_policy  # noqa: E402
+from paretohqd.config import ModelConfig, SamplingConfig
+from paretohqd.data import load_prompts
+from paretohqd.policy import EMBEDDED_DEFAULT, generate_responses, load_policy
 
 SEED = 0
 

@@ -236,7 +236,7 @@ def word_level_tokenizer(vocab_size: int, chat: bool):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocabulary = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"] + demo_words()
+    vocabulary = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", *demo_words()]
     vocabulary += [f"w{i}" for i in range(vocab_size - len(vocabulary))]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocabulary)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
@@ -301,10 +301,9 @@ def pipeline_config(folder: Path, policy: Path, rewards: list[Path], device: tor
 
 def pipeline_end_to_end(device: torch.device, dry_run: bool) -> dict:
     """The whole pipeline on random models (see the module's docstring); its units, seconds and GPU-seconds."""
-    import yaml
-
     import os
 
+    import yaml
     from transformers.utils import logging as transformers_logging
 
     import paretohqd

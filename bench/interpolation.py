@@ -96,8 +96,7 @@ def per_prompt(run_dir: Path, metrics: dict, models: list[dict]) -> tuple[tuple[
 
 def bootstrap_fronts(out: Path, coarse: dict, fine: dict, frame, replicates: int, seed: int) -> dict:
     """Hypervolume intervals over resampled test prompts (the same draws for every front: paired), on ``frame``."""
-    from paretohqd.evaluate.bootstrap import (bootstrap_counts, bootstrap_indices, probability_higher,
-                                              replicate_means)
+    from paretohqd.evaluate.bootstrap import bootstrap_counts, bootstrap_indices, probability_higher, replicate_means
 
     trained = coarse["preferences"]
     prompts, coarse_rewards = per_prompt(out / "coarse", coarse, [*trained, *coarse["served"]])

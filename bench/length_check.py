@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="a finished run directory (RUN/eval/scores.parquet)")
     args = parser.parse_args(argv)
 
-    from paretohqd.config import load_config
     from transformers import AutoTokenizer
 
+    from paretohqd.config import load_config
     from paretohqd.policy.load import resolve_model_path
     from paretohqd.tables import format_table
 

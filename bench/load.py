@@ -182,7 +182,7 @@ def unit_kind(name: str) -> str:
 
 def pipeline_worker(args) -> dict:
     import paretohqd
-    import paretohqd.api  # noqa: F401  (what the pipeline imports, before the baseline is read)
+    import paretohqd.api
     from paretohqd.pipeline import executors
 
     baseline = rss_mb()

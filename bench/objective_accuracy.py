@@ -44,16 +44,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from paretohqd.data import load_pairs  # noqa: E402
 from paretohqd.rewards.heads import SHIPPED_HEADS, PreferenceHeadObjective  # noqa: E402
-from paretohqd.rewards.heads.fit import (pairs_sha256, pairwise_accuracy, split_by_prompt, split_sha256,  # noqa: E402
-                                         validate_pairs)
+from paretohqd.rewards.heads.fit import pairs_sha256, pairwise_accuracy, split_by_prompt, split_sha256, validate_pairs  # noqa: E402
 from paretohqd.rewards.heads.model import char_counts, context_texts  # noqa: E402
 from paretohqd.rewards.heads.objective import ASSETS  # noqa: E402
 
@@ -241,7 +240,7 @@ def fine_tune(train: pd.DataFrame, args: argparse.Namespace, log) -> tuple[PairE
             f"{row['val_accuracy']:.4f}, loss {row['val_loss']:.4f} ({row['seconds']:.0f} s)")
         if best is None or (row["val_accuracy"], -row["val_loss"]) > (best["val_accuracy"], -best["val_loss"]):
             best, best_state = row, model.state()
-        elif args.patience and epoch - int(math.ceil(best["epoch"])) >= args.patience:
+        elif args.patience and epoch - math.ceil(best["epoch"]) >= args.patience:
             log(f"  early stop: no validation gain for {args.patience} epoch(s)")
             break
         if out_of_time:

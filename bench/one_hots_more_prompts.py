@@ -31,8 +31,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paretohqd.evaluate.bootstrap import (bootstrap_counts, bootstrap_indices, interval, probability_higher,
-                                          replicate_means)
+from paretohqd.evaluate.bootstrap import (
+    bootstrap_counts,
+    bootstrap_indices,
+    interval,
+    probability_higher,
+    replicate_means,
+)
 from paretohqd.evaluate.compare import seed_averaged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +110,7 @@ def main() -> int:
     prompts = per_run[0][0][objectives[0]].index
     draws = bootstrap_indices(len(prompts), BOOTSTRAP, SEED)
     counts = bootstrap_counts(draws, len(prompts))
-    rows = ["| objective | seed | prompts | one-hot − base [95% CI] | P(one-hot ahead) | sd per prompt |",
+    rows = ["| objective | seed | prompts | one-hot - base [95% CI] | P(one-hot ahead) | sd per prompt |",
             "|---|---|---|---|---|---|"]
     summary = []
     for objective in objectives:

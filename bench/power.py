@@ -1,8 +1,11 @@
 """Can a benchmark on a data set tell a trained model from the base model? A power analysis that carries what the
 demo measured over to HH-RLHF, before anybody spends two hours on it.
 
-    paretohqd select recipes/hh_rlhf/local.yaml --data.source "[../shared/data/hh-rlhf/harmless.jsonl,../shared/data/hh-rlhf/helpful.jsonl]" --preferences.n_points 2 --output_dir runs/hh_power_select
-    paretohqd run recipes/hh_rlhf/local.yaml --data.source "[../shared/data/hh-rlhf/harmless.jsonl,../shared/data/hh-rlhf/helpful.jsonl]" --method sft --train.sft.max_steps 1 --output_dir runs/hh_power_base
+    HH="[../shared/data/hh-rlhf/harmless.jsonl,../shared/data/hh-rlhf/helpful.jsonl]"
+    paretohqd select recipes/hh_rlhf/local.yaml --data.source "$HH" --preferences.n_points 2 \
+        --output_dir runs/hh_power_select
+    paretohqd run recipes/hh_rlhf/local.yaml --data.source "$HH" --method sft --train.sft.max_steps 1 \
+        --output_dir runs/hh_power_base
     python bench/power.py --measured runs/demo runs/demo_seed1 --select runs/hh_power_select --base runs/hh_power_base
 
 For each objective, from the measured runs (finished ParetoHqD runs; the one-hot model of that objective):

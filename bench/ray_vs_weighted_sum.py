@@ -21,8 +21,9 @@ Point sets (rewards maximised):
 - Real scores (harmless, helpful; the shipped offline heads): the demo run's ``runs/demo/scores/scores.parquet``
   with its k and P_min (the embedded demo data is scored if the file is absent), and the HH-RLHF pairs of
   ``../shared/data/hh-rlhf/*.jsonl`` (both replies of every pair are samples), at the recipe's k=100 with P_min by
-  the default rule, and at a thin pool (k=25, P_min=500: 9% of the data, k/P_min 5% as in the paper). Scores are cached under
-  ``--cache-dir`` (first run: a few minutes of MiniLM on one core). A missing source is skipped with its reason.
+  the default rule, and at a thin pool (k=25, P_min=500: 9% of the data, k/P_min 5% as in the paper). Scores are
+  cached under ``--cache-dir`` (first run: a few minutes of MiniLM on one core). A missing source is skipped with
+  its reason.
 
 Measured per method, in the normalised space of the pool (ideal point 1, worst scored value 0 per objective):
 
@@ -63,8 +64,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from paretohqd.pareto import candidate_pool, das_dennis, hypervolume, linear_grid, ric_grid_3  # noqa: E402
-from paretohqd.pareto import default_min_pool, preference_direction, select_from_pool  # noqa: E402
+from paretohqd.pareto import (  # noqa: E402  # noqa: E402
+    candidate_pool,
+    das_dennis,
+    default_min_pool,
+    hypervolume,
+    linear_grid,
+    preference_direction,
+    ric_grid_3,
+    select_from_pool,
+)
 from paretohqd.tables import format_table  # noqa: E402
 
 METHODS = ("perpendicular", "angle", "weighted_sum")
@@ -415,8 +424,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== HH-RLHF: skipped ({where})")
         else:
             scale = min(1.0, len(points) / HH_FULL)
-            for label, (kk, pm) in (("recipe", args.hh), ("thin pool", args.hh_thin)):
-                kk, pm = max(5, round(kk * scale)), max(5, round(pm * scale)) if pm else 0
+            for label, (k_given, pool_given) in (("recipe", args.hh), ("thin pool", args.hh_thin)):
+                kk = max(5, round(k_given * scale))
+                pm = max(5, round(pool_given * scale)) if pool_given else 0
                 real.append((f"HH-RLHF ({where}), harmless vs helpful, {label}", points, kk, pm))
     for title, points, kk, pm in real:
         result, facts = measure(points, linear_grid(11), kk, pm or default_min_pool(len(points), kk))

@@ -18,12 +18,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from paretohqd.config import ObjectiveConfig  # noqa: E402
-from paretohqd.data import load_data  # noqa: E402
-from paretohqd.rewards import build_objective  # noqa: E402
-from paretohqd.rewards.scoring import score_batches  # noqa: E402
+from paretohqd.config import ObjectiveConfig
+from paretohqd.data import load_data
+from paretohqd.rewards import build_objective
+from paretohqd.rewards.scoring import score_batches
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.json as paj
 
-from paretohqd.data.trl_formats import trl_samples
 from paretohqd.data.adapters import ASSISTANT_MARKER, HUMAN_MARKER, SYSTEM_MARKER
+from paretohqd.data.trl_formats import trl_samples
 
 MARKERS = {"system": SYSTEM_MARKER, "user": HUMAN_MARKER, "assistant": ASSISTANT_MARKER}
 

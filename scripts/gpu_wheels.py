@@ -86,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     for old in args.folder.glob("*.whl"):  # one version of each, or the install stops
         old.unlink()
     pip = [sys.executable, "-m", "pip", "--quiet"]
-    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(args.folder), str(REPO)],
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(args.folder), str(REPO)],
                    check=True)
     platforms = [option for platform in PLATFORMS for option in ("--platform", platform)]
-    subprocess.run(pip + ["download", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
-                          "--python-version", args.python_version, *platforms, "--dest", str(args.folder),
-                          *(f"{name}=={version}" for name, version in wanted.items())], check=True)
+    subprocess.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
+                    "--python-version", args.python_version, *platforms, "--dest", str(args.folder),
+                    *(f"{name}=={version}" for name, version in wanted.items())], check=True)
     wheels = sorted(args.folder.glob("*.whl"), key=lambda path: path.stat().st_size, reverse=True)
     total = sum(path.stat().st_size for path in wheels)
     tree = sum((REPO / name).stat().st_size for name in subprocess.run(

@@ -39,8 +39,9 @@ def tiny_reward_model(tmp_path_factory) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
 
-    words = ["<unk>", "<eos>"] + ("the a cat dog sat on mat is good bad kind rude help you i can not will yes no "
-                                  "please thanks hello how what why human assistant : ? . ,").split()
+    words = ["<unk>", "<eos>", "the", "a", "cat", "dog", "sat", "on", "mat", "is", "good", "bad", "kind", "rude",
+             "help", "you", "i", "can", "not", "will", "yes", "no", "please", "thanks", "hello", "how", "what", "why",
+             "human", "assistant", ":", "?", ".", ","]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>",

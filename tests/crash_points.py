@@ -291,20 +291,22 @@ def drive(spec_path: str, results_path: str) -> None:
     spawn = os.environ.get("PARETOHQD_KILL_SPAWN") == "1"
     if not spawn:
         # Everything the children import, imported once (no torch computation before forking).
-        import paretohqd.cli  # noqa: F401
-        import paretohqd.methods  # noqa: F401
-        import paretohqd.pipeline.evaluate  # noqa: F401
-        import paretohqd.pipeline.plan  # noqa: F401
-        import paretohqd.rewards.scoring  # noqa: F401
-        import paretohqd.train.sft  # noqa: F401
+        import datasets  # noqa: F401
+        import matplotlib
         import peft  # noqa: F401
         import transformers  # noqa: F401
         import trl  # noqa: F401
-        import datasets  # noqa: F401
-        import matplotlib
+
+        import paretohqd.cli
+        import paretohqd.methods
+        import paretohqd.pipeline.evaluate
+        import paretohqd.pipeline.plan
+        import paretohqd.rewards.scoring
+        import paretohqd.train.sft  # noqa: F401
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
+        import matplotlib.pyplot
+
         import tests.helpers_objectives  # noqa: F401
     results = []
     for index, step in enumerate(spec["steps"]):

@@ -40,7 +40,7 @@ def scores_frame(rewards, degenerate=None, prompts=None, objectives=OBJECTIVES):
                          **dict(zip(objectives, rewards[i, j])), "degenerate": bool(degenerate[i, j])})
     for prompt in prompts:  # the base model is not on the front
         rows.append({"model": "base", "prompt_id": prompt, "prompt": "q", "response": "a",
-                     **{o: 100.0 for o in objectives}, "degenerate": False})
+                     **dict.fromkeys(objectives, 100.0), "degenerate": False})
     return pd.DataFrame(rows)
 
 

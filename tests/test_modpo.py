@@ -19,7 +19,8 @@ from paretohqd.methods.modpo import margin_rewards, modpo_beta, modpo_margins, m
 from paretohqd.pipeline import build_plan
 from paretohqd.train.common import SFT_ONLY_FIELDS
 
-WORDS = "the cat sat on a mat and it was good so we all went home to eat some bread with tea".split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "it", "was", "good", "so", "we", "all", "went", "home", "to",
+         "eat", "some", "bread", "with", "tea"]
 
 
 def test_sft_only_fields_are_the_ones_trl_dpo_and_rloo_configs_lack():

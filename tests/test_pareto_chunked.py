@@ -135,7 +135,7 @@ def test_a_one_shot_iterator_works_in_one_pass_and_says_so_when_it_cannot():
     got = select_for_preferences_chunked(iter(split(X, 300)), grid(2), k=10, min_pool=100, maximise=True,
                                          layer_bound=expected.num_layers)
     assert_same_selection(got, expected)
-    with pytest.raises(ValueError, match="second pass.*one-shot iterator"):
+    with pytest.raises(ValueError, match=r"second pass.*one-shot iterator"):
         select_for_preferences_chunked((c for c in split(X, 300)), grid(2), k=10, min_pool=100, maximise=True,
                                        layer_bound=1)
 
@@ -185,17 +185,17 @@ def test_given_stats_are_used():
 def test_errors_match_the_in_memory_messages():
     X = gaussian(500, 2, seed=12)
     X[321, 1] = np.nan
-    with pytest.raises(ValueError) as in_memory:
+    with pytest.raises(ValueError) as in_memory:  # noqa: PT011 (compared with the chunked one)
         select_for_preferences(X, grid(2), k=5, min_pool=50, names=["a", "b"])
-    with pytest.raises(ValueError) as chunked:
+    with pytest.raises(ValueError) as chunked:  # noqa: PT011
         select_for_preferences_chunked(split(X, 100), grid(2), k=5, min_pool=50, names=["a", "b"])
     assert str(chunked.value) == str(in_memory.value) == "scores contain NaN in objective 'b' (row 321)"
 
     X = gaussian(500, 2, seed=12)
     for k in (60, 600):
-        with pytest.raises(ValueError) as in_memory:
+        with pytest.raises(ValueError) as in_memory:  # noqa: PT011 (compared with the chunked one)
             select_for_preferences(X, grid(2), k=k, min_pool=50)
-        with pytest.raises(ValueError) as chunked:
+        with pytest.raises(ValueError) as chunked:  # noqa: PT011
             select_for_preferences_chunked(split(X, 100), grid(2), k=k, min_pool=50)
         assert str(chunked.value) == str(in_memory.value)
     with pytest.raises(ValueError, match="preference 0 has 3 weights"):
@@ -208,7 +208,7 @@ def test_errors_match_the_in_memory_messages():
         select_for_preferences_chunked(split(X, 100), grid(2), k=5, normalisation="zscore")
     with pytest.raises(ValueError, match="stats have 3 objectives but the scores have 2"):
         select_for_preferences_chunked(split(X, 100), grid(2), k=5, stats=fit_normalisation(np.zeros((2, 3))))
-    with pytest.raises(ValueError, match="robust normalisation needs exact quantiles.*one-shot"):
+    with pytest.raises(ValueError, match=r"robust normalisation needs exact quantiles.*one-shot"):
         select_for_preferences_chunked(iter(split(X, 100)), grid(2), k=5, normalisation="robust")
 
 

@@ -13,7 +13,8 @@ from paretohqd.config import load_config
 
 from .conftest import EXACT_THREADS, REPO
 
-WORDS = "the cat sat on a mat and it was good so we all went home to eat some bread with tea".split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "it", "was", "good", "so", "we", "all", "went", "home", "to",
+         "eat", "some", "bread", "with", "tea"]
 
 
 def write_run_config(tmp_path, policy, run_name="run", **overrides):
@@ -62,7 +63,6 @@ def write_run_config(tmp_path, policy, run_name="run", **overrides):
 
 def artifacts(run_dir):
     """Every result file's content (not timings): what a resumed run must reproduce exactly."""
-    run_dir = run_dir
     files = {}
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir).as_posix()
@@ -259,10 +259,9 @@ def test_kill_9_then_resume_gives_identical_results(finished_run, tiny_policy, t
 
 def test_response_tokens_only_and_end_of_turn_is_trained(tiny_policy, tmp_path):
     """The loss covers the response and its end-of-turn token, never the prompt: the model learns to stop."""
+    import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
-
-    import datasets
 
     from paretohqd.policy import Policy
 

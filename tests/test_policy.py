@@ -70,7 +70,7 @@ def test_device_placement(tiny_policy, monkeypatch):
 
 
 def test_a_wrong_device_is_refused_when_the_config_loads():
-    with pytest.raises(UserError, match="model.device must be auto, cpu, cuda"):
+    with pytest.raises(UserError, match=r"model.device must be auto, cpu, cuda"):
         load_config(None, ["--data.source", "x", "--objectives", "[{name: a}]", "--model.device", "gpu"])
 
 
@@ -102,7 +102,7 @@ def test_generation_marks_the_replies_that_hit_the_token_limit(tiny_policy, monk
 
     policy = load_policy(ModelConfig(name_or_path=str(tiny_policy), device="cpu"))
     tokenizer = policy.tokenizer
-    word = lambda text: tokenizer.convert_tokens_to_ids(text)  # noqa: E731
+    word = tokenizer.convert_tokens_to_ids
     end, pad = word("<|im_end|>"), tokenizer.pad_token_id
     continuations = {"cat": [word("we"), word("all"), end, pad],                  # ended its turn
                      "tea": [word("we"), word("all"), word("went"), word("home")]}      # hit the limit

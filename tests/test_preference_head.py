@@ -13,11 +13,17 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from paretohqd.errors import UserError  # noqa: E402
-from paretohqd.rewards.embeddings import embed, last_human_turn  # noqa: E402
-from paretohqd.rewards.heads import SHIPPED_HEADS, PreferenceHead, PreferenceHeadObjective  # noqa: E402
-from paretohqd.rewards.heads.fit import (fit_and_save, fit_preference_head, pairwise_accuracy,  # noqa: E402
-                                         report_path_for, split_by_prompt, split_sha256)
+from paretohqd.errors import UserError
+from paretohqd.rewards.embeddings import embed, last_human_turn
+from paretohqd.rewards.heads import SHIPPED_HEADS, PreferenceHead, PreferenceHeadObjective
+from paretohqd.rewards.heads.fit import (
+    fit_and_save,
+    fit_preference_head,
+    pairwise_accuracy,
+    report_path_for,
+    split_by_prompt,
+    split_sha256,
+)
 
 HH_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-rlhf"
 
@@ -50,7 +56,7 @@ def test_embed_is_normalised_and_batch_invariant():
     assert np.abs(batched - small_batches).max() < 1e-5
     assert np.array_equal(batched[0], batched[3])  # duplicates are encoded once
     assert embed([]).shape == (0, 384)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a single string"):
         embed("a single string")
 
 

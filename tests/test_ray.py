@@ -1,5 +1,6 @@
 """The Ray executor on a local 2-CPU cluster: same results as the local executor, units at once, failures named."""
 
+import itertools
 import json
 import time
 
@@ -182,7 +183,7 @@ def test_a_whole_run_on_ray_equals_the_local_run(tiny_policy, tmp_path):
     # Two preferences trained at the same time: their stage-1 units overlapped.
     entries = [manifest["units"][f"train/stage1/pref_{i:02d}"] for i in range(3)]
     spans = sorted((e["started"], e["finished"]) for e in entries)
-    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
     assert main(["run", str(on_ray), "--execution.executor", "ray"]) == 0
     assert json.loads((tmp_path / "ray" / "manifest.json").read_text())["units"] == manifest["units"]
 

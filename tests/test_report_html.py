@@ -62,7 +62,7 @@ def synthetic_run(names=NAMES, prompts=6, samples=3000, seed=0):
                           "collapse_rate": float(collapse.loc[s["model"]])} for s in served]
     line = {"wall_seconds": 12.0, "gpu_seconds": 0.0, "stages": {}}
     metrics.update(method="ParetoHqD", seed=0, wall_seconds={"select": 3.0, "total": 12.0},
-                   cost={key: line for key in ("training", "generation", "scoring", "evaluation")})
+                   cost=dict.fromkeys(("training", "generation", "scoring", "evaluation"), line))
 
     points = rng.normal(size=(samples, m))
     pool = candidate_pool(points, min_pool=200)
@@ -115,7 +115,7 @@ def test_timing_lines_are_marked_and_alone(page):
 
 
 def test_samples_table_has_the_first_prompts_and_every_model(run, page):
-    metrics, _, _ = run
+    _metrics, _, _ = run
     table = page[page.index('<div class="samples">'):]
     assert table.count("<tr><td class=\"prompt\">") == 4  # the first 4 of 6 prompts, each once
     header = table[:table.index("</thead>")]
@@ -183,7 +183,7 @@ def test_page_renders_offline_in_headless_chromium(tmp_path, run, page):
         try:
             browser = playwright.chromium.launch(executable_path=executable, headless=True,
                                                  args=["--no-sandbox", "--disable-gpu"])
-        except Exception as exc:  # a browser that does not start here is the machine's, not the page's
+        except Exception as exc:  # noqa: BLE001 (a browser that does not start here is the machine's)
             pytest.skip(f"{executable} does not start under playwright: {str(exc).splitlines()[0]}")
         try:
             context = browser.new_context()

@@ -162,7 +162,7 @@ def test_baselines_held_out_sampling_reruns_generation_only(finished, tmp_path, 
 def test_an_edited_output_is_redone_and_what_read_it_reruns(finished, tmp_path):
     """A generation file changed after its unit finished: the unit makes it again and the evaluation that read it
     runs again; the model's weights edited in place retrain that model and everything after it."""
-    root, runs = finished
+    root, _runs = finished
     generations = root / "paretohqd" / "generations" / "pref_01.jsonl"
     original = generations.read_bytes()
 

@@ -10,8 +10,15 @@ import yaml
 from paretohqd.cli import main
 from paretohqd.config import load_config
 from paretohqd.methods import get_method
-from paretohqd.methods.ric import (boundary_targets, keep_mask, normal_range, preference_targets, reward_labels,
-                                   ric_prompt, squash_scales)
+from paretohqd.methods.ric import (
+    boundary_targets,
+    keep_mask,
+    normal_range,
+    preference_targets,
+    reward_labels,
+    ric_prompt,
+    squash_scales,
+)
 from paretohqd.pipeline import build_plan
 from paretohqd.pipeline.generate import sample_prompts
 
@@ -42,7 +49,7 @@ def test_prompt_has_rics_tokens_rounding_and_place():
     assert ric_prompt(dialogue, [0.54, -0.26], ["harmless", "helpful"]) == (
         "\n\nHuman: who is stan <rm1_score> 0.5 <rm2_score> -0.3 \n\nAssistant:")
     # RiC's own str.rstrip(marker) strips a character set ("stan" goes too); only the marker is removed here
-    assert dialogue.rstrip("\n\nAssistant:") == "\n\nHuman: who is "  # noqa: B005
+    assert dialogue.rstrip("\n\nAssistant:") == "\n\nHuman: who is "  # noqa: B005, PLE1310
     summary = "### Instruction: Summarise. ### Input: a long post ### Response: "
     assert ric_prompt(summary, [1.0, 0.25, -4.0], ["a", "b", "c"]) == (
         "### Instruction: Summarise. ### Input: a long post <rm1_score> 1.0 <rm2_score> 0.2 <rm3_score> -4.0 "
@@ -94,8 +101,8 @@ def test_offline_labels_are_squashed_like_rics_balancing():
     for j in range(3):  # RiC's balancing_rewards, per objective and per sample
         scores = np.clip(z[:, j], -10, 10)
         ratio1, ratio2 = 4.0 / np.quantile(scores, 0.9999), -4.0 / np.quantile(scores, 0.0001)
-        for i, value in enumerate(z[:, j]):
-            value = np.clip(value, -10, 10)
+        for i, raw in enumerate(z[:, j]):
+            value = np.clip(raw, -10, 10)
             oracle[i, j] = np.round(np.clip((ratio1 if value >= 0 else ratio2) * value, -4, 4), 1)
     np.testing.assert_allclose(ours, oracle, atol=1e-12)
     assert ours.max() == 4.0 and ours.min() == -4.0

@@ -14,7 +14,8 @@ def score_samples(samples, objectives, batch_sizes, cache_root, shard_size, **_)
     return score_frame(samples, objectives, [{"test": o.name} for o in objectives], batch_sizes, cache_root,
                        shard_size), {}
 
-WORDS = "the cat sat on mat is good bad kind rude help you i can not will yes no please thanks".split()
+WORDS = ["the", "cat", "sat", "on", "mat", "is", "good", "bad", "kind", "rude", "help", "you", "i", "can", "not",
+         "will", "yes", "no", "please", "thanks"]
 
 
 def make_samples(n, seed=0):

@@ -63,7 +63,7 @@ def test_outside_the_trained_hull_is_refused():
     with pytest.raises(ValueError, match="outside"):
         enclosing_mix([[0.8, 0.2], [0.5, 0.5]], [0.1, 0.9])
     with pytest.raises(ValueError, match="outside"):
-        enclosing_mix([[1, 0, 0], [0, 1, 0], [0.5, 0.5, 0]] + [[0.4, 0.4, 0.2]], [0.1, 0.1, 0.8])
+        enclosing_mix([[1, 0, 0], [0, 1, 0], [0.5, 0.5, 0], [0.4, 0.4, 0.2]], [0.1, 0.1, 0.8])
 
 
 def test_cell_midpoints():
@@ -281,7 +281,7 @@ def _serving_rule(tiny_policy, tmp_path, method, weights, mode=None, overrides=(
 def test_ric_writes_the_preference_targets_into_the_prompt(tiny_policy, tmp_path):
     from paretohqd.methods.ric import preference_targets
 
-    model, plan = _serving_rule(tiny_policy, tmp_path, "ric", [0.3, 0.7])
+    model, _plan = _serving_rule(tiny_policy, tmp_path, "ric", [0.3, 0.7])
     assert [u.name for u in model.adapters] == ["train/ric/online_2"] and model.mix is None  # the final model
     assert model.condition_settings["weights"] == [0.3, 0.7]
     bounds = {"target_low": [-4.0, -4.0], "target_high": [4.0, 4.0]}

@@ -40,7 +40,7 @@ def test_the_balanced_generator_is_trained_when_the_grid_lacks_it(tiny_policy, t
     assert sorted(n for n in units if n.startswith("stage2/generate/")) == [
         "stage2/generate/generator_01", "stage2/generate/pref_00"]
     config.stage2.generators = [[1, 0, 0]]
-    with pytest.raises(UserError, match="stage2.generators"):
+    with pytest.raises(UserError, match=r"stage2.generators"):
         plan_units(config)
 
 

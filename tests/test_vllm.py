@@ -17,11 +17,17 @@ from paretohqd.config import GenerationConfig, ModelConfig, SamplingConfig, load
 from paretohqd.errors import UserError
 from paretohqd.pipeline.generate import generation_unit, run_generation_group
 from paretohqd.pipeline.units import Unit, UnitContext
-from paretohqd.policy import Policy, clean_response
+from paretohqd.policy import Policy, clean_response, vllm_backend
 from paretohqd.policy.generation import cut_at_turn
-from paretohqd.policy import vllm_backend
-from paretohqd.policy.vllm_backend import (NOT_INSTALLED, PROMPT_SEED_STRIDE, ModelPrompts, ServedModel,
-                                           generate_with_vllm, prepare_models, vllm_lora_rank)
+from paretohqd.policy.vllm_backend import (
+    NOT_INSTALLED,
+    PROMPT_SEED_STRIDE,
+    ModelPrompts,
+    ServedModel,
+    generate_with_vllm,
+    prepare_models,
+    vllm_lora_rank,
+)
 
 from .test_pipeline import write_run_config
 
@@ -136,7 +142,7 @@ def test_an_engine_gets_the_gpu_share_that_is_free_after_this_process_lets_go(fa
     assert fake_vllm.RECORD["engines"][-1].args["gpu_memory_utilization"] == 0.6
     vllm_backend.release_engine()
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2 * 2**30, 80 * 2**30))
-    with pytest.raises(UserError, match="2.0 GiB of the GPU's 80.0 GiB are free"):
+    with pytest.raises(UserError, match=r"2.0 GiB of the GPU's 80.0 GiB are free"):
         generate_with_vllm(request, ModelConfig(name_or_path=base), {})
 
 

@@ -10,7 +10,7 @@ __version__ = "0.8.0"
 
 _API = ("load_config", "run", "run_stage", "plan", "status", "compare", "load_policy", "export", "push")
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_API]  # noqa: PLE0604 (the API names, strings)
 
 
 def __getattr__(name: str):

@@ -7,8 +7,8 @@ import contextlib
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import Iterator
 
 REPORTED_PACKAGES = ("paretohqd", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy",
                      "moocore", "pandas", "pyarrow", "omegaconf", "sentence-transformers", "gguf")

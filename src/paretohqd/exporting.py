@@ -29,17 +29,17 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from . import io
 from .errors import UserError
+from .locking import output_lock_file, writer_lock
 from .methods import get_method
 from .pareto import preference_direction
-from .locking import output_lock_file, writer_lock
 from .pipeline.rundir import inside_run_directory
 from .pipeline.serve import ServedModel, run_config, served_model
 from .policy import Policy, end_of_turn_ids, load_policy
@@ -292,9 +292,9 @@ def direction_of(served: ServedModel) -> list[float] | None:
 def inserted_text(original: str, conditioned: str) -> str:
     """What conditioning wrote into ``original`` (RiC's reward tokens), found as the part between the longest
     common prefix and suffix."""
-    start = len(os.path.commonprefix([original, conditioned]))
+    start = len(os.path.commonprefix([original, conditioned]))  # noqa: RUF071 (characters, as meant)
     rest, conditioned_rest = original[start:], conditioned[start:]
-    end = len(os.path.commonprefix([rest[::-1], conditioned_rest[::-1]]))
+    end = len(os.path.commonprefix([rest[::-1], conditioned_rest[::-1]]))  # noqa: RUF071
     return conditioned_rest[:len(conditioned_rest) - end].strip()
 
 

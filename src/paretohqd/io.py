@@ -12,9 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -208,10 +208,8 @@ def _read_fingerprint_cache() -> dict[str, str]:
 def _write_fingerprint_cache(known: dict[str, str]) -> None:
     if len(known) > _FINGERPRINT_CACHE_LIMIT:
         known = dict(list(known.items())[-_FINGERPRINT_CACHE_LIMIT // 2:])
-    try:
+    with contextlib.suppress(OSError):  # a read-only home only costs re-hashing next time
         write_json(_fingerprint_cache_path(), known)
-    except OSError:
-        pass  # a read-only home only costs re-hashing next time
 
 
 def link_or_copy(source: Path, target: Path) -> None:

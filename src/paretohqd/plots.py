@@ -6,9 +6,9 @@ panel plots it against itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

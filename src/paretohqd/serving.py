@@ -13,14 +13,16 @@ For RiC the prompt must carry the preference's target rewards: ``generate`` and 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .config import ModelConfig, SamplingConfig, from_dict
 from .methods import get_method
 from .pipeline.serve import ServedModel, run_config, served_model
-from .policy import Policy, generate_responses, load_policy as load_model
+from .policy import Policy, generate_responses
+from .policy import load_policy as load_model
 from .policy.load import check_device
+
 
 class ServedPolicy(tuple):
     """``(model, tokenizer)``, with what the run serves them as: ``served`` (method, weights, mode, the trained

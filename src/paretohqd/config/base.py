@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
+
 class SettingError(ValueError):
     """A bad value in one section; the message starts with the field name, and loading prefixes the section."""
 

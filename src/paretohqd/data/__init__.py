@@ -11,17 +11,43 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .adapters import (ASSISTANT_MARKER, HUMAN_MARKER, SUMMARY_PROMPT_TEMPLATE, TRUNCATED, blank_text, clean_pairs,
-                       column_samples, heldout_mask, hh_rlhf_pairs, pairs_to_samples, prompt_to_messages,
-                       require_columns, require_text, scitldr_samples)
+from .adapters import (
+    ASSISTANT_MARKER,
+    HUMAN_MARKER,
+    SUMMARY_PROMPT_TEMPLATE,
+    TRUNCATED,
+    blank_text,
+    clean_pairs,
+    column_samples,
+    heldout_mask,
+    hh_rlhf_pairs,
+    pairs_to_samples,
+    prompt_to_messages,
+    require_columns,
+    require_text,
+    scitldr_samples,
+)
 from .loaders import describe, read_table, source_spec
 from .trl_formats import trl_prompts, trl_samples
 
 ADAPTERS = ("columns", "hh_rlhf", "scitldr", "trl")
 
-__all__ = ["ADAPTERS", "ASSISTANT_MARKER", "HUMAN_MARKER", "SUMMARY_PROMPT_TEMPLATE", "TRUNCATED", "LoadedData",
-           "heldout_mask", "distinct_prompts", "fingerprint", "load_data", "load_pairs", "load_prompts", "prompt_columns",
-           "prompt_to_messages"]
+__all__ = [
+    "ADAPTERS",
+    "ASSISTANT_MARKER",
+    "HUMAN_MARKER",
+    "SUMMARY_PROMPT_TEMPLATE",
+    "TRUNCATED",
+    "LoadedData",
+    "distinct_prompts",
+    "fingerprint",
+    "heldout_mask",
+    "load_data",
+    "load_pairs",
+    "load_prompts",
+    "prompt_columns",
+    "prompt_to_messages",
+]
 
 
 EMPTY_TEXT = ("drop", "error")

@@ -38,12 +38,12 @@ def prompt_to_messages(prompt: str, system_prompt: str | None = None) -> list[di
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     pieces = _TURN.split(prompt)  # [before, turn, system, text, turn, system, text, ...]
     if len(pieces) == 1:
-        return messages + [{"role": "user", "content": prompt.strip()}]
+        return [*messages, {"role": "user", "content": prompt.strip()}]
     if pieces[0].strip():
         messages.append({"role": "user", "content": pieces[0].strip()})
-    for turn, system, text in zip(pieces[1::3], pieces[2::3], pieces[3::3]):
+    for turn, system, said in zip(pieces[1::3], pieces[2::3], pieces[3::3]):
         role = _ROLES[turn or system]
-        text = text.strip()
+        text = said.strip()
         if messages and messages[-1]["role"] == role:
             messages[-1]["content"] += "\n\n" + text  # keep strict user/assistant alternation
         elif text or role == "user":

@@ -80,19 +80,19 @@ def read_table(source, fmt: str = "auto", split: str = "train") -> pd.DataFrame:
     if fmt == "parquet":
         try:
             return pd.read_parquet(source)
-        except Exception as exc:  # pyarrow raises several types for corrupt files
+        except Exception as exc:  # noqa: BLE001 (pyarrow raises several types for corrupt files)
             raise UserError(f"data file '{source}' is not a readable Parquet file: {exc}") from None
     if fmt == "csv":
         try:
             return pd.read_csv(source, keep_default_na=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (pandas' parser raises several types)
             raise UserError(f"data file '{source}' is not a readable CSV file: {exc}") from None
     if fmt == "hf_disk":
         import datasets
 
         try:
             loaded = datasets.load_from_disk(source)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (datasets raises several types for a folder it cannot read)
             raise UserError(f"'{source}' is not a dataset saved with datasets.save_to_disk: {exc}") from None
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
@@ -105,7 +105,7 @@ def read_table(source, fmt: str = "auto", split: str = "train") -> pd.DataFrame:
         try:
             return datasets.load_dataset(source, name=spec["name"], data_dir=spec["data_dir"],
                                          revision=spec["revision"], split=split).to_pandas()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (no network, a wrong id, a wrong part: each its own type)
             raise UserError(f"could not load Hub dataset '{describe(spec)}' split '{split}' "
                             f"(no network, or the id, name, data_dir or revision is wrong): {exc}") from None
     raise UserError(f"unknown data.format '{fmt}' (use auto, jsonl, json, parquet, csv, hf_disk or hub)")
@@ -119,7 +119,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
         table = paj.read_json(path)
         table.validate(full=True)  # pyarrow does not check UTF-8 while parsing; this does
         return table.to_pandas()
-    except Exception:
+    except Exception:  # noqa: BLE001 (any failure: the slow path below finds the line and says what is wrong)
         pass
     # Slow path only to report where the file is broken (pyarrow's errors give no line number), or for
     # rows whose types pyarrow cannot unify.

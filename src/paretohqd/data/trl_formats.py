@@ -3,9 +3,9 @@ trl``): which format a table is in is told by its columns, as TRL tells it.
 
 | columns | TRL's name | samples |
 |---|---|---|
-| ``messages`` | language modeling, conversational | the conversation before the last message, and that last (assistant) message |
+| ``messages`` | conversational language modeling | the conversation before its last message; that message |
 | ``prompt``, ``completion`` | prompt-completion | the prompt and its completion |
-| ``prompt``, ``completion``, ``label`` | unpaired preference | the same; ``label`` true is ``chosen``, false ``rejected`` |
+| ``prompt``, ``completion``, ``label`` | unpaired preference | the same; ``label`` true ``chosen``, else ``rejected`` |
 | ``prompt``, ``chosen``, ``rejected`` | preference (explicit prompt) | both replies, paired (``pair_id``, ``label``) |
 | ``chosen``, ``rejected`` | preference (implicit prompt) | both replies after their shared beginning, paired |
 | ``prompt`` | prompt-only | test prompts (``evaluate.adapter: trl``) |

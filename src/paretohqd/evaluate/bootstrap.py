@@ -25,7 +25,7 @@ def bootstrap_counts(indices: np.ndarray, n: int) -> np.ndarray:
 def replicate_means(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Means over resampled prompts of ``values`` ``(n, ...)`` for every replicate at once: ``(B, ...)``."""
     n = values.shape[0]
-    return (counts @ values.reshape(n, -1) / counts.sum(axis=1, keepdims=True)).reshape((-1,) + values.shape[1:])
+    return (counts @ values.reshape(n, -1) / counts.sum(axis=1, keepdims=True)).reshape((-1, *values.shape[1:]))
 
 
 def probability_higher(ours: np.ndarray, theirs: np.ndarray | float) -> float:

@@ -5,6 +5,7 @@ degenerate when, after cleaning, it has fewer than ``min_tokens`` tokens, or one
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ class CollapseDetector:
         if ngrams and max(ngrams.values()) >= t.max_ngram_repeats:
             found.append(f"a {t.ngram}-gram repeated {max(ngrams.values())} times")
         if len(tokens) >= t.distinct_min_tokens:
-            bigrams = list(zip(tokens, tokens[1:]))
+            bigrams = list(itertools.pairwise(tokens))
             if len(set(bigrams)) / len(bigrams) < t.min_distinct2:
                 found.append(f"distinct-2 below {t.min_distinct2}")
         return found

@@ -43,9 +43,9 @@ from .. import io
 from ..errors import UserError
 from ..plots import plot_fronts
 from ..tables import format_vector
+from .bootstrap import bootstrap_counts, bootstrap_indices, interval, probability_higher, replicate_means
 from .compare_tables import comparison_footer, comparison_tables, format_comparison
 from .html import comparison_page
-from .bootstrap import bootstrap_counts, bootstrap_indices, interval, probability_higher, replicate_means
 from .metrics import BASE, HV_RAW_REF, HV_UNION_WORST, UNION_SCOPE, comparison_frame, definition
 
 REFERENCE_METHOD = "ParetoHqD"

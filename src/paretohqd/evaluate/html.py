@@ -12,9 +12,9 @@ the functions, so that ``import paretohqd`` stays fast.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -251,4 +251,4 @@ def format_front_table(metrics: dict) -> str:
     rows += [[f"{p['earlier']} (earlier stage)", weights_label(p["weights"])]
              + [f"{v:.3f}" for v in p["earlier_mean_rewards"]] + [f"{p['earlier_collapse_rate']:.1%}"]
              for p in (metrics.get("earlier_stage") or {}).get("pairs", ())]
-    return format_table(["model", "weights"] + names + ["collapse"], rows)
+    return format_table(["model", "weights", *names, "collapse"], rows)

@@ -11,8 +11,17 @@ import pandas as pd
 from .. import io
 from ..plots import plot_front
 from ..tables import format_vector
-from .metrics import (BASE, BASE_HV_RAW_REF, HV_RAW_REF, HV_RUN_BASE, HV_RUN_WORST, HV_RUN_WORST_SERVED,
-                      format_front_table, format_vs_base_table, weights_label)
+from .metrics import (
+    BASE,
+    BASE_HV_RAW_REF,
+    HV_RAW_REF,
+    HV_RUN_BASE,
+    HV_RUN_WORST,
+    HV_RUN_WORST_SERVED,
+    format_front_table,
+    format_vs_base_table,
+    weights_label,
+)
 
 
 def write_report(folder: Path, metrics: dict, table: pd.DataFrame, scored: pd.DataFrame,

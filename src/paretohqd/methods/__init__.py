@@ -21,4 +21,4 @@ def get_method(key: str) -> Method:
     return METHODS[key]
 
 
-__all__ = ["METHODS", "MODPO", "EvaluatedModel", "Method", "ParetoHqD", "RewardedSoups", "RiC", "SFT", "get_method"]
+__all__ = ["METHODS", "MODPO", "SFT", "EvaluatedModel", "Method", "ParetoHqD", "RewardedSoups", "RiC", "get_method"]

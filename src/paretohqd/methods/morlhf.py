@@ -14,10 +14,10 @@ import pandas as pd
 from .. import io
 from ..errors import UserError
 from ..pipeline import Shared, Unit
+from ..pipeline.built_objectives import built_objective
 from ..pipeline.distributed import launched_world
 from ..pipeline.generate import sample_prompts
 from ..pipeline.rundir import unit_tracking
-from ..pipeline.built_objectives import built_objective
 from ..pipeline.train import model_settings, rebuild_model_config
 from ..policy import check_model, resolve_device
 from ..rewards.scoring import score_rows

@@ -19,8 +19,8 @@ from ..pipeline import Shared, Unit
 from ..pipeline.generate import generation_unit
 from ..pipeline.score import scoring_unit
 from ..pipeline.select import k_rule, ray_unit, selection_units
-from ..tables import format_vector
 from ..pipeline.train import fit, training_unit
+from ..tables import format_vector
 from ..train import ModelCard
 from .base import ALL_COMMANDS, EvaluatedModel, Method, by_name, sample_frame
 

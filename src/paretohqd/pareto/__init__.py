@@ -11,6 +11,7 @@ Rewards are maximised everywhere (``maximise=True``); points are ``(n_points, n_
 - ``interpolation``: which trained preferences enclose a new one, and with what mix (served models).
 """
 
+from ._validate import first_non_finite
 from .directions import preference_direction, ray_distance, validate_preferences
 from .grids import (
     das_dennis,
@@ -21,7 +22,6 @@ from .grids import (
     resolve_grid,
     ric_grid_3,
 )
-from ._validate import first_non_finite
 from .indicators import hypervolume, is_nondominated, normalised_hypervolume
 from .layers import first_layers_pool, nondominated_layers
 from .normalise import NormalisationStats, check_finite_scores, fit_normalisation
@@ -37,36 +37,36 @@ from .select import (
 )
 
 __all__ = [
-    "nondominated_layers",
-    "first_layers_pool",
+    "CandidatePool",
     "NormalisationStats",
-    "fit_normalisation",
-    "check_finite_scores",
-    "first_non_finite",
-    "validate_preferences",
-    "preference_direction",
-    "ray_distance",
-    "das_dennis",
-    "linear_grid",
-    "ric_grid_3",
-    "preference_grid",
-    "representative_preferences",
-    "resolve_grid",
-    "nearest_preferences",
     "Selection",
     "SelectionResult",
-    "select_for_preferences",
-    "CandidatePool",
     "candidate_pool",
-    "select_from_pool",
+    "check_finite_scores",
+    "das_dennis",
     "default_k",
     "default_min_pool",
+    "first_layers_pool",
+    "first_non_finite",
+    "fit_normalisation",
     "hypervolume",
-    "normalised_hypervolume",
     "is_nondominated",
+    "linear_grid",
+    "nearest_preferences",
+    "nondominated_layers",
+    "normalised_hypervolume",
+    "preference_direction",
+    "preference_grid",
+    "ray_distance",
+    "representative_preferences",
+    "resolve_grid",
+    "ric_grid_3",
+    "select_for_preferences",
+    "select_from_pool",
+    "validate_preferences",
 ]
 
 # Selection over score chunks (bounded memory, identical result): appended so as not to reorder the list above.
-from .chunked import ChunkedPool, chunked_candidate_pool, select_for_preferences_chunked  # noqa: E402
+from .chunked import ChunkedPool, chunked_candidate_pool, select_for_preferences_chunked
 
 __all__ += ["ChunkedPool", "chunked_candidate_pool", "select_for_preferences_chunked"]

@@ -6,7 +6,7 @@ the first offending row rather than dumping arrays.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

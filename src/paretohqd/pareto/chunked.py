@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from .select import SELECTION_METRICS, CandidatePool, Selection, default_min_poo
 
 __all__ = ["ChunkedPool", "chunked_candidate_pool", "select_for_preferences_chunked"]
 
-ChunkSource = Union[Callable[[], Iterable[object]], Iterable[object]]
+ChunkSource = Callable[[], Iterable[object]] | Iterable[object]
 """Score chunks: a function returning a fresh iterable of ``(n_chunk, M)`` arrays each time it is called (a second
 pass is then always possible), or an iterable such as a list of arrays (a one-shot iterator or generator works only
 while no second pass is needed)."""

@@ -10,12 +10,11 @@ of a front.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ._validate import as_count
 
-__all__ = ["validate_preferences", "preference_direction", "ray_distance", "METRICS"]
+__all__ = ["METRICS", "preference_direction", "ray_distance", "validate_preferences"]
 
 METRICS = ("perpendicular", "angle")
 

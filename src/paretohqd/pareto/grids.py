@@ -4,16 +4,25 @@ explicit lists, and the representative preferences that generate ParetoHqD's sta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Sequence
 
 import numpy as np
 
 from ._validate import as_count
 from .directions import validate_preferences
 
-__all__ = ["GRIDS", "DEFAULT_DAS_DENNIS_PARTITIONS", "das_dennis", "linear_grid", "ric_grid_3", "preference_grid",
-           "resolve_grid", "representative_preferences", "nearest_preferences"]
+__all__ = [
+    "DEFAULT_DAS_DENNIS_PARTITIONS",
+    "GRIDS",
+    "das_dennis",
+    "linear_grid",
+    "nearest_preferences",
+    "preference_grid",
+    "representative_preferences",
+    "resolve_grid",
+    "ric_grid_3",
+]
 
 GRIDS = ("auto", "linear", "ric", "das-dennis", "explicit")
 
@@ -150,4 +159,4 @@ def nearest_preferences(weights: object, targets: object) -> list[int]:
     w = np.asarray(weights, dtype=np.float64)
     t = np.asarray(targets, dtype=np.float64)
     distance = np.linalg.norm(w[None, :, :] - t[:, None, :], axis=2)
-    return sorted(set(int(i) for i in distance.argmin(axis=1)))
+    return sorted({int(i) for i in distance.argmin(axis=1)})

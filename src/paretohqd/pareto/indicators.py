@@ -10,16 +10,24 @@ bootstrap replicate of a front (:meth:`HypervolumeFrame.hypervolumes`), on it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from ._validate import as_points
 from .normalise import NormalisationStats, fit_normalisation
 
-__all__ = ["hypervolume", "hypervolume_batch", "normalised_hypervolume", "is_nondominated", "HypervolumeFrame",
-           "minmax_frame", "raw_frame"]
+__all__ = [
+    "HypervolumeFrame",
+    "hypervolume",
+    "hypervolume_batch",
+    "is_nondominated",
+    "minmax_frame",
+    "normalised_hypervolume",
+    "raw_frame",
+]
 
 
 def hypervolume(points: object, reference_point: object, maximise: bool = True) -> float:
@@ -33,7 +41,7 @@ def hypervolume(points: object, reference_point: object, maximise: bool = True) 
 
     P = as_points(points, "points")
     ref = _as_reference(reference_point, P.shape[1])
-    better = np.all(P > ref, axis=1) if maximise else np.all(P < ref, axis=1)
+    better = np.all(ref < P, axis=1) if maximise else np.all(ref > P, axis=1)
     if not better.any():
         return 0.0
     return float(moocore.hypervolume(P[better], ref=ref, maximise=maximise))
@@ -60,7 +68,7 @@ def hypervolume_batch(points: object, reference_point: object, maximise: bool = 
         return np.array([hypervolume(front, ref, maximise=maximise) for front in P])
     if not maximise:
         P, ref = -P, -ref
-    better = np.all(P > ref, axis=2)
+    better = np.all(ref < P, axis=2)
     x = np.where(better, P[:, :, 0], ref[0])  # a point not above the reference adds nothing: move it onto it
     y = np.where(better, P[:, :, 1], ref[1])
     order = np.argsort(-x, axis=1, kind="stable")

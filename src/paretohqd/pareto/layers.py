@@ -35,7 +35,7 @@ import numpy as np
 
 from ._validate import as_count, as_points
 
-__all__ = ["nondominated_layers", "first_layers_pool"]
+__all__ = ["first_layers_pool", "nondominated_layers"]
 
 # Below this many points ranking everything with moocore takes milliseconds, so the prefilter is not worth it.
 _SMALL_N = 20_000
@@ -342,7 +342,7 @@ def _prefiltered_layers(
             reach = int(np.searchsorted(q_cum, min_count)) + 1
             L = reach if L is None else min(L, reach)
         assert L is not None
-        if L > q_cum.size:  # Q has no point of rank L-1, hence no pivot
+        if q_cum.size < L:  # Q has no point of rank L-1, hence no pivot
             target *= 2
             continue
         pivot_idx = q_idx[q_ranks == L - 1]
@@ -365,6 +365,6 @@ def _prefiltered_layers(
     s_idx, s_ranks = _exact_layers(Y[keep_idx], L, None)
     below = s_ranks < L
     idx, ranks = keep_idx[s_idx[below]], s_ranks[below]
-    if min_count is not None and idx.size < min_count and (max_layers is None or L < max_layers):
+    if min_count is not None and idx.size < min_count and (max_layers is None or max_layers > L):
         return None  # cannot happen (Q's count is a lower bound); refuse rather than return a short pool
     return idx, ranks

@@ -7,14 +7,15 @@ the scores and apply exactly the same map later (stage 2, evaluation, a user's o
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ._validate import as_points
 
-__all__ = ["NormalisationStats", "fit_normalisation", "check_finite_scores", "METHODS"]
+__all__ = ["METHODS", "NormalisationStats", "check_finite_scores", "fit_normalisation"]
 
 METHODS = ("minmax", "robust")
 
@@ -117,7 +118,7 @@ class NormalisationStats:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "NormalisationStats":
+    def from_dict(cls, data: Mapping[str, Any]) -> NormalisationStats:
         """Inverse of :meth:`to_dict`; raises ValueError on a missing or malformed field."""
         if not isinstance(data, Mapping):
             raise ValueError(f"normalisation stats must be a mapping, got {type(data).__name__}")

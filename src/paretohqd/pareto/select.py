@@ -8,8 +8,9 @@ ties broken by the sample's index).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,17 @@ from .directions import METRICS, preference_direction, ray_distance, validate_pr
 from .layers import layers_validated
 from .normalise import METHODS, NormalisationStats, check_quantiles, fit_validated
 
-__all__ = ["SelectionResult", "Selection", "CandidatePool", "candidate_pool", "select_from_pool",
-           "select_for_preferences", "default_min_pool", "default_k", "SELECTION_METRICS"]
+__all__ = [
+    "SELECTION_METRICS",
+    "CandidatePool",
+    "Selection",
+    "SelectionResult",
+    "candidate_pool",
+    "default_k",
+    "default_min_pool",
+    "select_for_preferences",
+    "select_from_pool",
+]
 
 SELECTION_METRICS = (*METRICS, "weighted_sum")
 """The ray metrics, and ``weighted_sum``: the k pool samples with the highest w . z (the scalarisation the ray
@@ -204,7 +214,7 @@ class CandidatePool:
                 "layers": [int(layer) for layer in self.layers]}
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "CandidatePool":
+    def from_dict(cls, record: Mapping[str, Any]) -> CandidatePool:
         return cls(np.asarray(record["indices"], dtype=np.int64), np.asarray(record["layers"], dtype=np.int64),
                    int(record["num_layers"]), NormalisationStats.from_dict(record["normalisation"]),
                    int(record["min_pool"]), bool(record.get("maximise", True)))

@@ -19,8 +19,9 @@ import atexit
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..config import ExecutionConfig
 from ..errors import UserError
@@ -45,7 +46,7 @@ def is_main_process() -> bool:
 
 
 def distributed_executor(units: Sequence[Unit], execution: ExecutionConfig | None = None
-                         ) -> "DistributedExecutor | None":
+                         ) -> DistributedExecutor | None:
     """The executor of a multi-process launch (WORLD_SIZE > 1), or None outside one. ``units``: every unit of
     the plan, for the other ranks to find the ones rank 0 says to run; ``execution``: a unit kind's
     ``torch_threads`` holds while it runs, as in a local run."""
@@ -196,7 +197,7 @@ class DistributedExecutor:
         while ready := graph.next_ready():
             batch = graph.take(ready[0])
             chosen = []
-            for unit, runs in zip(batch, self._on_main(lambda: [start(u) for u in batch], batch[0].name)):
+            for unit, runs in zip(batch, self._on_main(lambda: [start(u) for u in batch], batch[0].name)):  # noqa: B023
                 if runs:
                     chosen.append(unit)
                 else:
@@ -218,7 +219,9 @@ class DistributedExecutor:
             seconds = (time.perf_counter() - began) / len(chosen)
             # Rank 0 speaks for the launch: a unit every process ran used as many devices on each.
             devices = None if used is None else used * (self.world_size if shared else 1)
-            self._on_main(lambda: [finish(unit, seconds, failure, devices) for unit in chosen], chosen[0].name)
+            # the lambdas run within this pass of the loop (on the main process, now): B023's late binding is moot
+            self._on_main(lambda: [finish(unit, seconds, failure, devices) for unit in chosen],  # noqa: B023
+                          chosen[0].name)
             if failure is not None:
                 raise failure from (own if own is not None and not isinstance(own, PeerFailed) else None)
             for unit in chosen:

@@ -19,8 +19,8 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..config import ExecutionConfig, UnitResources
 from ..env import quiet_library_warnings

@@ -24,7 +24,7 @@ from .generate import generation_unit
 from .inputs import SAMPLES, Inputs, check_objective_names, check_objectives_score_text, input_units
 from .rundir import RunDir, check_writable_folder, run_identity, unit_tracking
 from .runner import Execution, Runner, closure
-from .score import scoring_settings, score_units
+from .score import score_units, scoring_settings
 from .units import Unit
 
 COMMANDS = ("score", "select", "train", "generate", "evaluate", "run")

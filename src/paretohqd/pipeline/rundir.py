@@ -11,8 +11,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .. import io
 from ..env import environment
@@ -76,7 +76,7 @@ class CudaUse:
         self.devices = 0
         self._before: list[int] = []
 
-    def __enter__(self) -> "CudaUse":
+    def __enter__(self) -> CudaUse:
         self._before = _cuda_allocations()
         return self
 

@@ -23,9 +23,9 @@ import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Sequence
 
 from .. import io
 from .executors import LocalExecutor, RayExecutor
@@ -37,7 +37,7 @@ class HeldWhileRunning:
     """A lock held while at least one of some units runs: taken when the first starts, released when the last of
     those running ends, and released at the end of the ``with`` block whatever happened."""
 
-    def __init__(self, claim: Callable[[], ContextManager] | None):
+    def __init__(self, claim: Callable[[], contextlib.AbstractContextManager] | None):
         self.claim = claim
         self.running = 0
         self.held = contextlib.ExitStack()
@@ -52,7 +52,7 @@ class HeldWhileRunning:
         if self.running == 0:
             self.held.close()
 
-    def __enter__(self) -> "HeldWhileRunning":
+    def __enter__(self) -> HeldWhileRunning:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -143,7 +143,7 @@ class Runner:
         if set(now) - set(recorded) or (all_there and set(recorded) - set(now)):
             return False
         for name, file in now.items():
-            size, mtime, digest = (list(recorded[name]) + [None])[:3]
+            size, mtime, digest = ([*list(recorded[name]), None])[:3]
             info = file.stat()
             if info.st_size != size:
                 return False
@@ -174,7 +174,7 @@ class Runner:
 
         def visit(unit: Unit, path: tuple[str, ...]) -> None:
             if unit.name in path:
-                raise RuntimeError(f"units depend on each other in a cycle: {' -> '.join(path + (unit.name,))}")
+                raise RuntimeError(f"units depend on each other in a cycle: {' -> '.join((*path, unit.name))}")
             if unit.name in visited:
                 return
             visited.add(unit.name)
@@ -185,7 +185,7 @@ class Runner:
                 reuse.append((unit, found[0]))
                 return
             for dependency in unit.dependencies:
-                visit(dependency, path + (unit.name,))
+                visit(dependency, (*path, unit.name))
             order.append(unit)
 
         for target in targets:
@@ -196,7 +196,7 @@ class Runner:
 
     def execute(self, targets: Sequence[Unit], force: Iterable[str] = (), stages: Sequence[str] = (),
                 declared: Sequence[Unit] = (), prepare: Callable[[list[Unit]], None] | None = None,
-                claim_shared: Callable[[], ContextManager] | None = None) -> Execution:
+                claim_shared: Callable[[], contextlib.AbstractContextManager] | None = None) -> Execution:
         """Run what ``targets`` need; ``prepare(units to run)`` is called once every unit's check has passed, before
         any work (it writes the run directory's resolved config: a run refused by a check leaves nothing behind).
         ``claim_shared()`` (the shared score cache's lock) is held while content-addressed units run, and only
@@ -305,7 +305,7 @@ class Runner:
                        "gpu_seconds": entry["gpu_seconds"], "cuda_devices": entry["cuda_devices"],
                        "attempts": entry.get("attempts", 1), "finished": entry["finished"]})
 
-    def _settle_killed(self, units: Sequence[Unit], heartbeat: "Heartbeat") -> None:
+    def _settle_killed(self, units: Sequence[Unit], heartbeat: Heartbeat) -> None:
         """A content-addressed unit killed after its outputs were in place but before it was recorded done is done
         (its outputs are named by its key): record it so, with the seconds it ran and its cost sidecar."""
         if not self.main_process:
@@ -453,12 +453,10 @@ class Heartbeat:
         while not self.stopped.wait(HEARTBEAT_SECONDS):
             now = time.time()
             for beat in list(self.running):
-                try:
+                with contextlib.suppress(OSError):  # ended meanwhile
                     os.utime(beat, (now, now))
-                except OSError:  # ended meanwhile
-                    pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         if self.active:
             self.thread = threading.Thread(target=self._beat, name="paretohqd-heartbeat", daemon=True)
             self.thread.start()

@@ -21,12 +21,22 @@ from .. import io
 from ..config import ObjectiveConfig, ScoreConfig
 from ..data import fingerprint
 from ..rewards import objective_identity
-from ..rewards.scoring import (check_batch_invariance, consistency_tolerance, length_spread, load_scores,
-                               save_scores, score_frame, score_rows, score_statistics, text_lengths)
+from ..rewards.scoring import (
+    check_batch_invariance,
+    consistency_tolerance,
+    length_spread,
+    load_scores,
+    save_scores,
+    score_frame,
+    score_rows,
+    score_statistics,
+    text_lengths,
+)
 from .built_objectives import built_objective
 from .generate import read_generations
 from .inputs import Inputs
 from .units import Unit, UnitContext
+
 
 def scoring_settings(objectives: list[ObjectiveConfig], score: ScoreConfig) -> tuple[dict, dict]:
     """(what a scoring unit's results depend on: each objective's name and identity; how to compute them: the

@@ -4,8 +4,9 @@ generates alone; the others are kept. Stage 2 declares the same units over its g
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -125,7 +126,7 @@ def run_ray(ctx: UnitContext) -> None:
     except ValueError as exc:
         raise UserError(f"select: {exc}") from None
     rows = np.asarray(chosen.indices)
-    entry = {**chosen.to_dict(), "objectives": s["objectives"], "k": int(len(rows)), "metric": s["metric"],
+    entry = {**chosen.to_dict(), "objectives": s["objectives"], "k": len(rows), "metric": s["metric"],
              "sample_ids": scores["id"].to_numpy()[rows].tolist(), "rows": rows.tolist(),
              "mean_raw_scores": points[rows].mean(axis=0).tolist(), "mean_layer": float(np.mean(chosen.layers))}
     entry.pop("indices")
@@ -148,7 +149,7 @@ def run_summary(ctx: UnitContext) -> None:
     pool = io.read_json(ctx.input("pool"))
     entries = _preference_entries(ctx)
     layers = [float(np.mean(entry["layers"])) for _, entry in entries]
-    summary = {"objectives": ctx.settings["objectives"], "num_samples": int(len(points)),
+    summary = {"objectives": ctx.settings["objectives"], "num_samples": len(points),
                **{key: pool[key] for key in ("pool_size", "num_layers", "layer_sizes", "min_pool", "maximise",
                                              "normalisation")},
                "min_pool_rule": pool.get("min_pool_rule"),

@@ -8,9 +8,10 @@ must be finished in the run directory; nothing is trained or written here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..config import RunConfig, load_config
 from ..errors import UserError

@@ -5,7 +5,7 @@ calls :func:`fit` (SFT) or :func:`fit_pairs` (DPO); what the unit's key holds is
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..config import ModelConfig, RunConfig, from_dict
 from ..policy import check_model, model_identity, resolve_device

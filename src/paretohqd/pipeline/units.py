@@ -15,10 +15,11 @@ never the whole run config, so it cannot depend on a setting its key leaves out.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .. import io
 
@@ -33,13 +34,13 @@ class Unit:
     """The group its wall seconds are counted under (``score``, ``select``, ``train_stage1``, ...)."""
     command: str
     """The stage command that targets it: score, select, train, generate or evaluate."""
-    action: Callable[["UnitContext"], None]
+    action: Callable[[UnitContext], None]
     outputs: tuple[str, ...]
     """Paths relative to the run directory (or absolute, for a shared cache); ``{key}`` is replaced by the key."""
     settings: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
-    upstream: Mapping[str, "Unit"] = field(default_factory=dict)
-    after: Mapping[str, "Unit"] = field(default_factory=dict)
+    upstream: Mapping[str, Unit] = field(default_factory=dict)
+    after: Mapping[str, Unit] = field(default_factory=dict)
     """Units whose outputs it reads without them defining its result (a self-check, the shards it merges): role
     -> unit, like ``upstream``, but left out of the key."""
     data: str = ""
@@ -50,7 +51,7 @@ class Unit:
     group: str = ""
     """Units of one non-empty group that are ready at the same time run as one call of ``group_action`` (one
     vLLM engine answers every adapter's prompts at once); each keeps its own key, outputs and manifest entry."""
-    group_action: Callable[[list["UnitContext"]], None] | None = None
+    group_action: Callable[[list[UnitContext]], None] | None = None
 
     @cached_property
     def key(self) -> str:
@@ -62,7 +63,7 @@ class Unit:
         return tuple(path.replace("{key}", self.key) for path in self.outputs)
 
     @property
-    def dependencies(self) -> list["Unit"]:
+    def dependencies(self) -> list[Unit]:
         return [*self.upstream.values(), *self.after.values()]
 
     def __repr__(self) -> str:

@@ -8,8 +8,8 @@ the weighted average of their weights.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .load import load_causal_lm
 

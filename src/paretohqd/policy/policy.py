@@ -13,9 +13,10 @@ stop.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..data import prompt_to_messages
 from .adapters import combine, load_trained
@@ -87,7 +88,7 @@ class Policy:
         else:
             messages = self.messages(prompt)
             prompt_ids = self._ids(messages, add_generation_prompt=True)
-            full_ids = self._ids(messages + [{"role": "assistant", "content": response}])
+            full_ids = self._ids([*messages, {"role": "assistant", "content": response}])
             start = _common_prefix_length(prompt_ids, full_ids)
             tail = self._tail(messages)
             has_tail = bool(tail) and full_ids[len(full_ids) - len(tail):] == tail \
@@ -108,7 +109,7 @@ class Policy:
         """The tokens the chat template puts after an assistant reply (its end-of-turn token and what follows)."""
         if self._turn_tail is None:
             prompt_ids = self._ids(messages, add_generation_prompt=True)
-            empty = self._ids(messages + [{"role": "assistant", "content": ""}])
+            empty = self._ids([*messages, {"role": "assistant", "content": ""}])
             self._turn_tail = empty[_common_prefix_length(prompt_ids, empty):]
         return self._turn_tail
 

@@ -27,9 +27,10 @@ import gc
 import importlib.util
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .. import io
 from ..errors import UserError
@@ -105,8 +106,8 @@ def prepare_models(members: Sequence[tuple[Sequence[Path], Sequence[float] | Non
     revision = model_config.revision if base == model_config.name_or_path and not Path(base).is_dir() else None
     served: list[ServedModel] = []
     lora_combinations: list[tuple[list[str], list[float], Path]] = []
-    for folders, mix, combination in members:
-        folders = [str(folder) for folder in folders]
+    for given, mix, combination in members:
+        folders = [str(folder) for folder in given]
         if not folders:
             served.append(ServedModel(base, None, base, revision))
         elif mix is None and len(folders) == 1:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def build_objective(config) -> Objective:
         def call(batch: pd.DataFrame) -> np.ndarray:
             try:
                 values = function(batch["prompt"].tolist(), batch["response"].tolist(), **kwargs)
-            except Exception as exc:  # the user's code: whatever it raises is named, with where it happened
+            except Exception as exc:  # noqa: BLE001 (the user's code: whatever it raises is named, with where)
                 raise UserError(f"objective '{config.name}': callable '{config.callable}' raised "
                                 f"{type(exc).__name__}: {first_line(exc)} (on a batch of {len(batch)} samples from "
                                 f"'{batch['id'].iloc[0]}')") from None
@@ -139,7 +140,7 @@ def resolve_callable(path: str, objective: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"objective '{objective}': cannot import module '{module_name}' ({exc})") from None
-    except Exception as exc:  # the user's module fails as it is imported (a syntax error, an exception)
+    except Exception as exc:  # noqa: BLE001 (the user's module fails as it is imported)
         raise UserError(f"objective '{objective}': importing module '{module_name}' raised "
                         f"{type(exc).__name__}: {first_line(exc)}") from None
     function = getattr(module, attribute, None)

@@ -8,8 +8,9 @@ pipeline units instead, so that they can be scheduled one by one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,7 @@ def score_statistics(scores: pd.DataFrame, names: list[str]) -> dict:
     values = scores[names].to_numpy(dtype=np.float64)
     return {
         "objectives": names,
-        "count": int(len(values)),
+        "count": len(values),
         "min": values.min(axis=0).tolist(),
         "max": values.max(axis=0).tolist(),
         "mean": values.mean(axis=0).tolist(),
@@ -188,9 +189,8 @@ def score_frame(samples: pd.DataFrame, objectives: Sequence[Objective], identiti
 
 
 def save_scores(path: Path, scores: np.ndarray) -> None:
-    with io.atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, scores)
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, scores)
 
 
 def load_scores(path: Path, expected: int | None = None) -> np.ndarray:

@@ -18,8 +18,8 @@ import tempfile
 import time
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from .. import io
 from ..config import did_you_mean

@@ -25,8 +25,8 @@ side alone, so a margin run refuses them.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,15 @@ import pandas as pd
 from ..errors import UserError
 from ..tracking import NO_TRACKING, Tracking, tracked
 from .cards import ModelCard
-from .common import (Layers, check_lora_settings, check_trainer_settings, save_trained_model, start_run,
-                     model_label, train_and_record)
+from .common import (
+    Layers,
+    check_lora_settings,
+    check_trainer_settings,
+    model_label,
+    save_trained_model,
+    start_run,
+    train_and_record,
+)
 from .sft import OWNED_SFT_FIELDS, RUN_OWNED_SOURCE, plan_training
 
 MARGIN_COLUMNS = ("chosen_margin", "rejected_margin")

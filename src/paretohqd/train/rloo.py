@@ -15,19 +15,25 @@ weights. The model is written like an SFT model (staging folder renamed into pla
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..tracking import NO_TRACKING, Tracking, tracked
 from ..policy import Policy
 from ..policy.generation import clean_response
+from ..tracking import NO_TRACKING, Tracking, tracked
 from .cards import ModelCard
-from .common import (check_lora_settings, check_trainer_settings, model_label, save_trained_model, start_run,
-                     train_and_record)
+from .common import (
+    check_lora_settings,
+    check_trainer_settings,
+    model_label,
+    save_trained_model,
+    start_run,
+    train_and_record,
+)
 from .sft import COSMETIC_SFT_FIELDS, OWNED_SFT_FIELDS, RUN_OWNED_SOURCE, plan_training, split_settings
 
 # RLOOConfig fields the run decides itself, and where each value comes from.

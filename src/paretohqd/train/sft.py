@@ -11,9 +11,9 @@ looks finished.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -21,8 +21,16 @@ from ..data import TRUNCATED
 from ..errors import UserError
 from ..tracking import NO_TRACKING, Tracking, tracked
 from .cards import ModelCard
-from .common import (COMPLETE_MARKER, TRAINING_ARGS_FILE, check_lora_settings, check_trainer_settings,  # noqa: F401
-                     model_label, save_trained_model, start_run, train_and_record)
+from .common import (  # noqa: F401
+    COMPLETE_MARKER,
+    TRAINING_ARGS_FILE,
+    check_lora_settings,
+    check_trainer_settings,
+    model_label,
+    save_trained_model,
+    start_run,
+    train_and_record,
+)
 
 # SFTConfig fields the run decides itself (every trainer's config has them), and where their values come from.
 OWNED_SFT_FIELDS = ("output_dir", "seed", "data_seed", "report_to", "use_cpu", "disable_tqdm", "run_name",

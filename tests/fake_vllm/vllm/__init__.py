@@ -30,7 +30,7 @@ RECORD: dict[str, list] = {"engines": [], "generate": []}
 """``engines``: every LLM built; ``generate``: per call {"engine", "prompt_token_ids", "params", "loras",
 "outputs"}."""
 
-__all__ = ["LLM", "LoRARequest", "RECORD", "RequestOutput", "CompletionOutput", "SamplingParams", "TokensPrompt"]
+__all__ = ["LLM", "RECORD", "CompletionOutput", "LoRARequest", "RequestOutput", "SamplingParams", "TokensPrompt"]
 
 
 class _EngineCore:

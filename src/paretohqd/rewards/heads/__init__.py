@@ -4,4 +4,4 @@ which scoring imports; fitting (``fit``) is imported only by ``paretohqd rewards
 from .model import FORMAT, PreferenceHead
 from .objective import SHIPPED_HEADS, PreferenceHeadObjective, resolve_head_path
 
-__all__ = ["FORMAT", "PreferenceHead", "PreferenceHeadObjective", "SHIPPED_HEADS", "resolve_head_path"]
+__all__ = ["FORMAT", "SHIPPED_HEADS", "PreferenceHead", "PreferenceHeadObjective", "resolve_head_path"]

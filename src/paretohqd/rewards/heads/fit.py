@@ -13,8 +13,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,15 @@ from ...env import package_versions, torch_threads
 from ...errors import UserError
 from ...io import file_sha256, write_json
 from ..embeddings import embed, encoder_identity
-from .model import (DEFAULT_FEATURES, FEATURE_BLOCKS, PreferenceHead, char_counts, check_features, context_texts,
-                    feature_matrix)
+from .model import (
+    DEFAULT_FEATURES,
+    FEATURE_BLOCKS,
+    PreferenceHead,
+    char_counts,
+    check_features,
+    context_texts,
+    feature_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,7 @@ def split_by_prompt(prompts: Sequence[str], heldout_fraction: float, seed: int) 
     n = len(uniques)
     if heldout_fraction <= 0 or n == 0:
         return np.zeros(len(codes), dtype=bool)
-    count = min(max(int(round(heldout_fraction * n)), 1), n - 1)
+    count = min(max(round(heldout_fraction * n), 1), n - 1)
     held = np.random.default_rng(seed).permutation(n)[:count]
     return np.isin(codes, held)
 
@@ -270,8 +278,8 @@ def fit_preference_head(pairs: pd.DataFrame, heldout_fraction: float = 0.2, seed
         "feature_dim": head.dim,
         "hidden": hidden if chosen_kind == "mlp" else None,
         "n_pairs": n,
-        "n_fit_pairs": int(len(fit_idx)),
-        "n_heldout_pairs": int(len(held_idx)),
+        "n_fit_pairs": len(fit_idx),
+        "n_heldout_pairs": len(held_idx),
         "n_fit_prompts": n_groups,
         "heldout_fraction": heldout_fraction,
         "seed": seed,

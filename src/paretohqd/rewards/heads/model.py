@@ -20,8 +20,9 @@ import io
 import json
 import math
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -167,7 +168,7 @@ class PreferenceHead:
         write_bytes(path, self.to_bytes())  # atomic: a crash never leaves half a head file
 
     @classmethod
-    def load(cls, path: str | Path) -> "PreferenceHead":
+    def load(cls, path: str | Path) -> PreferenceHead:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"preference head file '{path}' does not exist")
