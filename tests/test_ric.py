@@ -101,8 +101,8 @@ def test_offline_labels_are_squashed_like_rics_balancing():
     for j in range(3):  # RiC's balancing_rewards, per objective and per sample
         scores = np.clip(z[:, j], -10, 10)
         ratio1, ratio2 = 4.0 / np.quantile(scores, 0.9999), -4.0 / np.quantile(scores, 0.0001)
-        for i, raw in enumerate(z[:, j]):
-            value = np.clip(raw, -10, 10)
+        for i, z_value in enumerate(z[:, j]):
+            value = np.clip(z_value, -10, 10)
             oracle[i, j] = np.round(np.clip((ratio1 if value >= 0 else ratio2) * value, -4, 4), 1)
     np.testing.assert_allclose(ours, oracle, atol=1e-12)
     assert ours.max() == 4.0 and ours.min() == -4.0

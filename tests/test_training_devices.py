@@ -3,6 +3,7 @@
 import torch
 
 from paretohqd.config import ModelConfig
+from paretohqd.tracking import Tracking
 from paretohqd.train.common import trainer_arguments
 
 
@@ -19,7 +20,7 @@ def test_a_local_run_trains_on_one_device_even_where_several_gpus_are_visible(tm
 
     probe = FourVisibleGPUs(output_dir=str(tmp_path / "probe"), per_device_train_batch_size=2, use_cpu=True)
     assert probe.n_gpu == 4 and probe.train_batch_size == 8  # what nn.DataParallel would train on
-    args = trainer_arguments(FourVisibleGPUs, {"per_device_train_batch_size": 2, "max_steps": 1}, tmp_path, 0, "none",
+    args = trainer_arguments(FourVisibleGPUs, {"per_device_train_batch_size": 2, "max_steps": 1}, tmp_path, 0, Tracking(),
                              ModelConfig(device="cpu"), progress=False)
     assert args.n_gpu == 1 and args.train_batch_size == 2  # no nn.DataParallel: the plan's global batch
 
@@ -144,7 +145,7 @@ def test_a_training_unit_on_one_accelerator_loads_its_model_straight_onto_it(tin
                                    main_process_first=args.main_process_first)
 
         monkeypatch.setattr(common, "trainer_arguments", arguments)
-        common.start_run(SFTConfig, {"max_steps": 1}, tmp_path / device / "model", 0, "none",
+        common.start_run(SFTConfig, {"max_steps": 1}, tmp_path / device / "model", 0, Tracking(),
                          ModelConfig(name_or_path=str(tiny_policy), device="cpu"), None, None, progress=False)
     assert loaded == [{"": "cuda:1"}, None, None]
 
