@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import paretohqd
-from paretohqd import api, cli
-from paretohqd.cli import main
+from paretohqd import api
+from paretohqd.cli import commands, main
 from paretohqd.config import load_config
 from paretohqd.errors import UserError
 from paretohqd.policy import load
@@ -36,7 +36,7 @@ def tiny_ray_recipe(tiny_policy, tmp_path):
 
 def test_the_demo_without_ray_runs_on_the_local_executor_and_says_so_once(tiny_ray_recipe, tmp_path, no_ray,
                                                                           monkeypatch, capsys):
-    monkeypatch.setattr(cli, "recipe_path", lambda name: tiny_ray_recipe)
+    monkeypatch.setattr(commands, "recipe_path", lambda name: tiny_ray_recipe)
     out = tmp_path / "demo"
     assert main(["demo", "--output-dir", str(out), "--stage2.sft.max_steps", "1"]) == 0
     said = capsys.readouterr()
@@ -54,7 +54,7 @@ def test_ray_asked_for_explicitly_without_ray_stays_an_error_naming_the_extra(ti
     expected = "execution.executor is 'ray' but Ray is not installed: pip install 'paretohqd[ray]'"
     assert main(["run", str(tiny_ray_recipe), "--output_dir", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip() == f"paretohqd: error: {expected}"
-    monkeypatch.setattr(cli, "recipe_path", lambda name: tiny_ray_recipe)
+    monkeypatch.setattr(commands, "recipe_path", lambda name: tiny_ray_recipe)
     assert main(["demo", "--output-dir", str(tmp_path / "demo"), "--execution.executor", "ray"]) == 2
     said = capsys.readouterr()
     assert said.err.strip() == f"paretohqd: error: {expected}" and RAY_LINE not in said.out

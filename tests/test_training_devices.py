@@ -20,7 +20,8 @@ def test_a_local_run_trains_on_one_device_even_where_several_gpus_are_visible(tm
 
     probe = FourVisibleGPUs(output_dir=str(tmp_path / "probe"), per_device_train_batch_size=2, use_cpu=True)
     assert probe.n_gpu == 4 and probe.train_batch_size == 8  # what nn.DataParallel would train on
-    args = trainer_arguments(FourVisibleGPUs, {"per_device_train_batch_size": 2, "max_steps": 1}, tmp_path, 0, Tracking(),
+    args = trainer_arguments(FourVisibleGPUs, {"per_device_train_batch_size": 2, "max_steps": 1}, tmp_path, 0,
+                             Tracking(),
                              ModelConfig(device="cpu"), progress=False)
     assert args.n_gpu == 1 and args.train_batch_size == 2  # no nn.DataParallel: the plan's global batch
 

@@ -1,0 +1,3 @@
+from .main import exit_with, main
+
+exit_with(main())
