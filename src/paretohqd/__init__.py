@@ -6,7 +6,7 @@ finished run: a model and its tokenizer), ``export`` and ``push`` (a finished ru
 Pareto functions in :mod:`paretohqd.pareto` (numpy only).
 """
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 _API = ("load_config", "run", "run_stage", "plan", "status", "compare", "load_policy", "export", "push")
 
