@@ -275,8 +275,10 @@ def test_compare_refuses_mismatched_or_missing_runs(tmp_path, capsys):
     assert main(["compare", first, older, "--output", str(tmp_path / "cmp")]) == 2
     err = capsys.readouterr().err
     assert "eval/scores.parquet is missing" in err and str(tmp_path / "c") in err and err.count("\n") == 1
-    assert main(["compare", first, "--output", str(tmp_path / "cmp"), "--bootstrap", "0"]) == 2
-    assert "--bootstrap must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # argparse's own refusal, in one sentence
+        main(["compare", first, "--output", str(tmp_path / "cmp"), "--bootstrap", "0"])
+    assert stopped.value.code == 2
+    assert "the bootstrap count must be a whole number from 1 to 100,000" in capsys.readouterr().err
 
 
 def test_incomplete_scores_are_one_sentence():

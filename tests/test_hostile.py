@@ -1057,7 +1057,7 @@ def test_compare_of_a_missing_folder(tmp_path):
 
 
 @pytest.mark.parametrize("options, patterns", [
-    (["--bootstrap", "0"], [r"--bootstrap", "at least 1"]),
+    (["--bootstrap", "0"], [r"--bootstrap", "from 1 to 100,000"]),
     (["--reference_point", "0", "0", "0"], [r"reference point", "3 values"]),
     (["--labels", "a", "b"], [r"--labels", "2 labels"]),
 ], ids=["bootstrap-0", "reference-point-length", "labels-count"])

@@ -39,12 +39,13 @@ from . import io
 from .errors import UserError
 from .locking import output_lock_file, writer_lock
 from .methods import get_method
+from .model_files import is_local_path
 from .pareto import preference_direction
-from .pipeline.rundir import inside_run_directory
+from .pipeline.rundir import inside_run_directory, read_metrics
 from .pipeline.serve import ServedModel, run_config, served_model
 from .policy import Policy, end_of_turn_ids, load_policy
 from .policy.adapters import is_adapter, load_ingredients
-from .policy.load import EMBEDDED_DEFAULT, is_local_path
+from .policy.load import EMBEDDED_DEFAULT
 from .tables import format_vector
 from .train.cards import base_model_origin, card_base_model, front_matter
 
@@ -304,7 +305,7 @@ def evaluation(run_dir: Path, served: ServedModel) -> dict:
     path = Path(run_dir) / "eval" / "metrics.json"
     if not path.is_file():
         return {"evaluated": False, "reason": "the run has not been evaluated (no eval/metrics.json)"}
-    metrics = io.read_json(path)
+    metrics = read_metrics(run_dir)
     own = _own_entry(metrics, served)
     result = {"evaluated": own is not None, "num_test_prompts": metrics.get("num_test_prompts"),
               "sampling": metrics.get("sampling")}

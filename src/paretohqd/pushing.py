@@ -39,9 +39,10 @@ from . import io
 from .errors import UserError
 from .exporting import CARD_FILE, EXPORT_FILE, FOLDER_PLACEHOLDER, METHOD_TAGS, export_model
 from .methods import get_method
+from .model_files import is_local_path
 from .pipeline.rundir import read_metrics
 from .pipeline.serve import run_config
-from .policy.load import EMBEDDED_DEFAULT, is_local_path
+from .policy.load import EMBEDDED_DEFAULT
 from .tables import format_vector
 
 DATA_SUFFIX = "data"

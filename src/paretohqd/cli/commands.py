@@ -74,14 +74,18 @@ def serve(args: argparse.Namespace, rest: list[str]) -> int:
             sys.stdout.write(lines)
     return 0
 
-def _weights(text: str) -> list[float]:
+def _weights(text: str, option: str = "--weights") -> list[float]:
+    """``0.3,0.7`` (or ``0.3 0.7``) as numbers; an empty place (``0.5,0.5,``, ``,0.5``) or a word is one sentence:
+    a dropped weight would silently serve another preference."""
     from ..errors import UserError
 
-    parts = [part for part in text.replace(" ", ",").split(",") if part]
+    parts = text.replace(" ", ",").split(",")
     try:
+        if any(not part for part in parts):
+            raise ValueError
         return [float(part) for part in parts]
     except ValueError:
-        raise UserError(f"--weights must be numbers separated by commas (0.3,0.7), not '{text}'") from None
+        raise UserError(f"{option} must be numbers separated by commas (0.3,0.7), not '{text}'") from None
 
 def _sampling_overrides(rest: list[str]) -> list[str]:
     """``--sampling.max_new_tokens 64`` -> the run's ``evaluate.sampling`` (what serving samples with)."""
@@ -160,8 +164,6 @@ def rewards(args: argparse.Namespace) -> int:
         print(builtin.__doc__.split("\n\n", 1)[1].strip())
         return 0
     if args.rewards_command == "fit":
-        if not 0.0 < args.heldout_fraction < 1.0:
-            raise UserError(f"--heldout-fraction must be between 0 and 1, not {args.heldout_fraction}")
         from ..rewards.heads.fit import fit_and_save
 
         report = fit_and_save(args.data, args.output, heldout_fraction=args.heldout_fraction, seed=args.seed,
@@ -192,7 +194,7 @@ def push(args: argparse.Namespace) -> int:
     from ..pushing import PUSH_RECORD, file_listing
 
     repos = api.push(args.run_dir, args.repo_prefix, private=args.private,
-                     served=[_served_weights(text) for text in args.served], mode=args.mode, license=args.license,
+                     served=[_weights(text, "--served") for text in args.served], mode=args.mode, license=args.license,
                      base_model=args.base_model, merge=args.merge, dry_run=args.dry_run,
                      log=lambda line: print(f"paretohqd: {line}", file=sys.stderr))
     if args.dry_run is not None:
@@ -202,11 +204,3 @@ def push(args: argparse.Namespace) -> int:
     else:
         print(f"pushed {len(repos)} repos: " + ", ".join(repo.repo_id for repo in repos))
     return 0
-
-def _served_weights(text: str) -> list[float]:
-    from ..errors import UserError
-
-    try:
-        return [float(part) for part in text.replace(" ", ",").split(",") if part]
-    except ValueError:
-        raise UserError(f"--served must be numbers separated by commas (0.35,0.65), not '{text}'") from None

@@ -46,6 +46,21 @@ def main(argv: list[str] | None = None) -> int:
 
             signal.signal(signal.SIGTERM, previous)
 
+def _check_arguments_are_text(argv: list[str]) -> None:
+    """Every argument is text before it reaches a file name, a prompt or a config: bytes that are not UTF-8 (which
+    Python hands over as lone surrogates) are one sentence naming the argument."""
+    from ..text import check_text
+
+    for index, token in enumerate(argv):
+        if token.startswith("--"):
+            where = f"argument {token.split('=', 1)[0]}"
+        elif index and argv[index - 1].startswith("--"):
+            where = f"the value of {argv[index - 1]}"
+        else:
+            where = f"argument {index + 1}"
+        check_text(token, where)
+
+
 def _negative_values_attached(argv: list[str]) -> list[str]:
     """``--weights -1,2`` as ``--weights=-1,2``: argparse would take the value for an option and say nothing useful,
     where the weights' own check names the negative weight."""
@@ -75,6 +90,7 @@ def _stop_on_sigterm():
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str], argv: list[str]) -> int:
     from ..errors import UserError
 
+    _check_arguments_are_text(argv)
     if args.version:
         from .. import __version__
 

@@ -52,6 +52,40 @@ class SpelledGroup(argparse._ArgumentGroup):
     def add_argument(self, *names, **kwargs):
         return super().add_argument(*both_spellings(names), **kwargs)
 
+SEED_LIMIT = 2**32
+"""numpy's and torch's seeds are below this."""
+BOOTSTRAP_LIMIT = 100_000
+"""Bootstrap replicates at most: the draws are replicates x test prompts integers (100,000 x 2,138 prompts: 1.7 GB),
+and past 10,000 the intervals' own Monte Carlo error is already below their third digit."""
+
+
+def integer_in(low: int, high: int, what: str):
+    """An argparse type: an integer from ``low`` to ``high`` (both included), else argparse's one-sentence error
+    saying the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number from {low:,} to {high:,}, not {value:,}")
+        return value
+    return parse
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, not {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (both excluded), not {text}")
+    return value
+
+
+SEED = integer_in(0, SEED_LIMIT - 1, "a seed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneSentenceParser(prog="paretohqd", epilog=EPILOG,
                                      description="Offline multi-objective alignment of LLMs with ParetoHqD.",
@@ -79,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reference_point", "--reference-point", dest="reference_point", type=float, nargs="+",
                          default=None, help="a raw reward reference point: hypervolume in raw units above it "
                                             "(default: min-max over the union of the runs' points, worst corner)")
-    compare.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                         help="bootstrap replicates over test prompts for the 95%% intervals (default 1000)")
-    compare.add_argument("--bootstrap_seed", "--bootstrap-seed", dest="bootstrap_seed", type=int, default=0,
+    compare.add_argument("--bootstrap", type=integer_in(1, BOOTSTRAP_LIMIT, "the bootstrap count"), default=1000,
+                         metavar="N", help="bootstrap replicates over test prompts for the 95%% intervals (default "
+                                           f"1000, at most {BOOTSTRAP_LIMIT:,})")
+    compare.add_argument("--bootstrap_seed", "--bootstrap-seed", dest="bootstrap_seed", type=SEED, default=0,
                          metavar="S", help="seed of the bootstrap draws (default 0)")
     compare.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                          help="one name per run for the table (default: the method, qualified by the run folder)")
@@ -116,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data", action="append", required=True,
                      help="HH-RLHF-format pairs file ({chosen, rejected} dialogues); repeat for several")
     fit.add_argument("--output", required=True, help="where to write the head (.npz); a .report.json goes beside it")
-    fit.add_argument("--heldout-fraction", type=float, default=0.2)
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--heldout-fraction", type=fraction, default=0.2)
+    fit.add_argument("--seed", type=SEED, default=0)
     fit.add_argument("--kind", default="auto", choices=["auto", "linear", "mlp"])
     return parser
 
@@ -148,7 +183,7 @@ def _serving_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write one JSON line per prompt (prompt, response, weights, what served it) here")
     serve.add_argument("--device", default=None, help="where the model runs (default: the run's model.device)")
     serve.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the run's model.dtype)")
-    serve.add_argument("--seed", type=int, default=None,
+    serve.add_argument("--seed", type=SEED, default=None,
                        help="serving: the sampling seed (default 0); with a config, the run's seed as ever")
 
 EXPORT_HELP = """one preference of a finished run as a Hugging Face model folder: a peft adapter on the run's base

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..text import check_text
 from .base import SettingError
 from .run import RunConfig
 
@@ -51,6 +52,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     pairs = (list(_flatten(merged, overrides)) if isinstance(overrides, dict) else parse_overrides(overrides or []))
     for key, value in pairs + list(_flatten(merged, settings)):
         _set(merged, key, _importable(value, key))
+    _refuse_invalid_text(OmegaConf.to_container(merged), "")
     try:
         return _translate(lambda: OmegaConf.to_object(merged))
     except SettingError as exc:
@@ -113,6 +115,19 @@ def parse_overrides(arguments: list[str]) -> list[tuple[str, Any]]:
             value = text
         pairs.append((key.replace("-", "_"), value))
     return pairs
+
+
+def _refuse_invalid_text(node: Any, key: str) -> None:
+    """Every string of the config (a path, a name, a template) is text: one sentence names the key of one that is
+    not (a ``"\\ud800"`` escape in YAML, bytes that are not UTF-8 in an override)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            _refuse_invalid_text(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _refuse_invalid_text(value, f"{key}[{index}]")
+    elif isinstance(node, str):
+        check_text(node, f"config key {key}")
 
 
 def _flatten(merged, mapping: dict, prefix: str = ""):

@@ -339,6 +339,8 @@ class EvaluateConfig(Section):
         require(self.served is None or self.served == "midpoints" or isinstance(self.served, (list, tuple)),
                 f"served must be a list of weight vectors or 'midpoints', not {self.served!r}")
         require(self.every_nth >= 1, f"every_nth must be at least 1, not {self.every_nth}")
+        require(self.prompt_seed is None or 0 <= self.prompt_seed < 2**32,
+                f"prompt_seed must be in [0, 2^32), not {self.prompt_seed}: numpy takes seeds in that range")
         require(0 <= self.reference_quantile <= 1,
                 f"reference_quantile must be in [0, 1], not {self.reference_quantile}")
         require(self.num_prompts is None or self.num_prompts >= 1,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..text import text_column
 from .adapters import (
     ASSISTANT_MARKER,
     HUMAN_MARKER,
@@ -24,7 +25,6 @@ from .adapters import (
     pairs_to_samples,
     prompt_to_messages,
     require_columns,
-    require_text,
     scitldr_samples,
 )
 from .loaders import describe, read_table, source_spec
@@ -191,8 +191,8 @@ def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_colu
         require_columns(table, [prompt_column], where, "; set evaluate.prompt_column")
         table = table.drop(columns=[c for c in ("prompt",) if c != prompt_column and c in table.columns])
         table = table.rename(columns={prompt_column: "prompt"})
-        require_text(table["prompt"].dropna(), where, prompt_column)
-        parts.append(table.astype({"prompt": str}))
+        table["prompt"] = text_column(table["prompt"], where, prompt_column, "prompts")
+        parts.append(table)
     prompts = distinct_prompts(pd.concat(parts, ignore_index=True))
     prompts = prompts[~blank_text(prompts, ("prompt",))].reset_index(drop=True)
     if prompts.empty:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..text import text_column
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 HUMAN_MARKER = "\n\nHuman:"
@@ -80,18 +81,6 @@ def require_columns(table: pd.DataFrame, columns: list[str], where: str, hint: s
     if missing:
         have = ", ".join(map(str, table.columns)) or "none"
         raise UserError(f"{where} has no column {', '.join(repr(c) for c in missing)} (columns: {have}){hint}")
-
-
-def require_text(values: pd.Series, where: str, column: str) -> None:
-    """Every value is a string: a dict, list, number or bool would otherwise be trained on as its ``str()``."""
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        return
-    text = values.map(lambda value: isinstance(value, str)).to_numpy()  # only on the way to the error
-    row = int(np.flatnonzero(~text)[0])
-    value = values.iloc[row]
-    kind = {bool: "true/false", dict: "a mapping", list: "a list"}.get(type(value), f"a {type(value).__name__}")
-    raise UserError(f"{where} row {row + 1} has {kind} as its '{column}' value ({str(value)[:60]!r}); prompts and "
-                    "responses must be text")
 
 
 def blank_text(samples: pd.DataFrame, columns: tuple[str, ...] = ("prompt", "response")) -> np.ndarray:
@@ -175,11 +164,26 @@ def scitldr_samples(table: pd.DataFrame, where: str, template: str = SUMMARY_PRO
     })
 
 
+def check_column_mapping(table: pd.DataFrame, where: str, mapping: dict[str, str]) -> None:
+    """The columns that become ``prompt``, ``response``, ... (``mapping``: role -> the data's column) are distinct,
+    and none is renamed onto a column of that name the data already has (which would vanish or be doubled)."""
+    roles = list(mapping)
+    for index, role in enumerate(roles):
+        for other in roles[index + 1:]:
+            if mapping[role] == mapping[other]:
+                raise UserError(f"data.{role}_column and data.{other}_column are both '{mapping[role]}' in {where}: "
+                                f"a sample's {role} and {other} must come from two columns")
+        if mapping[role] != role and role in table.columns:
+            raise UserError(f"{where} already has a column '{role}', and data.{role}_column '{mapping[role]}' would "
+                            f"be renamed onto it: set data.{role}_column: {role}, or rename one of the two columns")
+
+
 def column_samples(table: pd.DataFrame, where: str, prompt_column: str, response_column: str,
                    id_column: str | None, source_name: str) -> pd.DataFrame:
     """Generic tables: pick the prompt/response (and optional id) columns, keep everything else."""
     hint = "; set data.prompt_column / data.response_column"
     require_columns(table, [prompt_column, response_column] + ([id_column] if id_column else []), where, hint)
+    check_column_mapping(table, where, {"prompt": prompt_column, "response": response_column})
     if id_column:
         null = table[id_column].isna().to_numpy()
         if null.any():
@@ -194,10 +198,7 @@ def column_samples(table: pd.DataFrame, where: str, prompt_column: str, response
     else:
         samples["id"] = [f"{source_name}:{i}" for i in range(len(samples))]
     for column in ("prompt", "response"):
-        null = samples[column].isna().to_numpy()
-        if null.any():
-            raise UserError(f"{where} row {int(np.flatnonzero(null)[0]) + 1} has an empty '{column}' value")
-        require_text(samples[column], where, column)
+        samples[column] = text_column(samples[column], where, column)
     samples = check_truncated(samples, where)
     front = ["id", "prompt", "response"]
     return samples[front + [c for c in samples.columns if c not in front]]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
+from ..text import invalid_at
 
 LOCAL_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 SOURCE_KEYS = ("path", "name", "data_dir", "revision", "split")
@@ -138,5 +139,9 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 raise UserError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path} line {number} is a JSON {type(row).__name__}, expected an object")
+            position = invalid_at(read := json.dumps(row, ensure_ascii=False))
+            if position is not None:  # a "\ud800" escape: no text column can hold it
+                raise UserError(f"{path} line {number} is not valid text: it holds a lone surrogate escape "
+                                f"\\u{ord(read[position]):04x}")
             rows.append(row)
     return pd.DataFrame(rows)

@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import UserError
-from .adapters import ASSISTANT_MARKER, HUMAN_MARKER, SYSTEM_MARKER, require_text, split_dialogue
+from ..text import text_column
+from .adapters import ASSISTANT_MARKER, HUMAN_MARKER, SYSTEM_MARKER, split_dialogue
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 ROLES = ("system", "user", "assistant")
@@ -140,8 +141,7 @@ def prompt_texts(values: pd.Series, where: str, column: str = "prompt") -> np.nd
     """A ``prompt`` column, text or conversational, as prompt text."""
     if is_conversational(values):
         return conversation_prompts(messages_array(values, where, column), where, column)
-    require_text(values, where, column)
-    return values.to_numpy(dtype=object)
+    return text_column(values, where, column).to_numpy(dtype=object)
 
 
 def reply_texts(values: pd.Series, where: str, column: str) -> np.ndarray:
@@ -149,8 +149,7 @@ def reply_texts(values: pd.Series, where: str, column: str) -> np.ndarray:
     whose last message is the assistant's reply."""
     if is_conversational(values):
         return last_messages(messages_array(values, where, column), where, column)
-    require_text(values, where, column)
-    return values.to_numpy(dtype=object)
+    return text_column(values, where, column).to_numpy(dtype=object)
 
 
 def split_conversations(values: pd.Series, where: str, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +203,7 @@ def trl_samples(table: pd.DataFrame, where: str, source_name: str, id_column: st
             samples["label"] = np.where(labels.astype(bool).to_numpy(), "chosen", "rejected")
             rest = rest.drop(columns="label")
     for column in ("prompt", "response"):
-        require_text(samples[column], where, column)
+        samples[column] = text_column(samples[column], where, column)
     clash = [c for c in rest.columns if c in samples.columns]
     return pd.concat([samples, rest.drop(columns=clash).reset_index(drop=True)], axis=1)
 
@@ -224,8 +223,7 @@ def trl_prompts(table: pd.DataFrame, where: str) -> pd.DataFrame:
 def _implicit(values: pd.Series, where: str, column: str) -> tuple[np.ndarray, np.ndarray]:
     if is_conversational(values):
         return split_conversations(values, where, column)
-    require_text(values, where, column)
-    prompts, replies = split_dialogue(values)
+    prompts, replies = split_dialogue(text_column(values, where, column))
     if prompts.isna().any():
         row = int(np.flatnonzero(prompts.isna().to_numpy())[0])
         raise UserError(f"{where} row {row + 1}: '{column}' is text with no '\\n\\nAssistant:' turn, so its prompt "

@@ -75,6 +75,46 @@ class RunScores:
         return self.rewards.mean(axis=0)
 
 
+FEW_PROMPTS = 30
+"""Below this many test prompts the percentile bootstrap's intervals are too rough to read (and say so)."""
+PER_OBJECTIVE = ("objectives", "weights", "mean_rewards", "raw")
+"""The keys of a run's metrics whose lists hold one value per objective, in the run's own order."""
+
+
+def comparable(runs: list[dict]) -> list[dict]:
+    """``runs`` on one front: each run once, every one on the first run's objectives, in its order (a run that
+    declared them in another order is reordered); one sentence otherwise."""
+    objectives = list(runs[0]["objectives"])
+    seen: dict[str, str] = {}
+    for run in runs:
+        where = str(Path(run["run_dir"]).resolve())
+        if where in seen:
+            raise UserError(f"{run['run_dir']} is given twice (as {seen[where]} too): each run is compared once")
+        seen[where] = str(run["run_dir"])
+    for run in runs[1:]:
+        if sorted(run["objectives"]) != sorted(objectives):
+            raise UserError(f"{run['run_dir']} measures {run['objectives']} but {runs[0]['run_dir']} measures "
+                            f"{objectives}: only runs on the same objectives can share a front")
+    return [run if list(run["objectives"]) == objectives else in_objective_order(run, objectives) for run in runs]
+
+
+def in_objective_order(run: dict, objectives: list[str]) -> dict:
+    """``run``'s metrics with every per-objective list (:data:`PER_OBJECTIVE`) in the order of ``objectives``: runs
+    that declared the same objectives in another order compare on one front."""
+    order = [list(run["objectives"]).index(name) for name in objectives]
+
+    def reorder(node, key=None):
+        if isinstance(node, dict):
+            return {k: reorder(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            if key in PER_OBJECTIVE and len(node) == len(order):
+                return [node[i] for i in order]
+            return [reorder(item) for item in node]
+        return node
+
+    return reorder(run)
+
+
 def run_scores(label: str, run: dict, frame: pd.DataFrame, objectives: list[str]) -> RunScores:
     """The trained models' (not the base model's, nor served preferences' or earlier stages') scores of ``frame``
     (the run's ``eval/scores.parquet``), checked: every objective's column present and finite, every model scored
@@ -125,11 +165,8 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
         raise UserError("compare needs at least one run directory")
     if bootstrap < 1:
         raise UserError(f"--bootstrap must be at least 1, not {bootstrap}")
+    runs = comparable(runs)
     objectives = list(runs[0]["objectives"])
-    for run in runs[1:]:
-        if list(run["objectives"]) != objectives:
-            raise UserError(f"{run['run_dir']} measures {run['objectives']} but {runs[0]['run_dir']} measures "
-                            f"{objectives}: only runs on the same objectives can share a front")
     if reference_point is not None and len(reference_point) != len(objectives):
         raise UserError(f"the reference point has {len(reference_point)} values but there are "
                         f"{len(objectives)} objectives")
@@ -160,6 +197,11 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
     if len(prompt_sets) > 1:
         notes.append(f"The runs hold {len(prompt_sets)} different sets of test prompt ids: each set's runs get their "
                      "own bootstrap draws, and runs on different sets are not paired.")
+    fewest = min(len(prompts) for prompts in prompt_sets)
+    if fewest < FEW_PROMPTS:
+        notes.append(f"Only {fewest} test prompts: the bootstrap intervals are rough, and a resampled front can leave "
+                     "the frame the observed points span, so a hypervolume interval can pass 1 on its 0-1 scale; "
+                     f"evaluate on {FEW_PROMPTS} or more prompts before reading them.")
 
     rows = []
     for s, run in zip(scores, runs):
@@ -229,6 +271,7 @@ def compare_runs(runs: list[dict], frames: list[pd.DataFrame], output_dir: str |
     fronts and tables on one self-contained page) into ``output_dir`` and returns the comparison."""
     if len(runs) < 1:
         raise UserError("compare needs at least one run directory")
+    runs = comparable(runs)
     result, _ = compare_frames(runs, frames, reference_point, bootstrap, bootstrap_seed, labels)
     output_dir = Path(output_dir)
     io.write_json(output_dir / "compare.json", result)

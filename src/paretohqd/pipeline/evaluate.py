@@ -38,7 +38,7 @@ from ..evaluate.html import report_page
 from ..evaluate.metrics import BASE, HV_RUN_WORST, summarise
 from ..evaluate.report import write_report
 from ..tracking import NO_TRACKING, Tracking, log_summary
-from .rundir import COST_SIDECAR, MANIFEST, CudaUse
+from .rundir import COST_SIDECAR, MANIFEST, CudaUse, read_manifest
 from .runner import closure as units_needed
 from .score import score_generations
 from .select import selection_views
@@ -142,7 +142,7 @@ def run_evaluation(ctx: UnitContext) -> None:
 
 def _earlier_attempts(manifest: Path, name: str) -> dict:
     """The seconds the runner carried over into this attempt's entry from the attempts before it."""
-    entry = io.read_json(manifest).get("units", {}).get(name, {}) if manifest.is_file() else {}
+    entry = read_manifest(manifest)["units"].get(name, {})
     return {key: float(entry.get(key, 0.0)) for key in ("wall_seconds", "gpu_seconds")}
 
 
@@ -152,7 +152,7 @@ def cost_summary(run_dir: Path, units: Sequence[dict], extra: Sequence[dict] = (
     cost records lie beside them) from the manifest and those records, plus ``extra`` units measured by the caller
     (``{"name", "kind", "stage", "wall_seconds", "gpu_seconds"}``: the evaluation itself). See the module's text."""
     manifest = Path(run_dir) / MANIFEST
-    entries = io.read_json(manifest).get("units", {}) if manifest.exists() else {}
+    entries = read_manifest(manifest)["units"]
     cost = {c: {"wall_seconds": 0.0, "gpu_seconds": 0.0, "stages": {}} for c in CATEGORIES}
     scoring = cost["scoring"]
     scoring.update(units=0, recorded_units=0, unrecorded_units=0, computed_here=0, merge_wall_seconds=0.0, key=None)
@@ -234,7 +234,7 @@ def _cost_record(run_dir: Path, output: str) -> dict | None:
 def elapsed_span(manifest: Path, names: list[str]) -> float:
     """Seconds from the first of the named units starting to the last finishing (the elapsed time: shorter than
     the summed cost when units ran at once, longer across a pause between a run and its resumption)."""
-    units = io.read_json(manifest)["units"] if manifest.exists() else {}
+    units = read_manifest(manifest)["units"]
     began = [units[n]["started"] for n in names if n in units and "started" in units[n] and "finished" in units[n]]
     ended = [units[n]["finished"] for n in names if n in units and "started" in units[n] and "finished" in units[n]]
     return (max(ended) - min(began)) if began else 0.0

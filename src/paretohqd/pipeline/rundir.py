@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import io
 from ..env import environment
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..locking import LOCK_NAME, folder_lock_file, held_by_launcher, writer_lock
 from ..tracking import SUMMARY_NAME, Tracking
 
@@ -108,11 +108,7 @@ class RunDir:
         return self.path / MANIFEST
 
     def manifest(self) -> dict:
-        if not self.manifest_path.exists():
-            return {"units": {}, "stages": {}}
-        manifest = io.read_json(self.manifest_path)
-        manifest.setdefault("units", {})
-        return manifest
+        return read_manifest(self.manifest_path)
 
     def write_manifest(self, manifest: dict) -> None:
         manifest["stages"] = stage_summary(manifest["units"])
@@ -276,22 +272,60 @@ def stage_summary(units: dict) -> dict:
     return stages
 
 
+def rerun_advice(run_dir: str | Path, command: str) -> str:
+    """The command that finishes ``command``'s stage of the run in ``run_dir`` itself: its own resolved config, with
+    ``--output_dir`` the folder it is in now (a copied or moved run's config still names the original folder)."""
+    return f"paretohqd {command} {Path(run_dir) / RESOLVED_CONFIG} --output_dir {run_dir}"
+
+
+def read_state(path: Path, remedy: str):
+    """A run-state file a command reads back (JSON or Parquet), or one sentence naming the damaged file and
+    ``remedy``: what to do about it."""
+    try:
+        if path.suffix == ".parquet":
+            import pandas as pd
+
+            return pd.read_parquet(path)
+        return io.read_json(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (json, UTF-8 and Arrow each fail their own way on a damaged file)
+        raise UserError(f"{path} is damaged ({first_line(exc)[:120]}): {remedy}") from None
+
+
+def read_manifest(path: Path) -> dict:
+    """The run's record of its units (empty for a new run); a damaged one is one sentence, never a guess: which
+    units finished cannot be rebuilt exactly without it."""
+    if not path.exists():
+        return {"units": {}, "stages": {}}
+    remedy = ("it records which units finished and under which keys: restore it from a copy of the run, or delete "
+              "it and every unit runs again (scores in a shared score.cache_dir are reused)")
+    manifest = read_state(path, remedy)
+    units = manifest.get("units", {}) if isinstance(manifest, dict) else None
+    if not isinstance(units, dict) or not all(isinstance(entry, dict) for entry in units.values()):
+        raise UserError(f"{path} is damaged (not a mapping of units to their records): {remedy}")
+    manifest["units"] = units
+    return manifest
+
+
 def read_metrics(run_dir: str | Path) -> dict:
     """A finished run's ``eval/metrics.json``, with its run directory."""
     path = Path(run_dir) / "eval" / "metrics.json"
     if not path.is_file():
-        raise UserError(f"{run_dir} has no eval/metrics.json: finish that run (paretohqd run CONFIG) first")
-    metrics = io.read_json(path)
+        raise UserError(f"{run_dir} has no eval/metrics.json: finish that run first ({rerun_advice(run_dir, 'run')})")
+    metrics = read_state(path, f"rebuild it from the run's generations: {rerun_advice(run_dir, 'evaluate')}")
+    if not isinstance(metrics, dict) or "preferences" not in metrics:
+        raise UserError(f"{path} is damaged (it is not a run's metrics): rebuild it from the run's generations: "
+                        f"{rerun_advice(run_dir, 'evaluate')}")
     metrics["run_dir"] = str(run_dir)
     return metrics
 
 
 def read_eval_scores(run_dir: str | Path):
     """A finished run's per-(model, prompt) scores, ``eval/scores.parquet``."""
-    import pandas as pd
-
     path = Path(run_dir) / EVAL_SCORES
+    advice = rerun_advice(run_dir, "evaluate")
     if not path.is_file():
         raise UserError(f"{path} is missing (a run evaluated by an older version of paretohqd, or whose evaluation "
-                        "did not finish): run `paretohqd evaluate CONFIG` for that run first")
-    return pd.read_parquet(path)
+                        f"did not finish): {advice}")
+    return read_state(path, f"rebuild it from the run's generations: {advice}")

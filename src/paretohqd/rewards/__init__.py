@@ -20,11 +20,35 @@ import pandas as pd
 from .. import io
 from ..env import package_version
 from ..errors import UserError, first_line
+from ..model_files import load_model_config
 from .base import Objective, as_scores
 from .builtin import BUILTINS, PACKAGES, FunctionObjective, build_builtin
 from .embeddings import ENCODER_PACKAGE, ENCODING
 
 __all__ = ["BUILTINS", "Objective", "as_scores", "build_objective", "build_objectives", "objective_identity"]
+
+
+_checked: set[str] = set()
+
+
+def check_objective(config: dict) -> None:
+    """Fail before any work, as the policy does (``check_model``), on an objective that cannot load: an ``hf``
+    model folder that is missing or holds no model, weights or tokenizer, a Hub id that is not there or not cached,
+    a ``logit_index`` the model has no output for, a ``callable`` that cannot be imported. ``config``: the
+    objective's settings as a mapping. Each distinct objective is checked once per process."""
+    memo = io.digest(config)
+    if memo in _checked:
+        return
+    name = config["name"]
+    if config["type"] == "hf":
+        model_config = load_model_config(config["model"], config.get("revision"), f"objective '{name}': model")
+        outputs = getattr(model_config, "num_labels", 1)
+        if not 0 <= config.get("logit_index", 0) < outputs:
+            raise UserError(f"objective '{name}': logit_index {config.get('logit_index', 0)}, but the model "
+                            f"'{config['model']}' has {outputs} output(s) (num_labels)")
+    elif config["type"] == "callable":
+        resolve_callable(config["callable"], name)
+    _checked.add(memo)
 
 
 def build_objectives(configs: list) -> list[Objective]:
