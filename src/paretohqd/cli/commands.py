@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -74,18 +75,28 @@ def serve(args: argparse.Namespace, rest: list[str]) -> int:
             sys.stdout.write(lines)
     return 0
 
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+"""A number as a user writes one: ``0.3``, ``-1e3``, ``.5``, ``inf``; not Python's ``1_0``, which reads as 10."""
+
+
+def looks_like_a_number(text: str) -> bool:
+    return NUMBER.fullmatch(text.strip()) is not None
+
+
+def numbers(text: str, option: str) -> list[float]:
+    """Numbers given to ``option`` (comma- or space-separated), each checked as :func:`_weights` checks them."""
+    return _weights(text, option)
+
+
 def _weights(text: str, option: str = "--weights") -> list[float]:
-    """``0.3,0.7`` (or ``0.3 0.7``) as numbers; an empty place (``0.5,0.5,``, ``,0.5``) or a word is one sentence:
-    a dropped weight would silently serve another preference."""
+    """``0.3,0.7`` (or ``0.3 0.7``) as numbers; an empty place (``0.5,0.5,``, ``,0.5``), a word or Python's
+    ``1_0`` is one sentence: a dropped or misread weight would silently serve another preference."""
     from ..errors import UserError
 
     parts = text.replace(" ", ",").split(",")
-    try:
-        if any(not part for part in parts):
-            raise ValueError
-        return [float(part) for part in parts]
-    except ValueError:
-        raise UserError(f"{option} must be numbers separated by commas (0.3,0.7), not '{text}'") from None
+    if not all(looks_like_a_number(part) for part in parts):
+        raise UserError(f"{option} must be numbers separated by commas (0.3,0.7), not '{text}'")
+    return [float(part) for part in parts]
 
 def _sampling_overrides(rest: list[str]) -> list[str]:
     """``--sampling.max_new_tokens 64`` -> the run's ``evaluate.sampling`` (what serving samples with)."""

@@ -61,15 +61,30 @@ def _check_arguments_are_text(argv: list[str]) -> None:
         check_text(token, where)
 
 
+NUMBER_OPTIONS = {"--weights": 1, "--served": 1, "--reference_point": None, "--reference-point": None}
+"""Options whose values are numbers that may be negative (``-1e3``, ``-inf``), which argparse would take for options
+(its own rule knows only ``-12`` and ``-.5``): how many values each takes (None: all the numbers that follow)."""
+
+
 def _negative_values_attached(argv: list[str]) -> list[str]:
-    """``--weights -1,2`` as ``--weights=-1,2``: argparse would take the value for an option and say nothing useful,
-    where the weights' own check names the negative weight."""
+    """``--weights -1,2`` as ``--weights=-1,2``, ``--reference_point -1e3 -inf`` as ``--reference_point=-1e3,-inf``:
+    the values' own checks then name what is wrong with them (a negative weight, a reference that is not finite)."""
+    from .commands import looks_like_a_number
+
     out: list[str] = []
-    for token in argv:
-        if out and out[-1] == "--weights" and token[:1] == "-" and (token[1:2].isdigit() or token[1:2] == "."):
-            out[-1] = f"--weights={token}"
-        else:
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        index += 1
+        if token not in NUMBER_OPTIONS:
             out.append(token)
+            continue
+        values = []
+        while index < len(argv) and (NUMBER_OPTIONS[token] is None or not values) and not argv[index].startswith("--") \
+                and all(looks_like_a_number(part) for part in argv[index].split(",") if part):
+            values.append(argv[index])
+            index += 1
+        out.append(f"{token}={','.join(values)}" if values else token)
     return out
 
 class Terminated(KeyboardInterrupt):
@@ -129,7 +144,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
         from ..api import compare
         from ..evaluate.compare_tables import format_comparison
 
-        result = compare(args.run_dirs, args.output, args.reference_point, bootstrap=args.bootstrap,
+        reference = (None if args.reference_point is None
+                     else commands.numbers(" ".join(args.reference_point), "--reference_point"))
+        result = compare(args.run_dirs, args.output, reference, bootstrap=args.bootstrap,
                          bootstrap_seed=args.bootstrap_seed, labels=args.labels)
         print(format_comparison(result))
         print(f"wrote {args.output}/compare.json, compare.csv, compare.png, compare.md, compare.html")

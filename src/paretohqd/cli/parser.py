@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
     compare.add_argument("--output", "--output_dir", dest="output", default="compare",
                          help="folder for compare.json/.csv/.png/.md/.html")
-    compare.add_argument("--reference_point", "--reference-point", dest="reference_point", type=float, nargs="+",
+    compare.add_argument("--reference_point", "--reference-point", dest="reference_point", nargs="+",
                          default=None, help="a raw reward reference point: hypervolume in raw units above it "
                                             "(default: min-max over the union of the runs' points, worst corner)")
     compare.add_argument("--bootstrap", type=integer_in(1, BOOTSTRAP_LIMIT, "the bootstrap count"), default=1000,
