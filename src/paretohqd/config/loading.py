@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,9 @@ def read_yaml(path: str | Path) -> dict:
         raise
     except OSError as exc:
         raise UserError(f"config file '{path}' cannot be read: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise UserError(f"config file '{path}' is nested too deeply to read (thousands of levels): a config is a "
+                        "few levels of sections") from None
     except Exception as exc:  # noqa: BLE001 (OmegaConf refuses a top-level list or scalar with its own error types)
         raise UserError(f"config file '{path}' must hold a mapping of sections: {str(exc).splitlines()[0]}") from None
     if loaded is None:
@@ -113,7 +117,9 @@ def parse_overrides(arguments: list[str]) -> list[tuple[str, Any]]:
             value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"] if text else ""
         except Exception:  # noqa: BLE001 (text OmegaConf's grammar cannot read stays text)
             value = text
-        pairs.append((key.replace("-", "_"), value))
+        # a name's dashes are its underscores (TRL's habit); a list index (-1) keeps its sign
+        key = ".".join(part if re.fullmatch(r"-?\d+", part) else part.replace("-", "_") for part in key.split("."))
+        pairs.append((key, value))
     return pairs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,6 +63,7 @@ class RunConfig(Section):
     def check(self) -> None:
         """What needs more than one section; each failure names the key."""
         require(bool(self.output_dir), "output_dir is empty: give a folder for the run")
+        self.output_dir = os.path.expanduser(self.output_dir)  # a shell would have expanded ~ on a command line
         require(0 <= self.seed < 2**32 - SEED_HEADROOM,
                 f"seed must be in [0, {2**32 - SEED_HEADROOM}), not {self.seed}: numpy and torch take seeds below "
                 f"2**32 and the stages add offsets up to {SEED_HEADROOM}")

@@ -8,6 +8,7 @@ constant in code. Training sections hold pass-through mappings of ``trl.SFTConfi
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,6 +16,11 @@ from typing import Any, Literal
 from .base import Section, SettingError, require
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_PREFERENCES = 10_000
+"""The most preferences a grid may hold: each is a model to train (the paper trains 11)."""
+MAX_PARTITIONS = 100
+DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu|npu)(:\d+)?")
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N, mps, xpu or npu"
 
 
 def check_sources(source: Any, where: str = "source") -> None:
@@ -107,6 +113,8 @@ class ObjectiveConfig(Section):
                 f"('{self.name}') uses input_format template but sets no 'template'")
         require(self.batch_size >= 1 and self.max_length >= 1,
                 f"('{self.name}'): batch_size and max_length must be at least 1")
+        require(DEVICE.fullmatch(self.device) is not None,
+                f"('{self.name}'): device must be {DEVICE_NAMES}, not {self.device!r}")
 
 
 @dataclass
@@ -129,6 +137,10 @@ class ScoreConfig(Section):
     def check(self) -> None:
         require(self.shard_size >= 1, f"shard_size must be at least 1, not {self.shard_size}")
         require(self.consistency_check >= 0, f"consistency_check must be 0 or more, not {self.consistency_check}")
+        require(self.consistency_tolerance is None or self.consistency_tolerance > 0,
+                f"consistency_tolerance must be greater than 0, not {self.consistency_tolerance}")
+        if self.cache_dir is not None:
+            self.cache_dir = os.path.expanduser(self.cache_dir)
 
 
 @dataclass
@@ -144,9 +156,12 @@ class PreferencesConfig(Section):
     """explicit: a list of weight vectors, one per preference (normalised to sum 1)."""
 
     def check(self) -> None:
-        require(self.n_points >= 2, f"n_points must be at least 2, not {self.n_points}")
-        require(self.n_partitions is None or self.n_partitions >= 1,
-                f"n_partitions must be at least 1, not {self.n_partitions}")
+        require(2 <= self.n_points <= MAX_PREFERENCES,
+                f"n_points must be from 2 to {MAX_PREFERENCES:,}, not {self.n_points}: each point is a model to "
+                "train")
+        require(self.n_partitions is None or 1 <= self.n_partitions <= MAX_PARTITIONS,
+                f"n_partitions must be from 1 to {MAX_PARTITIONS}, not {self.n_partitions}: the grid grows as its "
+                "power, and each point is a model to train")
         require(not (self.grid == "explicit" and not self.weights), "grid is 'explicit' but weights is empty")
         require(not (self.weights and self.grid not in ("explicit", "auto")),
                 f"weights is set but grid is '{self.grid}': use grid: explicit")
@@ -214,8 +229,7 @@ class ModelConfig(Section):
 
     def check(self) -> None:
         require(self.max_prompt_length >= 1, f"max_prompt_length must be at least 1, not {self.max_prompt_length}")
-        require(re.fullmatch(r"auto|cpu|mps|(cuda|xpu|npu)(:\d+)?", self.device) is not None,
-                f"device must be auto, cpu, cuda, cuda:N, mps or xpu, not {self.device!r}")
+        require(DEVICE.fullmatch(self.device) is not None, f"device must be {DEVICE_NAMES}, not {self.device!r}")
 
 
 SFT_DEFAULTS = {

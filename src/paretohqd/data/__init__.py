@@ -71,6 +71,8 @@ def resolve_source(source):
     """Datasets that ship inside the package are named ``embedded:<name>``; a source mapping is checked here."""
     if isinstance(source, dict):
         return source_spec(source, split="")  # its split is filled in where it is read
+    if isinstance(source, str) and source.startswith("~"):
+        return str(Path(source).expanduser())
     if isinstance(source, str) and source.startswith("embedded:"):
         if source not in EMBEDDED_DATASETS:
             raise UserError(f"unknown embedded dataset '{source}' (known: {', '.join(EMBEDDED_DATASETS)})")
@@ -177,8 +179,10 @@ def prompt_columns(samples: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.Data
 
 
 def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_column: str = "prompt",
-                 fmt: str = "auto", split: str = "train") -> pd.DataFrame:
-    """Distinct prompts with their context columns (no responses needed), in first-seen order."""
+                 fmt: str = "auto", split: str = "train", column_setting: str = "evaluate.prompt_column"
+                 ) -> pd.DataFrame:
+    """Distinct prompts with their context columns (no responses needed), in first-seen order; ``column_setting``:
+    what the user sets to name the prompt column (the config's key, or a command's option)."""
     if adapter not in ("columns", "trl"):
         return distinct_prompts(load_data(sources, adapter=adapter, fmt=fmt, split=split).samples)
     parts = []
@@ -188,7 +192,7 @@ def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_colu
         if adapter == "trl":
             parts.append(trl_prompts(table, where))
             continue
-        require_columns(table, [prompt_column], where, "; set evaluate.prompt_column")
+        require_columns(table, [prompt_column], where, f"; set {column_setting}")
         table = table.drop(columns=[c for c in ("prompt",) if c != prompt_column and c in table.columns])
         table = table.rename(columns={prompt_column: "prompt"})
         table["prompt"] = text_column(table["prompt"], where, prompt_column, "prompts")
@@ -196,7 +200,8 @@ def load_prompts(sources: str | list[str], adapter: str = "columns", prompt_colu
     prompts = distinct_prompts(pd.concat(parts, ignore_index=True))
     prompts = prompts[~blank_text(prompts, ("prompt",))].reset_index(drop=True)
     if prompts.empty:
-        raise UserError(f"no prompts in {sources}")
+        named = ", ".join(map(describe, [sources] if isinstance(sources, (str, dict)) else sources))
+        raise UserError(f"no prompts in {named} (every one is empty or only whitespace)")
     return prompts
 
 

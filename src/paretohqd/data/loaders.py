@@ -7,6 +7,7 @@ A source is a path or Hub id, or a mapping that also says which part of a Hub da
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,7 @@ def source_spec(source, split: str) -> dict:
     """``source`` (a path or Hub id, or a mapping of :data:`SOURCE_KEYS`) as a full mapping; ``split`` unless it
     names its own. One sentence for a mapping that is not one."""
     if isinstance(source, str):
-        return {"path": source, "name": None, "data_dir": None, "revision": None, "split": split}
+        return {"path": _expanded(source), "name": None, "data_dir": None, "revision": None, "split": split}
     if not isinstance(source, dict):
         raise UserError(f"a data source must be a path, a Hub id or a mapping with 'path', not {source!r}")
     unknown = [key for key in source if key not in SOURCE_KEYS]
@@ -34,7 +35,13 @@ def source_spec(source, split: str) -> dict:
     wrong = [key for key in SOURCE_KEYS if source.get(key) is not None and not isinstance(source[key], str)]
     if wrong:
         raise UserError(f"data source {source!r}: '{wrong[0]}' must be text, not {source[wrong[0]]!r}")
-    return {"name": None, "data_dir": None, "revision": None, **source, "split": source.get("split") or split}
+    return {"name": None, "data_dir": None, "revision": None, **source, "path": _expanded(source["path"]),
+            "split": source.get("split") or split}
+
+
+def _expanded(path: str) -> str:
+    """``~/data.jsonl`` as the shell would have it (a Hub id never starts with ``~``)."""
+    return os.path.expanduser(path) if path.startswith("~") else path
 
 
 def describe(source) -> str:

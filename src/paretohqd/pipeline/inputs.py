@@ -74,6 +74,12 @@ def check_objective_names(samples: pd.DataFrame, objectives) -> None:
         raise UserError(f"objective name '{clash[0]}' is already a column of the data; rename the objective")
 
 
+def objectives_score_text(objectives) -> bool:
+    """Whether every objective reads text (and so can score generated responses): a run whose objectives read
+    stored columns can only score and select."""
+    return not any(c.type == "column" for c in objectives)
+
+
 def check_objectives_score_text(objectives) -> None:
     """Stage 2 and evaluation score newly generated responses: every objective must read text."""
     stored = [c.name for c in objectives if c.type == "column"]

@@ -94,7 +94,10 @@ def progress_enabled() -> bool:
     """Progress bars, unless PARETOHQD_PROGRESS=0 (tests, logs); ``score.progress`` turns off scoring's alone.
     Off, it turns off the libraries' bars too (transformers' weight loading, datasets' maps and filters), here and
     in the worker processes this one starts."""
-    enabled = os.environ.get("PARETOHQD_PROGRESS", "1") != "0"
+    setting = os.environ.get("PARETOHQD_PROGRESS", "1").strip().lower()
+    if setting not in ("0", "1", "true", "false", "yes", "no", "on", "off", ""):
+        raise UserError(f"PARETOHQD_PROGRESS must be 1 or 0 (true/false), not {os.environ['PARETOHQD_PROGRESS']!r}")
+    enabled = setting not in ("0", "false", "no", "off")
     if not enabled:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"

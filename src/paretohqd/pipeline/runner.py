@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import io
+from ..errors import UserError
 from .executors import LocalExecutor, RayExecutor
 from .rundir import COST_SIDECAR, RunDir, unit_log_file
 from .units import Unit, UnitContext, UnitLog
@@ -212,6 +213,7 @@ class Runner:
         if prepare is not None:
             prepare(order)
         heartbeat = Heartbeat(self.run.path / HEARTBEAT_FOLDER, self.main_process)
+        heartbeat.check()
         shared = HeldWhileRunning(claim_shared)
         self._settle_killed(everything, heartbeat)
         execution = Execution(reused=[unit.name for unit, _ in reuse])
@@ -426,6 +428,12 @@ class Heartbeat:
 
     def path(self, name: str) -> Path:
         return self.folder / io.digest(name)
+
+    def check(self) -> None:
+        """Before any unit starts: the folder the beats go in is a folder (or not there yet)."""
+        if self.active and self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"{self.folder} is a file, not a folder: the run keeps a file per running unit there; "
+                            "remove it")
 
     def lost_seconds(self, name: str, previous: dict) -> float:
         """The seconds the killed attempt recorded in ``previous`` ran, up to its last beat (0 without one)."""

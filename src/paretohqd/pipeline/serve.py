@@ -18,6 +18,7 @@ from ..config import RunConfig, load_config
 from ..errors import UserError
 from ..locking import output_lock_file, writer_lock
 from ..pareto import validate_preferences
+from .inputs import objectives_score_text
 from .plan import build_plan
 from .rundir import RESOLVED_CONFIG, inside_run_directory, is_run_directory, rerun_advice
 from .runner import Runner
@@ -59,7 +60,13 @@ def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunCo
     if not is_run_directory(run_dir):
         raise UserError(f"'{run_dir}' is not a run directory: it has no {RESOLVED_CONFIG} (run `paretohqd run "
                         "CONFIG` first)")
-    return load_config(str(run_dir / RESOLVED_CONFIG), ["--output_dir", str(run_dir), *(overrides or [])])
+    try:
+        return load_config(str(run_dir / RESOLVED_CONFIG), ["--output_dir", str(run_dir), *(overrides or [])])
+    except UserError as exc:
+        if str(RESOLVED_CONFIG) in str(exc):
+            raise
+        raise UserError(f"{run_dir / RESOLVED_CONFIG}: {exc} (a run written by another version of paretohqd?)"
+                        ) from None
 
 
 def served_model(method, config: RunConfig, weights, mode: str | None = None) -> ServedModel:
@@ -67,6 +74,9 @@ def served_model(method, config: RunConfig, weights, mode: str | None = None) ->
     preference; ``mode`` for methods with one model per preference: ``nearest`` or ``interpolate``)."""
     run_dir = config.output_dir
     preference = check_serving_weights(weights, len(config.objectives))
+    if not objectives_score_text(config.objectives):
+        raise UserError(f"run '{run_dir}' has no trained models to serve: its objectives read stored columns, so it "
+                        "only scores and selects (train on objectives that score text)")
     plan = build_plan(method, config, "train", from_run_directory=True)
     model = method.served_model(plan.shared, plan.training, preference, mode)
     runner = Runner(plan.run)

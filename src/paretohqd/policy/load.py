@@ -100,7 +100,11 @@ _checked: set[str] = set()
 
 def check_device(device: str, where: str = "model.device") -> None:
     """A device this machine has: asking for CUDA where torch sees none would otherwise train on the CPU or fail
-    hours in."""
+    hours in; a name torch does not know (``gpu``) is one sentence too."""
+    from ..config.sections import DEVICE, DEVICE_NAMES
+
+    if DEVICE.fullmatch(device) is None:
+        raise UserError(f"{where} must be {DEVICE_NAMES}, not {device!r}")
     if not device.startswith(("cuda", "mps", "xpu", "npu")):
         return
     import torch
