@@ -15,6 +15,9 @@ from paretohqd.cli import main
 from paretohqd.errors import UserError
 from paretohqd.pushing import push_run
 
+from .test_hostile import cli, judge, snapshot
+from .test_hostile_pass import run_cli
+
 
 class StandInHub:
     """The four HfApi calls a push makes: records each, and keeps a copy of every uploaded folder."""
@@ -160,12 +163,115 @@ def test_push_arguments_are_refused_in_one_sentence(served_run, capsys, argument
     assert len(lines) == 1 and lines[0].startswith("paretohqd: error:") and re.search(pattern, lines[0]), err
 
 
-def test_a_hub_that_cannot_be_reached_is_one_sentence(served_run, capsys, monkeypatch):
-    """The real HfApi in offline mode (it refuses before any connection): no traceback, and not a disk error."""
-    import huggingface_hub.constants
+def test_a_hub_that_cannot_be_reached_is_one_sentence(served_run, capsys):
+    """huggingface_hub's errors are OSErrors: one that reaches the upload (here offline mode, as the real HfApi
+    raises it before any connection) is one sentence, not a traceback and not a disk error."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    code = main(["push", str(served_run), "--repo-prefix", "test-org/tiny", "--license", "mit"])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("paretohqd: error:")]
-    assert code == 2 and len(lines) == 1
-    assert "could not create the dataset repo test-org/tiny-data" in lines[0] and "hf auth login" in lines[0]
+    class Unreachable(StandInHub):
+        def create_repo(self, repo_id, **kwargs):
+            raise OfflineModeIsEnabled("Cannot reach https://huggingface.co/api/repos/create: offline mode is enabled")
+
+    lines = []
+    with pytest.raises(UserError) as refused:
+        push_run(served_run, "test-org/tiny", license="mit", api=Unreachable(Path("unused")), log=lines.append)
+    assert "could not create the dataset repo test-org/tiny-data" in str(refused.value)
+    assert "hf auth login" in str(refused.value) and "offline mode is enabled" in str(refused.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The hostile pass, classes D (push checked its inputs late: after a notice line, after exporting every model) and
+# F (values the Hub refuses): every input is checked before any export, printed line or written file.
+
+
+def served_copy(served_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the served run (a refused push must leave it as it was; judge compares)."""
+    shutil.copytree(served_run, tmp_path / "run", symlinks=True)
+    return tmp_path / "run"
+
+
+PUSH = [
+    ("served-wrong-length", ["--served", "1,2,3"], [r"--served 1,2,3", r"3 weights"]),
+    ("served-nan", ["--served", "nan,1"], [r"--served nan,1", r"non-finite"]),
+    ("served-negative", ["--served", "-1,1"], [r"--served -1,1", r"negative"]),
+    ("served-all-zero", ["--served", "0,0"], [r"--served 0,0", r"all zeros"]),
+    ("served-empty", ["--served", ""], [r"--served ''", r"0 weights|empty"]),
+    ("served-same-preference-twice", ["--served", "0.5,0.5", "--served", "1,1"],
+     [r"--served 1,1 is the same preference as --served 0.5,0.5"]),
+    ("served-same-repo-name", ["--served", "0.3331,0.6669", "--served", "0.3332,0.6668"],
+     [r"--served 0.3332,0.6668 and --served 0.3331,0.6669", r"-w0.333_0.667"]),
+    ("prefix-too-long", ["--repo-prefix", "org/" + "x" * 200], [r"--repo-prefix 'org/x{200}'", r"96", r"too long"]),
+    ("prefix-trailing-dash", ["--repo-prefix", "org/demo-"], [r"--repo-prefix 'org/demo-'", r"'--'"]),
+    ("prefix-org-too-long", ["--repo-prefix", "o" * 97 + "/demo"], [r"--repo-prefix", r"97 characters"]),
+    ("license-not-a-hub-licence", ["--license", "not a licence!"], [r"--license 'not a licence!'",
+                                                                    r"not a Hub licence id"]),
+    ("base-model-not-a-hub-id", ["--base-model", "bad id!!"], [r"--base-model 'bad id!!'", r"not a Hub model id"]),
+    ("base-model-double-dot", ["--base-model", "org/a..b"], [r"--base-model 'org/a\.\.b'", r"'\.\.'"]),
+]
+
+
+@pytest.mark.parametrize("options, patterns", [c[1:] for c in PUSH], ids=[c[0] for c in PUSH])
+def test_push_inputs_refused_before_any_work(served_run, tmp_path, options, patterns):
+    run = served_copy(served_run, tmp_path)
+    before = snapshot(run)
+    prefix = [] if "--repo-prefix" in options else ["--repo-prefix", "me/demo"]
+    license = [] if "--license" in options else ["--license", "mit"]
+    # the run's base is a local folder: a push that printed its notice before refusing has two lines on stderr
+    judge(cli("push", run, *prefix, *license, *options, "--dry-run", tmp_path / "dry"), *patterns,
+          root=tmp_path, run=run, before=before)
+    assert not (tmp_path / "dry").exists(), "a --dry-run folder made for a refused push"
+
+
+@pytest.mark.parametrize("target", ["file", "non-empty", "the-run", "inside-the-run", "empty-text", "under-a-file"])
+def test_push_dry_run_folder_refused_in_one_line(served_run, tmp_path, monkeypatch, target):
+    run = served_copy(served_run, tmp_path)
+    before = snapshot(run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("precious\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("precious\n")
+    path = {"file": tmp_path / "f", "non-empty": tmp_path / "d", "the-run": run, "inside-the-run": run / "pushed",
+            "empty-text": "", "under-a-file": tmp_path / "f" / "dry"}[target]
+    pattern = {"file": r"is a file", "non-empty": r"exists and is not empty", "the-run": r"is the run directory",
+               "inside-the-run": r"lies inside the run directory", "empty-text": r"--dry-run '' is empty",
+               "under-a-file": r"cannot be made: '.*f' is a file"}[target]
+    judge(cli("push", run, "--repo-prefix", "me/demo", "--license", "mit", "--dry-run", path), r"--dry-run", pattern,
+          root=tmp_path, run=run, before=before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f", "run"], "written beside the run"
+    assert (tmp_path / "f").read_text() == "precious\n" and [p.name for p in (tmp_path / "d").iterdir()] == [
+        "keep.txt"]
+
+
+def test_push_offline_refused_before_exporting(served_run, tmp_path):
+    """The real process with HF_HUB_OFFLINE=1 and no --dry-run: one sentence before any model is exported."""
+    run = served_copy(served_run, tmp_path)
+    before = snapshot(run)
+    result = run_cli("push", run, "--repo-prefix", "me/demo", "--license", "mit", cwd=tmp_path,
+                     env={"HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_not_a_token"})
+    judge(result, r"push needs the Hub", r"HF_HUB_OFFLINE=1", r"--dry-run DIR", root=tmp_path, run=run,
+          before=before)
+    assert "exporting" not in result.err
+
+
+def test_a_dry_run_that_fails_half_way_leaves_no_half_built_folder(served_run, tmp_path, monkeypatch):
+    """A failure after the checks (here the second export) takes back what the dry run had built."""
+    import paretohqd.pushing as pushing
+
+    exported = []
+
+    def export_then_fail(run_dir, weights, folder, **kwargs):
+        if exported:
+            raise UserError("the disk is full (a stand-in)")
+        exported.append(folder)
+        return real_export(run_dir, weights, folder, **kwargs)
+
+    real_export = pushing.export_model
+    monkeypatch.setattr(pushing, "export_model", export_then_fail)
+    for dry in (tmp_path / "new" / "dry", tmp_path / "empty"):
+        exported.clear()
+        if dry.name == "empty":
+            dry.mkdir()
+        with pytest.raises(UserError, match="the disk is full"):
+            push_run(served_run, "test-org/tiny", license="mit", dry_run=dry, log=lambda *_: None)
+        assert exported, "the failure came before the first export"
+        assert (dry.exists() and not any(dry.iterdir())) if dry.name == "empty" else not (tmp_path / "new").exists()

@@ -12,27 +12,31 @@ With ``--repo-prefix ORG/name``:
   ``datasets`` (``ORG/name-data``, and the run's source dataset when it is a Hub id), ``license`` (the base model's,
   or ``--license``) and ``model-index``: the held-out mean raw reward of every objective, the collapse rate and the
   run's hypervolumes, measured on the test prompts of ``ORG/name-data`` (config ``test_prompts``);
-- ``ORG/name-w0.35_0.65``: each ``--served`` preference, made by export (by default as the exact interpolation of
-  the trained models around it);
+- ``ORG/name-w0.35_0.65``: each ``--served`` preference (named by its weights normalised to sum to 1: ``1,1`` is
+  ``w0.5_0.5``), made by export (by default as the exact interpolation of the trained models around it);
 - ``ORG/name-data``: per preference a config (``pref_00``, ...) whose split ``stage1`` holds the samples its
   selection chose, with their raw rewards, Pareto layer and distance to the ray (and ``stage2`` the stage-2
   selection, when the run has one); a method without a selection has the config ``scored``: the scored offline data
   it trained from. Config ``test_prompts``: the held-out prompts the evaluation answered;
 - the collection ``name`` in ``ORG``, holding every repo above.
 
-Every repo's folder is built first; ``--dry-run DIR`` builds them in DIR (with ``push.json``: what would be created)
+Every input is checked first (:func:`check_push`), before anything is exported, printed or written. Every repo's
+folder is built first; ``--dry-run DIR`` builds them in DIR (with ``push.json``: what would be created)
 and uploads nothing. A push creates each repo (an existing one is updated), uploads its folder as one commit, then
 makes the collection. Tests pass a stand-in for ``huggingface_hub.HfApi`` as ``api``.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import io
@@ -40,8 +44,8 @@ from .errors import UserError
 from .exporting import CARD_FILE, EXPORT_FILE, FOLDER_PLACEHOLDER, METHOD_TAGS, export_model
 from .methods import get_method
 from .model_files import is_local_path
-from .pipeline.rundir import read_metrics
-from .pipeline.serve import run_config
+from .pipeline.rundir import inside_run_directory, read_metrics
+from .pipeline.serve import check_serving_weights, run_config
 from .policy.load import EMBEDDED_DEFAULT
 from .tables import format_vector
 
@@ -86,46 +90,229 @@ def push_run(run_dir: str | Path, repo_prefix: str, private: bool = False,
     merged full weights instead of LoRA adapters (as export's); ``dry_run``: a new or empty folder to build every
     repo's folder in, uploading nothing; ``api``: a ``huggingface_hub.HfApi`` (default: a new one, with the token
     ``hf auth login`` stored, or ``HF_TOKEN``)."""
-    run_dir = Path(run_dir)
-    namespace, name = split_prefix(repo_prefix)
-    config = run_config(run_dir)
-    metrics = read_metrics(run_dir)
-    method = get_method(config.method)
-    license = license or base_model_license(config.model)
-    if not license:
-        raise UserError(f"the licence of the run's base model '{config.model.name_or_path}' is unknown (its card "
-                        "states none here): give the models' licence with --license (e.g. apache-2.0)")
-    if mode is None and served:
-        mode = "interpolate" if method.serve_modes else None
-    hub_base = base_model or hub_base_model(config.model)
-    if hub_base is None:
+    checked = check_push(run_dir, repo_prefix, served, mode, license, base_model, dry_run, api)
+    run_dir, name, config, metrics, method = checked.run_dir, checked.name, checked.config, checked.metrics, \
+        checked.method
+    # A notice, not a refusal: printed only once every input has passed, so a refused push prints one line.
+    if checked.hub_base is None:
         log(f"push: the run's base model '{config.model.name_or_path}' is a local folder: the cards name no "
             "base_model (give its Hub id with --base-model)")
-    with RepoFolders(dry_run) as root:
+    with RepoFolders(checked.dry_run) as root:
         data = Repo(f"{repo_prefix}-{DATA_SUFFIX}", "dataset", root / f"{name}-{DATA_SUFFIX}",
                     "the selected training data of every preference, and the held-out test prompts")
         configs = write_dataset(data.folder, run_dir, config, metrics, repo_prefix)
         sources = hub_datasets(config.data.source)
         repos = [data]
-        wanted = [(entry["model"], entry["weights"], None) for entry in metrics["preferences"]]
-        wanted += [(f"w{'_'.join(f'{w:.3g}' for w in weights)}", [float(w) for w in weights], mode)
-                   for weights in served]
-        for model, weights, how in wanted:
+        for model, weights, how in checked.wanted:
             repo = Repo(f"{repo_prefix}-{model}", "model", root / f"{name}-{model}",
                         f"{method.name}, preference {format_vector(weights, '.3g')}")
             log(f"push: exporting {model} (preference {format_vector(weights, '.3g')}) for {repo.repo_id}")
             export_model(run_dir, weights, repo.folder, merge=merge, mode=how)
-            add_hub_metadata(repo.folder / CARD_FILE, repo.repo_id, hub_base, [data.repo_id, *sources], license,
-                             data.repo_id)
+            add_hub_metadata(repo.folder / CARD_FILE, repo.repo_id, checked.hub_base, [data.repo_id, *sources],
+                             checked.license, data.repo_id)
             repos.append(repo)
         plan = {"run": str(run_dir.resolve()), "private": private, "repos": [r.describe() for r in repos],
-                "collection": {"namespace": namespace, "title": name, "items": [r.repo_id for r in repos]},
+                "collection": {"namespace": checked.namespace, "title": name, "items": [r.repo_id for r in repos]},
                 "dataset_configs": configs}
         if dry_run is not None:
             io.write_json(root / PUSH_RECORD, plan)
             return repos
-        upload(api, repos, namespace, name, private, run_dir, method.name, log)
+        upload(api, repos, checked.namespace, name, private, run_dir, method.name, log)
     return repos
+
+
+@dataclass
+class PushInputs:
+    """What :func:`check_push` found every input of a push to be, checked: the run read once, the licence and the
+    base model the cards name, the models to export (name, weights, serving mode) and the dry-run folder."""
+
+    run_dir: Path
+    namespace: str
+    name: str
+    config: object
+    metrics: dict
+    method: object
+    license: str
+    hub_base: str | None
+    wanted: list[tuple[str, list[float], str | None]]
+    dry_run: Path | None
+
+
+def check_push(run_dir: str | Path, repo_prefix: str, served: Sequence[Sequence[float]] = (),
+               mode: str | None = None, license: str | None = None, base_model: str | None = None,
+               dry_run: str | Path | None = None, api=None) -> PushInputs:
+    """Every input of :func:`push_run` checked before it exports, prints or writes anything: the prefix and every
+    repo id it makes, the licence, the base model id, each served preference, the dry-run folder and, for a real
+    push, that the Hub is not switched off. One sentence naming the option and its value on the first that is
+    wrong: a push that fails after exporting costs minutes and leaves half its folders behind."""
+    namespace, name = split_prefix(repo_prefix)
+    if license is not None:
+        check_license(license, "--license")
+    if base_model is not None:
+        problem = hub_id_problem(base_model)
+        if problem:
+            raise UserError(f"--base-model '{base_model}' is not a Hub model id: {problem}")
+    folder = check_dry_run(dry_run)
+    run_dir = Path(run_dir)
+    config = run_config(run_dir)
+    metrics = read_metrics(run_dir)
+    method = get_method(config.method)
+    if mode is not None and not method.serve_modes:  # export would refuse it only after the first model
+        raise UserError(f"--mode '{mode}' does not apply to {method.name}, which serves every preference by its own "
+                        "rule (leave --mode out)")
+    if mode is not None and mode not in method.serve_modes:
+        raise UserError(f"--mode must be one of {', '.join(method.serve_modes)} for {method.name}, not '{mode}'")
+    if mode is None and served:
+        mode = "interpolate" if method.serve_modes else None
+    wanted = [(entry["model"], entry["weights"], None) for entry in metrics["preferences"]]
+    wanted += served_models(served, len(config.objectives), mode)
+    check_repo_ids(repo_prefix, [DATA_SUFFIX, *(model for model, _, _ in wanted)])
+    from_card = license is None
+    license = license or base_model_license(config.model)
+    if not license:
+        raise UserError(f"the licence of the run's base model '{config.model.name_or_path}' is unknown (its card "
+                        "states none here): give the models' licence with --license (e.g. apache-2.0)")
+    if from_card:
+        check_license(license, f"the licence the card of the run's base model '{config.model.name_or_path}' states "
+                               "(give another with --license)")
+    if dry_run is None and api is None:
+        check_hub_online()
+    return PushInputs(run_dir, namespace, name, config, metrics, method, license,
+                      base_model or hub_base_model(config.model), wanted, folder)
+
+
+HUB_NAME_MAX = 96
+"""The longest name (and user or organisation) the Hub accepts in a repo id (huggingface_hub's validate_repo_id)."""
+HUB_NAME = re.compile(r"[A-Za-z0-9._-]+")
+HUB_LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+"""The shape of a Hub licence id (apache-2.0, mit, cc-by-nc-4.0, openrail++, other). huggingface_hub (2.4) ships no
+list of the ids (its docs link the Hub's page, which an offline check cannot read), so the shape is what is
+checked: a licence the Hub does not know is refused by it at upload, after the repos were created."""
+
+
+def hub_id_problem(repo_id: str) -> str | None:
+    """Why the Hub would refuse ``repo_id`` (``name`` or ``ORG/name``) as a repo id, as part of a sentence; None
+    when it would not. The rules of huggingface_hub's ``validate_repo_id``, each said in words (its own messages
+    are two sentences ending in the id), and that function itself as the last word."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    parts = repo_id.split("/")
+    if len(parts) > 2:
+        return f"it has {len(parts) - 1} '/', where a Hub id is NAME or ORG/name"
+    for part in parts:
+        if not part:
+            return "it has an empty part"
+        if not HUB_NAME.fullmatch(part):
+            odd = next(c for c in part if not HUB_NAME.fullmatch(c))
+            return f"'{odd}' is not one of the letters, digits, '-', '_' or '.' a Hub id is made of"
+        if len(part) > HUB_NAME_MAX:
+            return f"'{part}' has {len(part)} characters, where the Hub allows at most {HUB_NAME_MAX}"
+        if part[0] in "-." or part[-1] in "-.":
+            return f"'{part}' starts or ends with '-' or '.'"
+    doubled = next((pair for pair in ("--", "..") if pair in repo_id), None)
+    if doubled:
+        return f"it holds '{doubled}'"
+    if repo_id.endswith(".git"):
+        return "it ends in '.git'"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return "huggingface_hub refuses it as a repo id"
+    return None
+
+
+def check_repo_ids(repo_prefix: str, suffixes: Sequence[str]) -> None:
+    """Every repo id ``repo_prefix-SUFFIX`` a push makes is one the Hub takes."""
+    ids = [f"{repo_prefix}-{suffix}" for suffix in suffixes]
+    for repo_id in ids:
+        problem = hub_id_problem(repo_id)
+        if problem is None:
+            continue
+        longest = max(len(suffix) + 1 for suffix in suffixes)
+        if len(repo_id.split("/")[1]) > HUB_NAME_MAX:
+            # the prefix's name leaves no room for its suffixes: say how long it may be, not only that it is too long
+            raise UserError(f"--repo-prefix '{repo_prefix}' is too long: its repo '{repo_id}' has a name of "
+                            f"{len(repo_id.split('/')[1])} characters, where the Hub allows at most {HUB_NAME_MAX} "
+                            f"(give a name of at most {HUB_NAME_MAX - longest} characters)")
+        raise UserError(f"--repo-prefix '{repo_prefix}' would make the repo '{repo_id}', which the Hub refuses: "
+                        f"{problem}")
+
+
+def check_license(license: str, what: str) -> None:
+    """``license`` has the shape of a Hub licence id (see ``HUB_LICENSE``); ``what`` names where it came from."""
+    if not HUB_LICENSE.fullmatch(license):
+        raise UserError(f"{what} '{license}' is not a Hub licence id (lower-case letters, digits, '.', '-' or '+', "
+                        "as apache-2.0, mit, cc-by-4.0 or other)")
+
+
+def served_models(served: Sequence[Sequence[float]], num_objectives: int,
+                  mode: str | None) -> list[tuple[str, list[float], str | None]]:
+    """(repo suffix, weights, mode) of each ``--served`` preference: one sentence on an empty, wrong-length,
+    non-finite, negative or all-zero one, and on one that is the same preference as an earlier one once both are
+    normalised (``0.5,0.5`` and ``1,1`` would push one model twice)."""
+    wanted, earlier = [], []
+    for weights in served:
+        values = [float(w) for w in weights]
+        shown = ",".join(f"{w:g}" for w in values)
+        if not values:
+            raise UserError(f"--served '' is empty (0 weights): give the preference's {num_objectives} weights "
+                            "separated by commas (0.3,0.7)")
+        try:
+            preference = check_serving_weights(values, num_objectives)
+        except UserError as exc:
+            # check_serving_weights says "weights (1.0, 2.0): <why>"; the option and its value replace the prefix
+            raise UserError(f"--served {shown}: {str(exc).partition('): ')[2] or exc}") from None
+        # Named by the preference served (normalised, as export serves it): 1,1 is w0.5_0.5, and no weight above 1
+        # is written with an exponent's '+', which the Hub refuses in a repo name.
+        suffix = f"w{'_'.join(f'{w:.3g}' for w in preference)}"
+        for other_shown, other, other_suffix in earlier:
+            if np.allclose(other, preference, rtol=0, atol=1e-12):
+                raise UserError(f"--served {shown} is the same preference as --served {other_shown} once both are "
+                                "normalised to sum to 1: give each preference once")
+            if other_suffix == suffix:  # the repo is named by the weights to 3 significant digits
+                raise UserError(f"--served {shown} and --served {other_shown} would both be the repo ending in "
+                                f"-{suffix}: give preferences whose weights differ in their first 3 significant "
+                                "digits")
+        earlier.append((shown, preference, suffix))
+        wanted.append((suffix, values, mode))
+    return wanted
+
+
+def check_dry_run(dry_run: str | Path | None) -> Path | None:
+    """The ``--dry-run`` folder, checked: not empty text (which would be the working directory), not a file, new
+    or empty, one that can be made, and not in a run directory (this run's or another's)."""
+    if dry_run is None:
+        return None
+    if not str(dry_run).strip():
+        raise UserError("--dry-run '' is empty: give a new or empty folder to build the repos in")
+    folder = Path(dry_run).expanduser()
+    inside = inside_run_directory(folder)
+    if inside is not None:  # first: a run directory is never empty, but "not empty" would not say why it is wrong
+        # the run's own files would be mixed with (or replaced by) the repos' folders
+        where = "is" if inside.resolve() == folder.resolve() else "lies inside"
+        raise UserError(f"--dry-run '{dry_run}' {where} the run directory '{inside}', whose files are the run's "
+                        "own: give a new or empty folder outside it")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--dry-run '{dry_run}' is a file: give a new or empty folder to build the repos in")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise UserError(f"--dry-run folder '{dry_run}' exists and is not empty: give a new or empty folder")
+    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"--dry-run '{dry_run}' cannot be made: '{parent}' is a file")
+    return folder
+
+
+def check_hub_online() -> None:
+    """A real push needs the Hub: huggingface_hub's offline mode refuses every request, which would be found only
+    after every model was exported."""
+    import huggingface_hub.constants
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        variable = next((v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v)),
+                        "HF_HUB_OFFLINE")
+        raise UserError(f"push needs the Hub, and {variable}={os.environ.get(variable, '1')} switches it off: unset "
+                        f"{variable}, or give --dry-run DIR to build the repos' folders without the Hub")
 
 
 def split_prefix(repo_prefix: str) -> tuple[str, str]:
@@ -138,24 +325,36 @@ def split_prefix(repo_prefix: str) -> tuple[str, str]:
 
 
 class RepoFolders:
-    """The folder the repos are built in: ``dry_run`` (new or empty; kept), or a temporary one (removed)."""
+    """The folder the repos are built in: ``dry_run`` (new or empty, as :func:`check_dry_run` found it; kept), or a
+    temporary one (removed). A dry run that fails half-way leaves the folder as it found it."""
 
-    def __init__(self, dry_run: str | Path | None):
-        self.dry_run = Path(dry_run) if dry_run is not None else None
+    def __init__(self, dry_run: Path | None):
+        self.dry_run = dry_run
         self.scratch: tempfile.TemporaryDirectory | None = None
+        self.made: Path | None = None
 
     def __enter__(self) -> Path:
         if self.dry_run is None:
             self.scratch = tempfile.TemporaryDirectory(prefix="paretohqd-push-")
             return Path(self.scratch.name)
-        if self.dry_run.exists() and (not self.dry_run.is_dir() or any(self.dry_run.iterdir())):
-            raise UserError(f"--dry-run folder '{self.dry_run}' exists and is not empty: give a new or empty folder")
+        missing = [p for p in [self.dry_run, *self.dry_run.parents] if not p.exists()]
+        self.made = missing[-1] if missing else None
         self.dry_run.mkdir(parents=True, exist_ok=True)
         return self.dry_run
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.scratch is not None:
             self.scratch.cleanup()
+        elif exc_type is not None:
+            # half the repos' folders would read as a finished dry run; the folder was new or empty before
+            if self.made is not None:
+                shutil.rmtree(self.made, ignore_errors=True)
+            else:
+                for entry in self.dry_run.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------------ licence, data

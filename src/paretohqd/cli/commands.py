@@ -205,14 +205,16 @@ def push(args: argparse.Namespace) -> int:
     from .. import api
     from ..pushing import PUSH_RECORD, file_listing
 
-    repos = api.push(args.run_dir, args.repo_prefix, private=args.private,
-                     served=[_weights(text, "--served") for text in args.served], mode=args.mode, license=args.license,
-                     base_model=args.base_model, merge=args.merge, dry_run=args.dry_run,
+    # An empty --served is no weights (which push's checks refuse as such), not text that is not numbers.
+    served = [_weights(text, "--served") if text.strip() else [] for text in args.served]
+    repos = api.push(args.run_dir, args.repo_prefix, private=args.private, served=served, mode=args.mode,
+                     license=args.license, base_model=args.base_model, merge=args.merge, dry_run=args.dry_run,
                      log=lambda line: print(f"paretohqd: {line}", file=sys.stderr))
     if args.dry_run is not None:
         print("\n".join(file_listing(repos)))
-        print(f"dry run: nothing uploaded; the folders above and {Path(args.dry_run) / PUSH_RECORD} (the repos and "
-              "the collection a push makes)")
+        record = Path(args.dry_run).expanduser() / PUSH_RECORD
+        print(f"dry run: nothing uploaded; the folders above and {record} (the repos and the collection a push "
+              "makes)")
     else:
         print(f"pushed {len(repos)} repos: " + ", ".join(repo.repo_id for repo in repos))
     return 0
