@@ -19,8 +19,6 @@ from .conftest import REPO
 from .test_hostile import Result, cli, config_with, copy_scored, finished, judge, rows, scored, snapshot, write_rows  # noqa: F401
 
 
-
-
 def finished_copy(finished, tmp_path: Path) -> Path:  # noqa: F811
     """A private copy of the tiny finished (evaluated) run."""
     root, _, result = finished

@@ -21,8 +21,9 @@ class Section:
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
-            numbers = value if isinstance(value, (list, tuple)) else [value]
-            if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingError(f"{item.name} must be a finite number, not {value!r}")
+            if isinstance(value, (list, tuple)) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
                 raise SettingError(f"{item.name} must hold finite numbers, not {value!r}")
         self.check()
 
