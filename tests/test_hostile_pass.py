@@ -173,20 +173,6 @@ def test_empty_path_options(finished, tmp_path, monkeypatch, argv, option):  # n
 # N. Sentences that name the wrong thing.
 
 
-def test_trl_label_text_says_it_is_text(tmp_path):
-    records = [{"id": r["id"], "a": r["a"], "b": r["b"], "prompt": r["prompt"], "completion": r["response"],
-                "label": "true" if i % 2 else "false"} for i, r in enumerate(rows())]
-    write_rows(tmp_path / "data.jsonl", records)
-    judge(cli("score", config_with(tmp_path, data={"adapter": "trl"})), r"row 1\b", r"label",
-          r"the text 'false'|a string|is text", root=tmp_path)
-
-
-def test_rewards_fit_chosen_not_text(tmp_path):
-    data = write_rows(tmp_path / "p.jsonl", [{"chosen": 5, "rejected": p["rejected"]} for p in PAIRS])
-    judge(cli("rewards", "fit", "--data", data, "--output", tmp_path / "h.npz"), r"row 1\b", r"chosen",
-          r"not text|number")
-
-
 def test_override_negative_index_keeps_its_spelling(tmp_path):
     judge(cli("score", config_with(tmp_path), "--objectives.-1.column", "b"), r"objectives\.-1")
 

@@ -182,6 +182,15 @@ def rewards(args: argparse.Namespace) -> int:
                               kind=args.kind)
         print(f"wrote {args.output}: held-out pairwise accuracy {report['heldout_accuracy']:.4f} on "
               f"{report['n_heldout_pairs']} pairs not used for fitting (fit accuracy {report['fit_accuracy']:.4f})")
+        # Said, not only recorded in the report: rows of the user's files that were not used, or taught nothing.
+        left_out, same = report["n_left_out_pairs"], report["n_same_reply_pairs"]
+        if left_out:
+            print(f"left out {left_out} pair{'s' * (left_out != 1)} whose two dialogues differ before the final reply "
+                  "(no shared prompt to compare on)")
+        if same:
+            print(f"{same} of the {report['n_pairs']} pairs {'have' if same != 1 else 'has'} the same reply as "
+                  "chosen and rejected: they state no preference, leave the head unchanged and count as ties (half "
+                  "right) in the accuracies above")
         return 0
     raise UserError("rewards needs an action: list or fit")
 

@@ -106,27 +106,39 @@ def hh_rlhf_pairs(table: pd.DataFrame, where: str) -> pd.DataFrame:
 
     A handful of public HH-RLHF rows have chosen and rejected dialogues that differ before the final reply
     (``same_prompt`` is False there): both replies are still valid samples, but such a row is no clean comparison
-    and :func:`clean_pairs` leaves it out of reward fitting.
+    and :func:`clean_pairs` leaves it out of reward fitting. A row whose two replies are the same text states no
+    preference; public HH-RLHF has a few (11 of the 925 rows of shared/data's helpful set), so such rows are kept and
+    counted by reward fitting (one text twice has no gradient, and counts as a tie). A file in which every row is
+    such a pair holds no preference at all, a data error (chosen written twice, say), and is refused.
     """
     require_columns(table, ["chosen", "rejected"], where)
-    chosen_prompt, chosen = split_dialogue(table["chosen"].astype(str))
-    rejected_prompt, rejected = split_dialogue(table["rejected"].astype(str))
+    # The dialogues are read as text first: a number or list would otherwise be turned into its repr and then be
+    # blamed for lacking an assistant turn.
+    dialogues = {c: text_column(table[c], where, c, what="HH-RLHF dialogues") for c in ("chosen", "rejected")}
+    chosen_prompt, chosen = split_dialogue(dialogues["chosen"])
+    rejected_prompt, rejected = split_dialogue(dialogues["rejected"])
     bad = chosen_prompt.isna() | rejected_prompt.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
         raise UserError(f"{where} row {row} has no '\\n\\nAssistant:' turn, so it is not an HH-RLHF dialogue")
+    same_prompt = (chosen_prompt == rejected_prompt).to_numpy()
+    if (same_prompt & (chosen == rejected).to_numpy()).all():
+        raise UserError(f"{where} row 1: 'chosen' and 'rejected' are the same reply, as in every row of it, so it "
+                        "states no preference: each row needs a preferred and a different rejected reply")
     return pd.DataFrame({
         "pair_id": np.arange(len(table)),
         "prompt": chosen_prompt.to_numpy(),
         "chosen": chosen.to_numpy(),
         "rejected_prompt": rejected_prompt.to_numpy(),
         "rejected": rejected.to_numpy(),
-        "same_prompt": (chosen_prompt == rejected_prompt).to_numpy(),
+        "same_prompt": same_prompt,
     })
 
 
 def clean_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pairs whose two replies answer the same prompt: the ones usable to fit a Bradley-Terry reward model."""
+    """Pairs whose two replies answer the same prompt: the ones usable to fit a Bradley-Terry reward model. Pairs of
+    one reply twice stay: dropping them would change the pairs (and the fingerprint) the shipped heads were fitted
+    on, and they leave a fit's weights unchanged; :func:`..rewards.heads.fit.fit_preference_head` counts them."""
     kept = pairs[pairs["same_prompt"]]
     return kept.drop(columns=["rejected_prompt", "same_prompt"]).reset_index(drop=True)
 

@@ -180,6 +180,12 @@ def trl_samples(table: pd.DataFrame, where: str, source_name: str, id_column: st
                 raise UserError(f"{where} row {row + 1}: 'chosen' and 'rejected' differ before their last reply, so "
                                 "they share no prompt (TRL's implicit-prompt preference format); give a 'prompt' "
                                 "column")
+        same = np.asarray(chosen == rejected, dtype=bool)  # the prompts are one: one reply twice is no preference
+        if same.any():
+            row = int(np.flatnonzero(same)[0])
+            raise UserError(f"{where} row {row + 1}: 'chosen' and 'rejected' are the same reply, so the row states no "
+                            f"preference (TRL's {kind} format): give a rejected reply that differs, or leave the row "
+                            "out")
         pairs = pd.DataFrame({"key": keys, "prompt": prompts, "chosen": chosen, "rejected": rejected})
         samples = pd.DataFrame({
             "id": np.column_stack([keys + ":chosen", keys + ":rejected"]).ravel(),
@@ -198,7 +204,11 @@ def trl_samples(table: pd.DataFrame, where: str, source_name: str, id_column: st
             labels = table["label"]
             if not labels.isin([True, False]).all():
                 row = int(np.flatnonzero(~labels.isin([True, False]).to_numpy())[0])
-                raise UserError(f"{where} row {row + 1}: 'label' is {labels.iloc[row]!r}, not true or false (TRL's "
+                value = labels.iloc[row]
+                # "false" in quotes is the commonest slip, and a non-empty string would read as true
+                text = (": it is text, not a boolean; write true or false without quotes" if isinstance(value, str)
+                        else "")
+                raise UserError(f"{where} row {row + 1}: 'label' is {value!r}, not true or false{text} (TRL's "
                                 "unpaired preference format)")
             samples["label"] = np.where(labels.astype(bool).to_numpy(), "chosen", "rejected")
             rest = rest.drop(columns="label")

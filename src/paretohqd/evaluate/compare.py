@@ -33,6 +33,7 @@ the offline data on a line of its own, shared by every run on the same data and 
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +173,8 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
                         f"{len(objectives)} objectives")
     if labels is not None and len(labels) != len(runs):
         raise UserError(f"--labels gives {len(labels)} labels for {len(runs)} runs: give one per run")
+    for label in labels or ():
+        check_label(label)
     if labels is not None and len(set(labels)) != len(labels):
         raise UserError(f"--labels names two runs {next(x for x in labels if labels.count(x) > 1)!r}: each run needs "
                         "its own label")
@@ -185,6 +188,14 @@ def compare_frames(runs: list[dict], frames: list[pd.DataFrame], reference_point
         _, union_frame = comparison_frame(union)
     except ValueError as exc:
         raise UserError(f"compare: {exc}") from None
+    if reference_point is not None and not (union > np.asarray(reference_point)).all(axis=1).any():
+        # No point lies above the reference in every objective: every run's hypervolume is 0, a table of zeros
+        point = format_vector(reference_point, ".4g")
+        if declared_by == "--reference_point":
+            raise UserError(f"compare: no run's point lies above the reference point {point} (--reference_point) in "
+                            "every objective, so every hypervolume would be 0: give a lower reference point")
+        notes.append(f"No run's point lies above the reference point {point} ({declared_by}) in every objective, so "
+                     "every hypervolume is 0: compare with a lower --reference_point.")
 
     # Bootstrap: one set of draws per distinct test prompt set, shared by every run on it.
     prompt_sets = list(dict.fromkeys(s.prompts for s in scores))
@@ -312,6 +323,20 @@ def shared_reference(runs: list[dict], given: list[float] | None, notes: list[st
                             f"{first_run['run_dir']} declared {format_vector(first, '.4g')} (other data or objectives, "
                             "or another evaluate.reference_point): give one with --reference_point")
     return [float(v) for v in first], (first_run.get("reference_point") or {}).get("rule", "declared")
+
+
+def check_label(label: str) -> None:
+    """A ``--labels`` value names a run in one cell of compare.md's table, the plot's legend and the page: it must
+    have text, and no line break or ``|``, which would end or split that table's row."""
+    if not label.strip():
+        raise UserError(f"--labels {label!r} is empty: give every run a label with text")
+    broken = next((c for c in label if unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\t"), None)
+    if broken is not None:
+        raise UserError(f"--labels {label!r} holds a line break or control character ({broken!r}), which would break "
+                        "compare.md's table: give each label on one line")
+    if "|" in label:
+        raise UserError(f"--labels {label!r} holds '|', which separates the columns of compare.md's table: give "
+                        "the label without it")
 
 
 def _labels(runs: list[dict]) -> list[str]:

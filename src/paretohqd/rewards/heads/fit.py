@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...data import load_pairs
+from ...data import clean_pairs, load_data
 from ...env import package_versions, torch_threads
 from ...errors import UserError
 from ...io import file_sha256, write_json
@@ -101,6 +101,11 @@ def validate_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
         if null.any():
             raise UserError(f"preference pair {int(np.flatnonzero(null)[0]) + 1} has no '{column}' text")
     pairs = pairs[["prompt", "chosen", "rejected"]].astype(str).reset_index(drop=True)
+    # One reply twice has no gradient (same text, same features) and counts as a tie: harmless in a few rows
+    # (counted in the report), but pairs that are all such hold no preference to fit.
+    if (pairs["chosen"] == pairs["rejected"]).all():
+        raise UserError("preference pair 1: 'chosen' and 'rejected' are the same reply, as in every pair, so the "
+                        "pairs state no preference: each pair needs a preferred and a different rejected reply")
     if pairs["prompt"].nunique() < 2:
         raise UserError("fitting a reward head needs pairs with at least 2 distinct prompts (they are split by "
                         "prompt into fit and held-out parts)")
@@ -278,6 +283,7 @@ def fit_preference_head(pairs: pd.DataFrame, heldout_fraction: float = 0.2, seed
         "feature_dim": head.dim,
         "hidden": hidden if chosen_kind == "mlp" else None,
         "n_pairs": n,
+        "n_same_reply_pairs": int((pairs["chosen"] == pairs["rejected"]).sum()),
         "n_fit_pairs": len(fit_idx),
         "n_heldout_pairs": len(held_idx),
         "n_fit_prompts": n_groups,
@@ -322,6 +328,29 @@ def report_path_for(output: str | Path) -> Path:
     return output.with_suffix(".report.json") if output.suffix else output.with_name(output.name + ".report.json")
 
 
+def check_output(output: Path, sources: list[str]) -> None:
+    """Before any work: the head is a .npz file, and neither it nor its report (written beside it) is one of the
+    ``--data`` files, which the head or the report would overwrite after the whole fit (compared resolved, so that
+    another spelling of the same file is caught)."""
+    if output.is_dir():
+        raise UserError(f"rewards fit --output '{output}' is a folder; give a file name such as "
+                        f"{output / 'head.npz'}")
+    data_files = {Path(s).expanduser().resolve(): s for s in sources}
+    source = data_files.get(output.expanduser().resolve())
+    if source is not None:
+        raise UserError(f"rewards fit --output '{output}' is the --data file '{source}', which the head would "
+                        "overwrite: give the head another .npz name")
+    report = report_path_for(output)
+    source = data_files.get(report.expanduser().resolve())
+    if source is not None:
+        raise UserError(f"rewards fit would write its report to '{report}' (beside --output '{output}'), which is "
+                        f"the --data file '{source}': give the head another .npz name")
+    if output.suffix != ".npz":
+        # np.savez would add .npz to any other name: the head would land beside the name asked for
+        raise UserError(f"rewards fit --output '{output}' must end with .npz (a reward head is saved as a NumPy "
+                        f".npz file): give a name such as {output.with_suffix('.npz').name}")
+
+
 def fit_and_save(sources: list[str], output: str | Path, heldout_fraction: float = 0.2, seed: int = 0,
                  kind: str = "auto", **kwargs: Any) -> dict[str, Any]:
     """Load HH-RLHF-style pairs from ``sources``, fit a head, save it to ``output`` (.npz) and its report beside it.
@@ -334,12 +363,14 @@ def fit_and_save(sources: list[str], output: str | Path, heldout_fraction: float
     if not sources:
         raise UserError("give at least one preference-pair data file to fit a reward head on")
     output = Path(output)
-    if output.is_dir():
-        raise UserError(f"head output '{output}' is a folder; give a file name such as {output / 'head.npz'}")
-    pairs = load_pairs([str(s) for s in sources])
+    check_output(output, [str(s) for s in sources])
+    loaded = load_data([str(s) for s in sources], adapter="hh_rlhf").pairs
+    assert loaded is not None
+    pairs = clean_pairs(loaded)
     head, report = fit_preference_head(pairs, heldout_fraction=heldout_fraction, seed=seed, kind=kind, **kwargs)
     head.save(output)
     report = {"sources": [str(s) for s in sources], "output": output.name, "head_sha256": file_sha256(output),
-              "head_bytes": output.stat().st_size, **report}
+              "head_bytes": output.stat().st_size, **report,
+              "n_left_out_pairs": int((~loaded["same_prompt"]).sum())}
     write_json(report_path_for(output), report)
     return report
