@@ -56,8 +56,9 @@ def text_column(values: pd.Series, where: str, column: str, what: str = "prompts
         text = values.map(lambda value: isinstance(value, str)).to_numpy()  # only on the way to the error
         row = int(np.flatnonzero(~text)[0])
         value = values.iloc[row]
-        kind = {bool: "true/false", dict: "a mapping", list: "a list"}.get(
-            type(value), f"a {type(value).__name__}")
+        kind = ("true/false" if isinstance(value, (bool, np.bool_)) else "a number"
+                if isinstance(value, (int, float, np.number)) else {dict: "a mapping", list: "a list"}.get(
+                    type(value), f"a {type(value).__name__}"))
         raise UserError(f"{where} row {row + 1} has {kind} as its '{column}' value ({str(value)[:60]!r}); {what} "
                         "must be text")
     if isinstance(values.dtype, pd.StringDtype):
