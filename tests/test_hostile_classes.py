@@ -305,3 +305,13 @@ def test_an_empty_place_in_a_weight_list_is_refused(served_run, tmp_path, argv):
     result = cli(*[a.format(run=served_run, tmp=tmp_path) for a in argv])
     judge(result, r"must be numbers separated by commas", root=tmp_path)
     assert not (tmp_path / "out").exists() and not (tmp_path / "pushed").exists()
+
+
+def test_a_file_system_refusal_without_a_reason_still_says_what_and_which_file():
+    """pyarrow raises ``FileNotFoundError(path)``: no errno, no reason, the path as its whole text (the hostile pass
+    saw "paretohqd: error: /root/run/samples.parquet" and nothing else)."""
+    from paretohqd.errors import describe_os_error
+
+    assert describe_os_error(FileNotFoundError("/x/samples.parquet")) == (
+        "No such file or directory: '/x/samples.parquet'")
+    assert describe_os_error(PermissionError(13, "Permission denied", "/x/y")) == "Permission denied: '/x/y'"

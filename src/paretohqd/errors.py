@@ -10,8 +10,14 @@ class UserError(Exception):
 
 def describe_os_error(exc: OSError) -> str:
     """One sentence for a refused file operation: what the system said, and about which file."""
-    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    import os
+
     files = [f"'{name}'" for name in (exc.filename, getattr(exc, "filename2", None)) if name]
+    said = " ".join(str(exc).split())
+    if exc.strerror is None and not files and isinstance(exc, FileNotFoundError) and said:
+        # pyarrow raises FileNotFoundError(path): no reason, and its text is only the path
+        return f"No such file or directory: '{said}'"
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else None) or said or type(exc).__name__
     return f"{reason}: {' -> '.join(files)}" if files else reason
 
 
