@@ -19,6 +19,7 @@ def print_states(rows: list[dict], keys: bool) -> int:
     print(", ".join(f"{count} {state}" for state, count in state_counts(rows).items()) + f" of {len(rows)} units")
     return 0
 
+
 def stage(args: argparse.Namespace, overrides: list[str]) -> int:
     from .. import api
 
@@ -32,6 +33,7 @@ def stage(args: argparse.Namespace, overrides: list[str]) -> int:
 
         print(format_selection_table(Path(config.output_dir) / "selection"))
     return 0
+
 
 def serve(args: argparse.Namespace, rest: list[str]) -> int:
     """``generate RUN --weights ...``: one response per prompt from the model the run serves for the preference."""
@@ -99,6 +101,7 @@ def _weights(text: str, option: str = "--weights") -> list[float]:
         raise UserError(f"{option} must be numbers separated by commas (0.3,0.7), not '{text}'")
     return [float(part) for part in parts]
 
+
 def _sampling_overrides(rest: list[str]) -> list[str]:
     """``--sampling.max_new_tokens 64`` -> the run's ``evaluate.sampling`` (what serving samples with)."""
     from ..errors import UserError
@@ -111,6 +114,7 @@ def _sampling_overrides(rest: list[str]) -> list[str]:
         overrides.append("--evaluate." + token[2:] if token.startswith("--sampling.") else token)
     return overrides
 
+
 def _serving_line(about: dict, run: str) -> str:
     weights = ", ".join(f"{w:.3g}" for w in about["weights"])
     if about["model"]:
@@ -122,6 +126,7 @@ def _serving_line(about: dict, run: str) -> str:
     mode = f", {about['mode']}" if about["mode"] else ""
     return f"serving preference ({weights}) of {run} ({about['method']}{mode}): {source}"
 
+
 def relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> int:
     """The same command on every process of an accelerate launch; a bad launch config or run config fails here,
     once, before any process starts."""
@@ -132,6 +137,7 @@ def relaunch(args: argparse.Namespace, extra: list[str], argv: list[str]) -> int
     launch_options, overrides = launch.split_launch_options(extra)
     config = api.load_config(args.config, overrides)
     return launch.relaunch(argv, config_file, launch_options, config.output_dir, args.overwrite, args.wait)
+
 
 def demo(args: argparse.Namespace, overrides: list[str]) -> int:
     from .. import api, io
@@ -164,8 +170,10 @@ def demo(args: argparse.Namespace, overrides: list[str]) -> int:
           "preference grid and the budgets are the same everywhere)")
     return 0
 
+
 def recipe_path(name: str) -> Path:
     return Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml"
+
 
 def rewards(args: argparse.Namespace) -> int:
     from ..errors import UserError
@@ -194,6 +202,7 @@ def rewards(args: argparse.Namespace) -> int:
         return 0
     raise UserError("rewards needs an action: list or fit")
 
+
 def export(args: argparse.Namespace) -> int:
     from .. import api, io
 
@@ -209,6 +218,7 @@ def export(args: argparse.Namespace) -> int:
         print(f"every prompt must carry the reward tokens {record['conditioning']['reward_tokens']!r} "
               f"{record['conditioning']['placement']} (see its README.md)")
     return 0
+
 
 def push(args: argparse.Namespace) -> int:
     from .. import api

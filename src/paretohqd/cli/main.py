@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
             signal.signal(signal.SIGTERM, previous)
 
+
 def _check_arguments_are_text(argv: list[str]) -> None:
     """Every argument is text before it reaches a file name, a prompt or a config: bytes that are not UTF-8 (which
     Python hands over as lone surrogates) are one sentence naming the argument."""
@@ -87,8 +88,10 @@ def _negative_values_attached(argv: list[str]) -> list[str]:
         out.append(f"{token}={','.join(values)}" if values else token)
     return out
 
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's stop, `kill`): unwinds like Ctrl-C, so that no temporary file is left behind."""
+
 
 def _stop_on_sigterm():
     import signal
@@ -101,6 +104,7 @@ def _stop_on_sigterm():
         raise Terminated()
 
     return signal.signal(signal.SIGTERM, terminate)
+
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str], argv: list[str]) -> int:
     from ..errors import UserError
@@ -163,6 +167,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: l
     if args.command == "rewards":
         return commands.rewards(args)
     raise UserError(f"unknown command '{args.command}'")
+
 
 def exit_with(code: int) -> None:
     """Exit with ``code``. A process of a multi-process launch that failed leaves at once, its sentence said: the

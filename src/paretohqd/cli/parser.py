@@ -21,6 +21,7 @@ first; finished units are skipped.
 Exit codes: 0 done, 2 bad input or configuration (one sentence says what and where), 1 the file system refused
 (a full disk, a read-only folder: one sentence names the file), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
+
 class OneSentenceParser(argparse.ArgumentParser):
     """argparse's errors as every other error here: one line, exit code 2 (not a usage block and a second line).
     Every multi-word option is taken with dashes and with underscores (``--output-dir`` and ``--output_dir``), as
@@ -38,6 +39,7 @@ class OneSentenceParser(argparse.ArgumentParser):
         print(f"paretohqd: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
 
+
 def both_spellings(names) -> list[str]:
     """``names`` with the other spelling of each multi-word long option added after it."""
     spelled = list(names)
@@ -47,6 +49,7 @@ def both_spellings(names) -> list[str]:
             if other not in spelled:
                 spelled.insert(spelled.index(name) + 1, other)
     return spelled
+
 
 class SpelledGroup(argparse._ArgumentGroup):
     def add_argument(self, *names, **kwargs):
@@ -170,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--kind", default="auto", choices=["auto", "linear", "mlp"])
     return parser
 
+
 def _writer_arguments(parser: argparse.ArgumentParser, overwrite: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help=overwrite)
     parser.add_argument("--wait", action="store_true",
@@ -179,6 +183,7 @@ def _writer_arguments(parser: argparse.ArgumentParser, overwrite: str) -> None:
 SERVE_HELP = """With a finished run directory instead of a config (RUN has config.resolved.yaml), serve any
 preference of it: paretohqd generate RUN --weights 0.3,0.7 --prompt "How do I bake bread?" [--mode interpolate]
 [--prompts FILE.jsonl] [--output OUT.jsonl] [--sampling.max_new_tokens 64]."""
+
 
 def _serving_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = f"{parser.description}. {SERVE_HELP}"
@@ -205,6 +210,7 @@ EXPORT_HELP = """one preference of a finished run as a Hugging Face model folder
 model (or with --merge the merged full weights), its tokenizer, a generation config that stops at the end of the
 assistant's turn, a model card (README.md) and paretohqd.json; transformers and peft load it as it is."""
 
+
 def _export_parser(commands) -> None:
     export = commands.add_parser("export", help="one preference of a finished run as a Hugging Face model folder",
                                  description=EXPORT_HELP, epilog="example: paretohqd export runs/demo --weights "
@@ -229,6 +235,7 @@ preference's model as the repo ORG/name-<model> (e.g. ORG/name-pref_00: export's
 license and model-index results), each --served preference as ORG/name-w<weights> (e.g. ORG/name-w0.35_0.65), the
 selected training data of every preference (one config each) and the test prompts as the dataset ORG/name-data,
 and a collection "name" in ORG holding them all, with the token `hf auth login` stored (or HF_TOKEN)."""
+
 
 def _push_parser(commands) -> None:
     push = commands.add_parser("push", help="a finished run on the Hugging Face Hub: models, data, a collection",
