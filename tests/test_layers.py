@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "paretohqd"
 LAYERS = [
     {"paretohqd.cli"},
     {"paretohqd", "paretohqd.api", "paretohqd.launch"},
-    {"paretohqd.serving", "paretohqd.exporting", "paretohqd.pushing"},
+    {"paretohqd.serving", "paretohqd.exporting", "paretohqd.pushing", "paretohqd.push_inputs"},
     {"paretohqd.methods"},
     {"paretohqd.pipeline"},
     {"paretohqd.train", "paretohqd.policy", "paretohqd.rewards", "paretohqd.evaluate"},
@@ -30,6 +30,7 @@ LAYERS = [
 # the policy object; the bottom layer's few helpers (errors, io) serve the others in it.
 SIDEWAYS = {("paretohqd", "paretohqd.api"), ("paretohqd.train", "paretohqd.policy"),
             ("paretohqd.exporting", "paretohqd.serving"), ("paretohqd.pushing", "paretohqd.exporting"),
+            ("paretohqd.pushing", "paretohqd.push_inputs"), ("paretohqd.push_inputs", "paretohqd.exporting"),
             ("paretohqd.config", "paretohqd.errors"), ("paretohqd.config", "paretohqd.text"),
             ("paretohqd.data", "paretohqd.text"), ("paretohqd.text", "paretohqd.errors"),
             ("paretohqd.model_files", "paretohqd.errors"),
