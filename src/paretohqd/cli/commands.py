@@ -49,7 +49,7 @@ def serve(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError(f"'{args.config}' is a run directory: say which preference to serve with --weights W1,W2,...")
     if (args.prompt is None) == (args.prompts is None):
         raise UserError("give the prompts to answer with --prompt TEXT (repeatable) or --prompts FILE, one of them")
-    weights = _weights(args.weights)
+    weights = numbers(args.weights)
     overrides = _sampling_overrides(rest)
     if args.accelerate_config is not None:
         raise UserError("serving a run answers in this process: leave out --accelerate_config")
@@ -86,12 +86,7 @@ def looks_like_a_number(text: str) -> bool:
     return NUMBER.fullmatch(text.strip()) is not None
 
 
-def numbers(text: str, option: str) -> list[float]:
-    """Numbers given to ``option`` (comma- or space-separated), each checked as :func:`_weights` checks them."""
-    return _weights(text, option)
-
-
-def _weights(text: str, option: str = "--weights") -> list[float]:
+def numbers(text: str, option: str = "--weights") -> list[float]:
     """``0.3,0.7`` (or ``0.3 0.7``) as numbers; an empty place (``0.5,0.5,``, ``,0.5``), a word or Python's
     ``1_0`` is one sentence: a dropped or misread weight would silently serve another preference."""
     from ..errors import UserError
@@ -206,7 +201,7 @@ def rewards(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     from .. import api, io
 
-    folder = api.export(args.run_dir, _weights(args.weights), args.output, merge=args.merge, mode=args.mode,
+    folder = api.export(args.run_dir, numbers(args.weights), args.output, merge=args.merge, mode=args.mode,
                         overwrite=args.overwrite, wait=args.wait)
     record = io.read_json(folder / "paretohqd.json")
     about = {**record, "model": record["model"] or ""}
@@ -225,7 +220,7 @@ def push(args: argparse.Namespace) -> int:
     from ..pushing import PUSH_RECORD, file_listing
 
     # An empty --served is no weights (which push's checks refuse as such), not text that is not numbers.
-    served = [_weights(text, "--served") if text.strip() else [] for text in args.served]
+    served = [numbers(text, "--served") if text.strip() else [] for text in args.served]
     repos = api.push(args.run_dir, args.repo_prefix, private=args.private, served=served, mode=args.mode,
                      license=args.license, base_model=args.base_model, merge=args.merge, dry_run=args.dry_run,
                      log=lambda line: print(f"paretohqd: {line}", file=sys.stderr))

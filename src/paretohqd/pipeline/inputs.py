@@ -82,8 +82,8 @@ def objectives_score_text(objectives) -> bool:
 
 def check_objectives_score_text(objectives) -> None:
     """Stage 2 and evaluation score newly generated responses: every objective must read text."""
-    stored = [c.name for c in objectives if c.type == "column"]
-    if stored:
+    if not objectives_score_text(objectives):
+        stored = [c.name for c in objectives if c.type == "column"]
         raise UserError(f"objective '{stored[0]}' reads a stored column, so it cannot score generated responses; "
                         "training and evaluation need objectives that score text (columns suit score/select only)")
 
